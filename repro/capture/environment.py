@@ -1,0 +1,109 @@
+"""The software and hardware environment of the process that trains.
+
+Called inside the training child process, after determinism settings are applied, so the record
+shows what was actually in force there, not what the parent intended.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+from pathlib import Path
+
+from repro.manifest import EnvironmentRecord
+
+NUMERIC_ENV_VARS = (
+    "PYTHONHASHSEED",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+    "MKL_CBWR",
+    "KMP_DETERMINISTIC_REDUCTION",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_TF32_OVERRIDE",
+    "TORCH_CUDNN_V8_API_DISABLED",
+    "ATEN_CPU_CAPABILITY",
+)
+"""Environment variables that can change numerics or thread use, recorded set or not."""
+
+
+def _cpuinfo() -> tuple[str | None, list[str]]:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or None, []
+    model, flags = None, []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model is None:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = sorted(set(value.split()))
+    return model, flags
+
+
+def installed_distributions() -> dict[str, str]:
+    """Every installed distribution, name (normalised, lower case) -> version."""
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            found.setdefault(name.lower().replace("_", "-"), dist.version)
+    return dict(sorted(found.items()))
+
+
+def determinism_flags() -> dict[str, bool | str | int | None]:
+    """The torch settings that decide whether results are bit-reproducible."""
+    import torch
+
+    return {
+        "use_deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "deterministic_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "hash_randomization": bool(sys.flags.hash_randomization),
+    }
+
+
+def capture_environment() -> EnvironmentRecord:
+    """Record this process's environment (call after determinism settings are applied)."""
+    import torch
+
+    cpu_model, cpu_flags = _cpuinfo()
+    cuda = torch.cuda.is_available()
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:  # pragma: no cover - older torch
+        capability = None
+    return EnvironmentRecord(
+        python=platform.python_version(),
+        python_implementation=platform.python_implementation(),
+        os=platform.platform(),
+        kernel=platform.release(),
+        machine=platform.machine(),
+        cpu_model=cpu_model,
+        cpu_flags=cpu_flags,
+        cpu_capability=capability,
+        cpu_count=os.cpu_count(),
+        torch_version=torch.__version__,
+        torch_build=torch.__config__.show(),
+        torch_threads=torch.get_num_threads(),
+        torch_interop_threads=torch.get_num_interop_threads(),
+        cuda_version=torch.version.cuda,
+        cudnn_version=torch.backends.cudnn.version() if cuda else None,
+        devices=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if cuda
+        else [],
+        distributions=installed_distributions(),
+        env_vars={name: os.environ.get(name) for name in NUMERIC_ENV_VARS},
+        determinism=determinism_flags(),
+    )

@@ -1,0 +1,131 @@
+"""Checkpoints: a folder per step holding the full resumable state and the records so far.
+
+Layout (LitGPT-style, every checkpoint describes itself)::
+
+    <run>/checkpoints/step-000100/state.safetensors   model, optimizer, RNG states
+    <run>/checkpoints/step-000100/records.json        step and validation records up to here
+
+A checkpoint folder is written under a temporary name and renamed when complete, so a folder
+with the final name is always whole. safetensors files are byte-identical for identical tensors
+(``torch.save`` embeds the file name).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from repro import atomic
+from repro.errors import ArtifactMismatchError, InputError, MissingArtifactError, OutputError
+from repro.hashing import sha256_file, sha256_tensor
+from repro.manifest import StepRecord, ValidationRecord
+
+STATE_FILE = "state.safetensors"
+RECORDS_FILE = "records.json"
+
+
+class CheckpointRecords(BaseModel):
+    """The records of the steps up to a checkpoint, saved beside it for resuming."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: int
+    config_sha256: str
+    steps: list[StepRecord]
+    validation: list[ValidationRecord]
+
+
+class SavedCheckpoint(BaseModel):
+    """What saving a checkpoint produced: absolute path, digests, cost."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: int
+    path: str
+    sha256: str
+    size: int
+    tensors: dict[str, str]
+    seconds: float
+
+
+def checkpoint_dir(root: Path, step: int) -> Path:
+    """The folder of the checkpoint after ``step``."""
+    return Path(root) / f"step-{step:06d}"
+
+
+def save_checkpoint(
+    root: Path, step: int, tensors: dict[str, "torch.Tensor"], records: CheckpointRecords  # noqa: F821
+) -> SavedCheckpoint:
+    """Write a checkpoint folder atomically; return its digests."""
+    import time
+
+    from safetensors.torch import save_file
+
+    start = time.perf_counter()
+    final = checkpoint_dir(root, step)
+    staging = final.with_name(final.name + ".partial")
+    cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    digests = {name: sha256_tensor(t) for name, t in sorted(cpu.items())}
+    try:
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True)
+        atomic.write_with(staging / STATE_FILE, lambda tmp: save_file(cpu, str(tmp)))
+        atomic.write_text(staging / RECORDS_FILE, records.model_dump_json(indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(atomic.describe_os_error(exc, final)) from exc
+    state = final / STATE_FILE
+    return SavedCheckpoint(
+        step=step,
+        path=str(state),
+        sha256=sha256_file(state),
+        size=state.stat().st_size,
+        tensors=digests,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def load_state(path: Path, expected_sha256: str | None = None) -> dict[str, "torch.Tensor"]:  # noqa: F821
+    """Load a checkpoint's tensors, verifying the file hash first when one is given."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingArtifactError(f"checkpoint {path} is missing; it cannot be loaded")
+    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+        raise ArtifactMismatchError(f"checkpoint {path} does not match its recorded SHA-256")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"checkpoint {path} is not a readable safetensors file: {exc}") from exc
+
+
+def load_records(folder: Path) -> CheckpointRecords:
+    """Read the records saved beside a checkpoint."""
+    path = Path(folder) / RECORDS_FILE
+    try:
+        return CheckpointRecords.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"checkpoint records {path} are unreadable: {exc}") from exc
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete checkpoint folder under ``root`` (partial folders are ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    complete = [
+        d for d in root.iterdir()
+        if d.is_dir() and d.name.startswith("step-") and not d.name.endswith(".partial")
+        and (d / STATE_FILE).exists() and (d / RECORDS_FILE).exists()
+    ]
+    return max(complete, key=lambda d: d.name, default=None)

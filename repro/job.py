@@ -1,0 +1,82 @@
+"""The contract between the launcher and a training child: the job it runs, what it returns.
+
+Both are pydantic models written as JSON files, so a job can be inspected and replayed by hand
+(``python -m repro.worker job.json``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from repro.checkpoint import SavedCheckpoint
+from repro.manifest import EnvironmentRecord, FileDigest, DataSource, RunSettings, StepRecord, ValidationRecord
+
+
+class JobModel(BaseModel):
+    """Base: frozen, strict about fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Job(JobModel):
+    """One training process's work: a trainer, its config, and which steps to run."""
+
+    trainer_name: str
+    trainer_entry: str
+    settings: RunSettings
+    config: dict[str, Any]
+    config_sha256: str
+    artifact_dir: str
+    cache_dir: str
+    checkpoint_root: str
+    result_path: str
+    start_checkpoint: str | None = Field(None, description="Resume from this state file.")
+    start_checkpoint_sha256: str | None = None
+    stop_after: int | None = Field(None, description="Last step to run; default: config steps.")
+    write_checkpoints: bool = True
+
+
+class DataResult(JobModel):
+    """The trainer's data summary, in serialisable form (tokenizer path absolute)."""
+
+    source: DataSource
+    files: list[FileDigest]
+    corpus_sha256: str
+    tokenizer_path: str | None
+    token_stream_sha256: str | None
+    train_tokens: int
+    val_tokens: int
+    extra: dict[str, Any]
+
+
+class WorkerFailure(JobModel):
+    """Why a training child failed: the repro error type name and its one-line message."""
+
+    error_type: str
+    message: str
+
+
+class JobTiming(JobModel):
+    """Where the child's time went."""
+
+    setup_seconds: float
+    train_seconds: float
+    eval_seconds: float
+    checkpoint_seconds: float
+    capture_seconds: float
+    step_seconds: list[float]
+
+
+class JobResult(JobModel):
+    """What a training child reports back."""
+
+    environment: EnvironmentRecord | None = None
+    data: DataResult | None = None
+    start_step: int = 0
+    steps: list[StepRecord] = Field(default_factory=list)
+    validation: list[ValidationRecord] = Field(default_factory=list)
+    checkpoints: list[SavedCheckpoint] = Field(default_factory=list)
+    timing: JobTiming | None = None
+    failure: WorkerFailure | None = None

@@ -1,0 +1,76 @@
+"""Starting training in a child process with a controlled environment, and following it.
+
+The child (:mod:`repro.worker`) gets ``PYTHONHASHSEED``, thread counts and CUDA settings at
+interpreter start (:func:`repro.determinism.controlled_environment`). Its progress arrives as JSON
+lines on a dedicated pipe; its stdout and stderr go to a log file so trainer output never
+garbles the console. A multi-process (torch.distributed) launch would start one such child per
+rank with ``RANK``/``WORLD_SIZE`` added to the same environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from repro import atomic, errors
+from repro.determinism import controlled_environment
+from repro.job import Job, JobResult
+
+EventHandler = Callable[[dict[str, Any]], None]
+
+
+def _error_class(name: str) -> type[errors.ReproError]:
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, errors.ReproError):
+        return cls
+    return errors.ReproError
+
+
+def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | None = None) -> JobResult:
+    """Run ``job`` in a child process; return its result or raise the error it reported."""
+    atomic.write_text(job_path, job.model_dump_json(indent=1))
+    read_fd, write_fd = os.pipe()
+    env = controlled_environment(job.settings)
+    env["REPRO_EVENT_FD"] = str(write_fd)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "repro.worker", str(job_path)],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,),
+            )
+            os.close(write_fd)
+            write_fd = -1
+            with os.fdopen(read_fd, "r", encoding="utf-8") as events:
+                read_fd = -1
+                for line in events:
+                    if on_event is not None and line.strip():
+                        on_event(json.loads(line))
+            returncode = proc.wait()
+    except KeyboardInterrupt:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for fd in (read_fd, write_fd):
+            if fd >= 0:
+                os.close(fd)
+    result_path = Path(job.result_path)
+    if not result_path.exists():
+        raise errors.ReproError(
+            f"the training process exited with code {returncode} without a result; see {log_path}"
+        )
+    result = JobResult.model_validate_json(result_path.read_text(encoding="utf-8"))
+    if result.failure is not None:
+        cls = _error_class(result.failure.error_type)
+        message = result.failure.message
+        if cls in (errors.TrainerError, errors.ReproError):
+            message += f" (log: {log_path})"
+        raise cls(message)
+    return result

@@ -1,0 +1,1 @@
+"""Built-in trainer plugins for repro. Each is registered under the ``repro.trainers`` entry point."""

@@ -1,0 +1,191 @@
+"""The GPT baseline as a repro trainer plugin (entry point ``gpt`` in ``repro.trainers``).
+
+Batches are drawn with a dedicated generator (``context.generator("batches")``), so nothing else
+that touches the global RNG can change the data order; validation uses fixed, evenly spaced
+windows of the validation split and no randomness at all.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from repro.hashing import sha256_bytes
+from repro.torch_state import (
+    generator_state_tensor,
+    load_optimizer_state_tensors,
+    optimizer_state_tensors,
+)
+from repro.trainer_api import DataSummary, StepOutput, TrainerConfig, TrainerContext
+from trainer.gpt import data as gpt_data
+from trainer.gpt.model import GPT, GPTShape
+
+
+class GPTConfig(TrainerConfig):
+    """Config of the GPT baseline. Defaults are the seed report's run."""
+
+    data: str | None = Field(None, description="Text file or folder; None: built-in Shakespeare.")
+    max_files: int | None = Field(None, ge=1, description="Use only the first N corpus files.")
+    vocab_size: int = Field(16000, ge=300, le=65535, description="SentencePiece BPE vocabulary.")
+    val_fraction: float = Field(0.05, gt=0.0, lt=0.5, description="Tail of the token stream for validation.")
+    n_layer: int = Field(4, ge=1)
+    n_head: int = Field(4, ge=1)
+    n_embd: int = Field(256, ge=8)
+    block_size: int = Field(128, ge=8, description="Sequence length.")
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(3e-4, gt=0.0)
+    min_lr: float = Field(3e-5, ge=0.0, description="Floor of the cosine decay.")
+    warmup_steps: int = Field(50, ge=0)
+    weight_decay: float = Field(0.1, ge=0.0, description="AdamW decay on matrices (not biases, norms).")
+    beta1: float = Field(0.9, gt=0.0, lt=1.0)
+    beta2: float = Field(0.95, gt=0.0, lt=1.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    eval_batches: int = Field(20, ge=1, description="Fixed validation batches per evaluation.")
+    steps: int = Field(300, ge=1)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "baseline": {},
+    "baseline-full": {
+        "n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "batch_size": 32,
+        "steps": 3000, "warmup_steps": 100,
+        "checkpoint_every": 500, "eval_every": 500,
+    },
+    "smoke": {
+        "max_files": 2, "vocab_size": 1000, "n_layer": 2, "n_head": 2, "n_embd": 64,
+        "block_size": 32, "batch_size": 4, "steps": 20, "warmup_steps": 5, "lr": 1e-3,
+        "eval_batches": 2, "checkpoint_every": 10, "eval_every": 10,
+    },
+}
+
+
+def learning_rate(cfg: GPTConfig, step: int) -> float:
+    """Linear warm-up to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr`` at ``steps``."""
+    if step <= cfg.warmup_steps:
+        return cfg.lr * step / max(cfg.warmup_steps, 1)
+    progress = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class GPTTrainer:
+    """Trains :class:`~trainer.gpt.model.GPT` on a SentencePiece-tokenized corpus."""
+
+    config_model = GPTConfig
+
+    @classmethod
+    def presets(cls) -> Mapping[str, Mapping[str, Any]]:
+        """``baseline`` (the seed run), ``baseline-full`` (~23M parameters), ``smoke`` (seconds)."""
+        return PRESETS
+
+    def __init__(self, config: GPTConfig, context: TrainerContext) -> None:
+        self.cfg = config
+        self.ctx = context
+        self.device = context.device
+        self.batches = context.generator("batches")
+
+    def prepare_data(self) -> DataSummary:
+        """Load the corpus, train or reuse the tokenizer, encode and split the token stream."""
+        cfg, cache = self.cfg, self.ctx.cache_dir
+        corpus = gpt_data.load_corpus(cfg.data, cfg.max_files)
+        text = corpus.text()
+        cut = gpt_data.split_point(text, 1.0 - cfg.val_fraction)
+        model_bytes = gpt_data.train_tokenizer(text[:cut], cfg.vocab_size, cache)
+        tokenizer_file = self.ctx.artifact_dir / "tokenizer.model"
+        from repro import atomic
+
+        atomic.write_bytes(tokenizer_file, model_bytes)
+        ids = gpt_data.encode(model_bytes, text, cache)
+        n_train = int(len(ids) * (1.0 - cfg.val_fraction))
+        if n_train <= cfg.block_size + 1 or len(ids) - n_train <= cfg.block_size + 1:
+            from repro.errors import InputError
+
+            raise InputError(
+                f"the corpus gives {len(ids)} tokens, too few for block_size {cfg.block_size} in both "
+                "splits; use a larger corpus or --set block_size=N"
+            )
+        tokens = torch.from_numpy(ids.astype("int64"))
+        self.train_tokens, self.val_tokens = tokens[:n_train], tokens[n_train:]
+        return DataSummary(
+            source=corpus.source,
+            files=corpus.digests,
+            corpus_sha256=corpus.sha256,
+            tokenizer_file=tokenizer_file,
+            token_stream_sha256=gpt_data.token_stream_sha256(ids),
+            train_tokens=n_train,
+            val_tokens=len(ids) - n_train,
+            extra={"tokenizer": "sentencepiece-bpe", "vocab_size": cfg.vocab_size, "total_tokens": len(ids)},
+        )
+
+    def build(self) -> None:
+        """Build the model on the CPU (same init on every device), then move it; set up AdamW."""
+        cfg = self.cfg
+        shape = GPTShape(cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd)
+        self.model = GPT(shape).to(self.device)
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8,
+        )
+        # Fixed validation windows, evenly spaced over the validation split.
+        count = cfg.eval_batches * cfg.batch_size
+        last = len(self.val_tokens) - cfg.block_size - 1
+        self.val_starts = torch.linspace(0, last, count).long().tolist()
+
+    def _windows(self, source: torch.Tensor, starts: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        block = self.cfg.block_size
+        x = torch.stack([source[i : i + block] for i in starts])
+        y = torch.stack([source[i + 1 : i + 1 + block] for i in starts])
+        return x, y
+
+    def train_step(self, step: int) -> StepOutput:
+        """One AdamW step on a batch drawn with the dedicated batch generator."""
+        cfg = self.cfg
+        high = len(self.train_tokens) - cfg.block_size - 1
+        starts = torch.randint(high, (cfg.batch_size,), generator=self.batches).tolist()
+        x, y = self._windows(self.train_tokens, starts)
+        fingerprint = sha256_bytes(x.numpy().astype("<i4").tobytes())[:16]
+        x, y = x.to(self.device), y.to(self.device)
+        lr = learning_rate(cfg, step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        _, loss = self.model(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        return StepOutput(
+            loss=loss.item(), lr=lr, grad_norm=grad_norm.item(), tokens=x.numel(), batch=fingerprint
+        )
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean loss over the fixed validation batches."""
+        self.model.eval()
+        total = 0.0
+        size = self.cfg.batch_size
+        for b in range(self.cfg.eval_batches):
+            x, y = self._windows(self.val_tokens, self.val_starts[b * size : (b + 1) * size])
+            _, loss = self.model(x.to(self.device), y.to(self.device))
+            total += loss.item()
+        return total / self.cfg.eval_batches
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Model weights, AdamW moments and step counts, and the batch generator's state."""
+        named = list(self.model.named_parameters())
+        state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        state.update(optimizer_state_tensors(self.optimizer, named))
+        state["gen.batches"] = generator_state_tensor(self.batches)
+        return state
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore model, optimizer and batch generator from :meth:`state_tensors`."""
+        model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(model)
+        load_optimizer_state_tensors(self.optimizer, list(self.model.named_parameters()), tensors)
+        self.batches.set_state(tensors["gen.batches"])
