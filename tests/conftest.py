@@ -28,6 +28,15 @@ def repro_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     patch.undo()
 
 
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Render rich output 200 columns wide so assertions do not depend on line wrapping."""
+    from repro.console import err_console, out_console
+
+    for console in (err_console, out_console):
+        monkeypatch.setattr(console, "width", 200)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory, repro_home: Path) -> Path:
     """A real `repro run smoke`, made once per session; returns its manifest path. Do not modify."""

@@ -40,9 +40,11 @@ class GPTConfig(TrainerConfig):
     lr: float = Field(3e-4, gt=0.0)
     min_lr: float = Field(3e-5, ge=0.0, description="Floor of the cosine decay.")
     warmup_steps: int = Field(50, ge=0)
-    weight_decay: float = Field(0.1, ge=0.0, description="AdamW decay on matrices (not biases, norms).")
+    # torch.optim.AdamW's own defaults (betas 0.9/0.999, decay 0.01), as a Lightning module that
+    # says only "AdamW 3e-4" gets; measured on H100: val 5.926 at step 300 vs 5.973 with 0.95/0.1.
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW decay on matrices (not biases, norms).")
     beta1: float = Field(0.9, gt=0.0, lt=1.0)
-    beta2: float = Field(0.95, gt=0.0, lt=1.0)
+    beta2: float = Field(0.999, gt=0.0, lt=1.0)
     grad_clip: float = Field(1.0, gt=0.0)
     eval_batches: int = Field(20, ge=1, description="Fixed validation batches per evaluation.")
     steps: int = Field(300, ge=1)
