@@ -17,15 +17,17 @@ import os
 import shutil
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from repro import atomic
+from repro.crashpoint import crash_point
 from repro.errors import ArtifactMismatchError, InputError, MissingArtifactError, OutputError
-from repro.hashing import sha256_file, sha256_tensor
+from repro.hashing import sha256_bytes, sha256_file, sha256_tensor
 from repro.manifest import StepRecord, ValidationRecord
 
 STATE_FILE = "state.safetensors"
 RECORDS_FILE = "records.json"
+PARTIAL_SUFFIX = ".partial"
 
 
 class CheckpointRecords(BaseModel):
@@ -37,6 +39,7 @@ class CheckpointRecords(BaseModel):
     config_sha256: str
     steps: list[StepRecord]
     validation: list[ValidationRecord]
+    step_seconds: list[float] = Field(default_factory=list, description="Wall time of each step so far.")
 
 
 class SavedCheckpoint(BaseModel):
@@ -60,37 +63,60 @@ def checkpoint_dir(root: Path, step: int) -> Path:
 def save_checkpoint(
     root: Path, step: int, tensors: dict[str, "torch.Tensor"], records: CheckpointRecords  # noqa: F821
 ) -> SavedCheckpoint:
-    """Write a checkpoint folder atomically; return its digests."""
+    """Write a checkpoint folder atomically; return its digests.
+
+    The folder is built as ``step-NNNNNN.partial`` and renamed when whole, so a crash at any
+    moment leaves either no ``step-NNNNNN`` folder or a complete one. On failure (e.g. a full
+    disk) the partial folder is removed and earlier checkpoints are untouched.
+    """
     import time
 
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     start = time.perf_counter()
     final = checkpoint_dir(root, step)
-    staging = final.with_name(final.name + ".partial")
+    staging = final.with_name(final.name + PARTIAL_SUFFIX)
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     digests = {name: sha256_tensor(t) for name, t in sorted(cpu.items())}
+    # Serialised in memory so that every byte goes through repro.atomic (one error path).
+    data = save(cpu)
     try:
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir(parents=True)
-        atomic.write_with(staging / STATE_FILE, lambda tmp: save_file(cpu, str(tmp)))
+        atomic.write_bytes(staging / STATE_FILE, data)
+        crash_point("checkpoint", step)
         atomic.write_text(staging / RECORDS_FILE, records.model_dump_json(indent=1))
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
+        atomic.fsync_dir(final.parent)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise OutputError(atomic.describe_os_error(exc, final)) from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     state = final / STATE_FILE
     return SavedCheckpoint(
         step=step,
         path=str(state),
-        sha256=sha256_file(state),
-        size=state.stat().st_size,
+        sha256=sha256_bytes(data),
+        size=len(data),
         tensors=digests,
         seconds=time.perf_counter() - start,
     )
+
+
+def discard_partial(root: Path) -> None:
+    """Remove what a killed process left mid-write under ``root``: partial folders, temp files."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for partial in root.glob(f"step-*{PARTIAL_SUFFIX}"):
+        shutil.rmtree(partial, ignore_errors=True)
+    for tmp in root.rglob(f".*{atomic.TMP_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
 
 
 def load_state(path: Path, expected_sha256: str | None = None) -> dict[str, "torch.Tensor"]:  # noqa: F821
@@ -125,7 +151,7 @@ def latest_checkpoint(root: Path) -> Path | None:
         return None
     complete = [
         d for d in root.iterdir()
-        if d.is_dir() and d.name.startswith("step-") and not d.name.endswith(".partial")
+        if d.is_dir() and d.name.startswith("step-") and not d.name.endswith(PARTIAL_SUFFIX)
         and (d / STATE_FILE).exists() and (d / RECORDS_FILE).exists()
     ]
     return max(complete, key=lambda d: d.name, default=None)

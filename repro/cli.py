@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from repro import __version__, errors
+from repro import __version__, attest_cli, errors
+from audits import gate_cli  # CLI wiring only: the core never imports audits
+from audits.cli import add_audit_command
 
 EXIT_OK, EXIT_NOT_REPRODUCED, EXIT_USAGE, EXIT_INTEGRITY, EXIT_COULD_NOT_CHECK = 0, 1, 2, 3, 4
 
@@ -45,12 +47,16 @@ class _Parser(argparse.ArgumentParser):
 
 @contextmanager
 def _reported(outcome: list[int]) -> Iterator[None]:
+    from rich.markup import escape
+
     from repro.console import err_console
 
     try:
         yield
     except errors.ReproError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        # One line, whatever the message quotes (paths, JSON keys), and never read as rich markup.
+        message = escape(" ".join(str(exc).split("\n")))
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
         outcome.append(exit_code_for(exc))
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
@@ -104,15 +110,24 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify signature and artifact hashes."""
-    from repro.console import out_console
+    from rich.markup import escape
+
+    from repro.console import err_console, out_console
     from repro.keys import load_trusted_keys
+    from repro.manifest import incomplete_marker
     from repro.verify import verify_manifest
 
     trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys else None
     result = verify_manifest(Path(args.manifest), trusted)
+    if incomplete_marker(Path(args.manifest)).exists():
+        err_console.print(
+            f"note: {incomplete_marker(Path(args.manifest))} is present: a run writing this manifest "
+            "did not finish (continue it with --resume); what was verified is the last run that did",
+            highlight=False, markup=False, soft_wrap=True,
+        )
     trust = "a trusted key" if result.trusted else "a key not checked against a trust list"
     out_console.print(
-        f"[bold green]verified[/] {args.manifest}: signature by {result.key_id} ({trust}); "
+        f"[bold green]verified[/] {escape(str(args.manifest))}: signature by {result.key_id} ({trust}); "
         f"{len(result.checks)} artifacts match", highlight=False,
     )
     return EXIT_OK
@@ -151,17 +166,24 @@ def cmd_trainers(args: argparse.Namespace) -> int:
     table = Table(title="installed trainers (entry-point group repro.trainers)")
     for col in ("name", "distribution", "version", "entry point", "presets"):
         table.add_column(col)
+    problems: list[str] = []
     for t in installed_trainers().values():
         try:
-            presets = ", ".join(import_reference(t.entry).presets())
+            presets = ", ".join(import_reference(t.entry).presets()) or "-"
         except errors.ReproError as exc:
-            presets = f"[red]{exc}[/]"
+            presets, problem = "[red]unavailable[/]", str(exc)
+            problems.append(f"{t.name}: {problem}")
+        except Exception as exc:  # a broken third-party trainer must not hide the others
+            presets = "[red]unavailable[/]"
+            problems.append(f"{t.name}: presets() failed: {type(exc).__name__}: {exc}")
         table.add_row(t.name, t.distribution or "-", t.version or "-", t.entry, presets)
     out_console.print(table)
+    for line in problems:
+        out_console.print(line, highlight=False, markup=False, soft_wrap=True)
     return EXIT_OK
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_verify, _add_keygen, _add_trainers]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_verify, _add_keygen, _add_trainers, attest_cli.add_parser, gate_cli.add_parser, add_audit_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 _CHUNK = 1 << 20
 
@@ -43,3 +45,47 @@ def sha256_tensor(tensor: "torch.Tensor") -> str:  # noqa: F821 - torch imported
     header = f"{contiguous.dtype}|{tuple(contiguous.shape)}|".encode()
     raw = contiguous.reshape(-1).view(torch.uint8).numpy().tobytes() if contiguous.numel() else b""
     return hashlib.sha256(header + raw).hexdigest()
+
+
+def sha256_structure(obj: Any) -> str:
+    """Hex SHA-256 of a nested structure: tensors, NumPy arrays, numbers, strings, bytes, None,
+    and tuples, lists and dicts of them (dict keys in sorted order).
+
+    Each value is hashed with its type (and a tensor's dtype and shape), so ``1`` and ``1.0``, or
+    the same bytes in another dtype, give different digests. Used for batch fingerprints and for
+    the identity of data a trainer generates.
+    """
+    digest = hashlib.sha256()
+    _update_structure(digest, obj)
+    return digest.hexdigest()
+
+
+def _update_structure(digest: "hashlib._Hash", obj: Any) -> None:
+    torch = sys.modules.get("torch")  # a tensor can only exist once torch is imported
+    numpy = sys.modules.get("numpy")
+    if torch is not None and isinstance(obj, torch.Tensor):
+        cpu = obj.detach().to("cpu").contiguous()
+        digest.update(f"T{cpu.dtype}{tuple(cpu.shape)}|".encode())
+        if cpu.numel():
+            digest.update(cpu.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif numpy is not None and isinstance(obj, (numpy.ndarray, numpy.generic)):
+        array = numpy.ascontiguousarray(obj)
+        digest.update(f"A{array.dtype.str}{array.shape}|".encode())
+        digest.update(array.tobytes())
+    elif obj is None or isinstance(obj, (bool, int, str)):
+        digest.update(f"{type(obj).__name__}:{obj!r}|".encode())
+    elif isinstance(obj, float):
+        digest.update(f"float:{obj.hex()}|".encode())
+    elif isinstance(obj, (bytes, bytearray)):
+        digest.update(f"bytes{len(obj)}|".encode() + bytes(obj))
+    elif isinstance(obj, Mapping):
+        digest.update(f"dict{len(obj)}|".encode())
+        for key in sorted(obj, key=str):
+            _update_structure(digest, key)
+            _update_structure(digest, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"{type(obj).__name__}{len(obj)}|".encode())
+        for item in obj:
+            _update_structure(digest, item)
+    else:
+        raise TypeError(f"cannot fingerprint a value of type {type(obj).__name__!r}; use tensors, arrays, numbers or strings")

@@ -34,6 +34,9 @@ def _error_class(name: str) -> type[errors.ReproError]:
 def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | None = None) -> JobResult:
     """Run ``job`` in a child process; return its result or raise the error it reported."""
     atomic.write_text(job_path, job.model_dump_json(indent=1))
+    # A result left by an earlier attempt (e.g. a run killed after its child finished) must not
+    # be mistaken for this child's.
+    Path(job.result_path).unlink(missing_ok=True)
     read_fd, write_fd = os.pipe()
     env = controlled_environment(job.settings)
     env["REPRO_EVENT_FD"] = str(write_fd)
@@ -63,9 +66,8 @@ def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | No
                 os.close(fd)
     result_path = Path(job.result_path)
     if not result_path.exists():
-        raise errors.ReproError(
-            f"the training process exited with code {returncode} without a result; see {log_path}"
-        )
+        how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+        raise errors.ReproError(f"the training process {how} without a result; see {log_path}")
     result = JobResult.model_validate_json(result_path.read_text(encoding="utf-8"))
     if result.failure is not None:
         cls = _error_class(result.failure.error_type)

@@ -8,20 +8,34 @@ of :class:`RunManifest` is published as ``docs/manifest.schema.json``.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from repro.canonical import parse_json
-from repro.errors import InputError, ManifestFormatError, MissingArtifactError
+from repro.errors import IncompleteRunError, InputError, ManifestFormatError, MissingArtifactError
 
 SCHEMA_VERSION = 1
 """The manifest schema version this release writes."""
 
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
-"""Schema versions this release can read and verify."""
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+
+MIGRATIONS: dict[int, Migration] = {}
+"""How this release reads older manifests: version N -> a function that rewrites the JSON of a
+version-N manifest into version N+1's form (``schema_version`` included).
+
+Chained, they bring any supported older manifest up to :data:`SCHEMA_VERSION` before validation.
+The signature is always checked over the manifest as written, before any migration. Empty while
+version 1 is the only version; when version 2 is introduced, ``1: <v1 to v2>`` goes here, with a
+real version-1 manifest kept in ``tests/assets/`` that must go on verifying.
+"""
+
+SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION, *MIGRATIONS})
+"""Schema versions this release can read and verify (see :func:`supported_schema_versions`)."""
 
 MANIFEST_KIND = "repro.run-manifest"
 
@@ -110,10 +124,12 @@ class FileDigest(Record):
 
 
 class DataSource(Record):
-    """Where the corpus came from: an installed distribution, or a path on disk."""
+    """Where the data came from: an installed distribution, a path on disk, or the trainer itself."""
 
-    kind: Literal["distribution", "path"]
-    name: str = Field(description="Distribution name, or the absolute path given by --data.")
+    kind: Literal["distribution", "path", "generated"] = Field(
+        description="'generated': made by the trainer (e.g. from the seed); no files to check."
+    )
+    name: str = Field(description="Distribution name, absolute path, or what generated the data.")
     version: str | None = None
 
 
@@ -223,36 +239,82 @@ def _summarise(exc: ValidationError) -> str:
     return f"field {where}: {first['msg']}{more}"
 
 
+def supported_schema_versions() -> frozenset[int]:
+    """The current version and every older one with a complete chain of migrations to it."""
+    return frozenset(
+        v for v in {SCHEMA_VERSION, *MIGRATIONS}
+        if all(older in MIGRATIONS for older in range(v, SCHEMA_VERSION))
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def check_not_newer(raw: dict[str, Any], what: str) -> None:
+    """Refuse a manifest from a newer repro: its rules (even how it is signed) may differ."""
+    version = _int_or_none(raw.get("schema_version"))
+    if version is not None and version > SCHEMA_VERSION:
+        raise ManifestFormatError(
+            f"{what} uses manifest schema version {version}, newer than this repro "
+            f"(reads {sorted(supported_schema_versions())}); upgrade repro to check it"
+        )
+
+
+def _migrate(raw: dict[str, Any], version: int, what: str) -> dict[str, Any]:
+    if version < SCHEMA_VERSION:
+        raw = copy.deepcopy(raw)  # the as-written JSON is what the signature covers: keep it
+    while version < SCHEMA_VERSION:
+        try:
+            raw = MIGRATIONS[version](raw)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ManifestFormatError(
+                f"{what} is not a valid version-{version} manifest ({type(exc).__name__}: {exc})"
+            ) from exc
+        version += 1
+        if raw.get("schema_version") != version:
+            raise AssertionError(f"migration from schema version {version - 1} must produce {version}")
+    return raw
+
+
 def manifest_from_json(raw: Any, what: str) -> RunManifest:
-    """Validate parsed JSON as a manifest, checking the schema version first."""
+    """Validate parsed JSON as a manifest: schema version first, then migrations, then the model."""
     if not isinstance(raw, dict):
         raise ManifestFormatError(f"{what} is not a JSON object; it is not a repro manifest")
     version = raw.get("schema_version")
     if version is None:
         raise ManifestFormatError(f"{what} has no schema_version; it is not a repro manifest")
-    if not isinstance(version, int) or isinstance(version, bool):
+    if _int_or_none(version) is None:
         raise ManifestFormatError(f"{what} has a non-integer schema_version {version!r}")
-    if version > max(SUPPORTED_SCHEMA_VERSIONS):
+    check_not_newer(raw, what)
+    if version not in supported_schema_versions():
         raise ManifestFormatError(
-            f"{what} uses manifest schema version {version}, newer than this repro "
-            f"(reads {sorted(SUPPORTED_SCHEMA_VERSIONS)}); upgrade repro to check it"
+            f"{what} uses manifest schema version {version}, which this repro cannot read "
+            f"(reads {sorted(supported_schema_versions())})"
         )
-    if version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise ManifestFormatError(f"{what} uses unknown manifest schema version {version}")
     try:
-        return RunManifest.model_validate(raw, strict=True)
+        return RunManifest.model_validate(_migrate(raw, version, what), strict=True)
     except ValidationError as exc:
         raise ManifestFormatError(f"{what} is not a valid manifest: {_summarise(exc)}") from exc
 
 
-def load_manifest(path: Path) -> LoadedManifest:
-    """Read and validate a manifest file. Does not check the signature (see ``repro.verify``)."""
+def read_manifest_json(path: Path) -> Any:
+    """Read and parse a manifest file's JSON, without checking what it holds.
+
+    Raises :class:`IncompleteRunError` when only the marker of an unfinished run is there,
+    :class:`MissingArtifactError` when nothing is, :class:`InputError` when the file cannot be
+    read or parsed.
+    """
     path = Path(path)
     incomplete = incomplete_marker(path)
+    if incomplete.exists() and replaced_folder(path).exists():
+        raise IncompleteRunError(
+            f"{path} was being replaced by a newer run that was killed halfway "
+            f"({replaced_folder(path)} is present); run `repro run ... --resume` with the same "
+            "--out to finish or undo the replacement"
+        )
     if not path.exists():
         if incomplete.exists():
-            from repro.errors import IncompleteRunError
-
             raise IncompleteRunError(
                 f"{path} belongs to a run that did not finish ({incomplete} is present); "
                 "resume it with `repro run ... --resume` or run it again"
@@ -261,8 +323,14 @@ def load_manifest(path: Path) -> LoadedManifest:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InputError(f"cannot read manifest {path}: {exc.strerror}; check its permissions") from exc
-    raw = parse_json(data, f"manifest {path}")
+        raise InputError(f"cannot read manifest {path}: {exc.strerror}; check the path and its permissions") from exc
+    return parse_json(data, f"manifest {path}")
+
+
+def load_manifest(path: Path) -> LoadedManifest:
+    """Read and validate a manifest file. Does not check the signature (see ``repro.verify``)."""
+    path = Path(path)
+    raw = read_manifest_json(path)
     return LoadedManifest(manifest=manifest_from_json(raw, f"manifest {path}"), raw=raw, path=path)
 
 
@@ -289,3 +357,9 @@ def run_folder(manifest_path: Path) -> Path:
     """The folder beside a manifest that holds its checkpoints, tokenizer and SBOM."""
     manifest_path = Path(manifest_path)
     return manifest_path.with_name(manifest_path.stem)
+
+
+def replaced_folder(manifest_path: Path) -> Path:
+    """The previous run's folder while a finished run replaces it (see :mod:`repro.layout`)."""
+    folder = run_folder(manifest_path)
+    return folder.with_name(folder.name + ".replaced")

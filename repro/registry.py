@@ -72,7 +72,7 @@ def check_trainer_class(cls: Any, entry: str) -> None:
         raise TrainerError(f"trainer {entry} does not implement {', '.join(missing)}")
     config_model = getattr(cls, "config_model", None)
     if not (isinstance(config_model, type) and issubclass(config_model, TrainerConfig)):
-        raise TrainerError(f"trainer {entry}: config_model must subclass repro.TrainerConfig")
+        raise TrainerError(f"trainer {entry}: config_model must subclass repro.trainer_api.TrainerConfig")
 
 
 def resolve_trainer(name_or_entry: str) -> tuple[TrainerRef, type]:
@@ -82,7 +82,7 @@ def resolve_trainer(name_or_entry: str) -> tuple[TrainerRef, type]:
         cls = import_reference(name_or_entry)
         match = next((t for t in installed.values() if t.entry == name_or_entry), None)
         name = match.name if match else name_or_entry
-        dist, version = (match.distribution, match.version) if match else (None, None)
+        dist, version = (match.distribution, match.version) if match else _owning_distribution(name_or_entry)
         return _ref(cls, name, name_or_entry, dist, version), cls
     entry = installed.get(name_or_entry)
     if entry is None:
@@ -95,11 +95,23 @@ def resolve_trainer(name_or_entry: str) -> tuple[TrainerRef, type]:
     return _ref(cls, entry.name, entry.entry, entry.distribution, entry.version), cls
 
 
+def _owning_distribution(entry: str) -> tuple[str | None, str | None]:
+    """The installed distribution (name, version) whose files include ``entry``'s top package."""
+    top = entry.partition(":")[0].split(".")[0]
+    names = sorted(set(importlib.metadata.packages_distributions().get(top, [])))
+    if len(names) != 1:  # not installed, or ambiguous (namespace package): claim nothing
+        return None, None
+    dist = importlib.metadata.distribution(names[0])
+    return dist.metadata["Name"], dist.version
+
+
 def _ref(cls: type, name: str, entry: str, dist: str | None, version: str | None) -> TrainerRef:
+    """The manifest's record of a trainer. The providing distribution's version is what pip can
+    reinstall, so it wins; a class-level ``version`` covers code that no distribution provides."""
     declared = getattr(cls, "version", None)
     return TrainerRef(
         name=name,
-        version=str(declared or version or "unknown"),
+        version=str(version or declared or "unknown"),
         distribution=dist,
         entry=entry,
     )

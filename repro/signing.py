@@ -3,7 +3,9 @@
 What is signed is ``DOMAIN + canonical_bytes(body)``, where ``body`` is the manifest's JSON object
 without its ``signature`` field, taken from the JSON *as parsed from disk* (not re-serialised from
 the model). So any change to a value, a key, a list element, an added or removed field changes the
-signed bytes; only insignificant whitespace and key order do not.
+signed bytes; only what does not change the parsed value does not (whitespace, key order, the
+spelling of a number or string escape: ``2.5`` and ``2.50`` are the same value). The signature
+block itself is checked field by field (:func:`signature_block`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
 
 from repro.canonical import canonical_bytes
 from repro.errors import SignatureError, UntrustedKeyError
@@ -39,41 +42,78 @@ def sign_body(body: dict[str, Any], key: SigningKey) -> Signature:
     )
 
 
-def _decode(value: str, what: str) -> bytes:
+def _decode(value: str, what: str, where: str) -> bytes:
     try:
-        return base64.b64decode(value, validate=True)
+        raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise SignatureError(f"the manifest's {what} is not valid base64; it was altered") from exc
+        raise SignatureError(f"the {what} in {where} is not valid base64; it was altered") from exc
+    # Base64 has spare bits: several strings decode to the same bytes. Only the one repro writes
+    # is accepted, so that no character of the signature block can change unnoticed.
+    if base64.b64encode(raw).decode() != value:
+        raise SignatureError(f"the {what} in {where} is not in canonical base64; it was altered")
+    return raw
 
 
-def verify_signature(loaded: LoadedManifest, trusted: dict[str, bytes] | None) -> str:
-    """Verify a loaded manifest's signature; return the signer's key id.
+def signature_block(raw: dict[str, Any], where: str) -> Signature:
+    """The signature block of a parsed manifest, exactly as written (no field may be missing).
 
-    With a trust list, the signing key must be in it. Raises :class:`SignatureError` or
-    :class:`UntrustedKeyError`.
+    The block is not covered by the signature itself, so it is checked field by field: a
+    missing, added, renamed or retyped field is an integrity failure, not a default.
     """
-    sig = loaded.manifest.signature
-    public = _decode(sig.public_key, "public key")
-    if len(public) != 32:
-        raise SignatureError("the manifest's public key is not 32 bytes; it was altered")
-    if key_id(public) != sig.key_id:
-        raise SignatureError("the manifest's key id does not match its public key; it was altered")
-    body = {k: v for k, v in loaded.raw.items() if k != "signature"}
+    if "signature" not in raw:
+        raise SignatureError(f"{where} has no signature: it was removed, or the file was never signed")
+    block = raw["signature"]
+    if not isinstance(block, dict):
+        raise SignatureError(f"the signature in {where} is not a JSON object; it was altered")
+    expected = set(Signature.model_fields)
+    if set(block) != expected:
+        odd = sorted(set(block) ^ expected)
+        raise SignatureError(f"the signature block in {where} has unexpected or missing fields {odd}; it was altered")
     try:
-        Ed25519PublicKey.from_public_bytes(public).verify(
-            _decode(sig.value, "signature"), signed_bytes(body)
-        )
+        return Signature.model_validate(block, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise SignatureError(f"the signature block in {where} is malformed (field {field}: {first['msg']}); it was altered") from exc
+
+
+def verify_document(raw: dict[str, Any], where: str, trusted: dict[str, bytes] | None) -> str:
+    """Verify the signature of a parsed manifest ``raw`` (as read from disk); return the key id.
+
+    Works on the JSON as written, before any schema validation or migration, so a change to any
+    field is reported as what it is, an integrity failure, even where it also breaks the schema.
+    With a trust list, the signing key must be in it. Raises :class:`SignatureError` or
+    :class:`UntrustedKeyError`; ``where`` names the manifest in messages.
+    """
+    sig = signature_block(raw, where)
+    public = _decode(sig.public_key, "public key", where)
+    if len(public) != 32:
+        raise SignatureError(f"the public key in {where} is not 32 bytes; it was altered")
+    if key_id(public) != sig.key_id:
+        raise SignatureError(f"the key id in {where} does not match its public key; it was altered")
+    signature = _decode(sig.value, "signature", where)
+    body = {k: v for k, v in raw.items() if k != "signature"}
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, signed_bytes(body))
     except InvalidSignature as exc:
         raise SignatureError(
-            f"signature of {loaded.path} does not match its contents: the manifest was changed "
+            f"signature of {where} does not match its contents: the manifest was changed "
             "after it was signed"
         ) from exc
     if trusted is not None and sig.key_id not in trusted:
         known = ", ".join(sorted(trusted))
         raise UntrustedKeyError(
-            f"{loaded.path} is signed by key {sig.key_id}, which is not in the trust list "
+            f"{where} is signed by key {sig.key_id}, which is not in the trust list "
             f"(trusted: {known}); add the key if you trust its owner"
         )
     if trusted is not None and trusted[sig.key_id] != public:
-        raise UntrustedKeyError(f"key {sig.key_id} in {loaded.path} differs from the trusted key")
+        raise UntrustedKeyError(f"key {sig.key_id} in {where} differs from the trusted key")
     return sig.key_id
+
+
+def verify_signature(loaded: LoadedManifest, trusted: dict[str, bytes] | None) -> str:
+    """Verify a loaded manifest's signature; return the signer's key id.
+
+    The check runs over ``loaded.raw``, the JSON as read from disk (see :func:`verify_document`).
+    """
+    return verify_document(loaded.raw, str(loaded.path), trusted)

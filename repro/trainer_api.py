@@ -5,19 +5,24 @@ A trainer is a class registered under the ``repro.trainers`` entry-point group (
 determinism settings, calls :meth:`Trainer.train_step` once per step, :meth:`Trainer.validate` at
 intervals, and saves and restores :meth:`Trainer.state_tensors` as checkpoints (adding the global
 RNG states itself). The trainer owns its model, optimizer, data and any dedicated generators.
-See ``docs/plugins.md`` for a worked example.
+
+This module and :mod:`repro.torch_state` (flattening optimizer, scheduler and generator state into
+tensors) are the public plugin API; importing this one does not import torch. See
+``docs/plugins.md`` for a worked example.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from repro.errors import InputError
+from repro.hashing import sha256_structure
 from repro.manifest import DataSource, FileDigest, RunSettings
 
 if TYPE_CHECKING:
@@ -38,29 +43,113 @@ class TrainerConfig(BaseModel):
 
 @dataclass(frozen=True)
 class StepOutput:
-    """What one training step reports. ``loss`` must be finite."""
+    """What one training step reports. Every number must be finite (repro checks)."""
 
     loss: float
+    """The training loss of this step's batch, before the optimizer step."""
     lr: float
+    """The learning rate the optimizer step used."""
     grad_norm: float
+    """Total L2 norm of the gradients (before clipping); :func:`repro.torch_state.grad_norm`."""
     tokens: int
+    """Items this step consumed: tokens for a language model, examples otherwise."""
     batch: str
-    """Fingerprint of the input batch, e.g. the first 16 hex digits of its SHA-256."""
+    """Fingerprint of the input batch (:func:`batch_fingerprint`); an audit uses it to tell
+    data-order drift from numeric drift."""
 
 
-@dataclass(frozen=True)
+def batch_fingerprint(batch: Any) -> str:
+    """A short fingerprint (16 hex digits) of a batch: tensors, arrays, numbers, and nested
+    tuples, lists and dicts of them. dtype and shape count, so equal bytes of another type differ."""
+    return sha256_structure(batch)[:16]
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataSummary:
-    """Identity of the data a trainer prepared; recorded in the manifest's ``data`` section."""
+    """Identity of the data a trainer prepared; recorded in the manifest's ``data`` section.
+
+    Build it with :meth:`from_files` when the data comes from files (repro's ``verify`` and
+    ``audit`` then check every file before any compute), or with :meth:`generated` when the
+    trainer makes its data from the seed. ``train_tokens`` and ``val_tokens`` count whatever the
+    trainer's unit is: tokens for a language model, examples otherwise.
+    """
 
     source: DataSource
     files: list[FileDigest]
+    """Input files relative to the source's root (a ``path`` source's folder, or a distribution's
+    install root), in the order their bytes make up ``corpus_sha256``."""
     corpus_sha256: str
-    tokenizer_file: Path | None
-    """A tokenizer written under :attr:`TrainerContext.artifact_dir` (hashed by repro), or None."""
-    token_stream_sha256: str | None
+    """SHA-256 of the files' bytes concatenated in ``files`` order (a generated source: of the data)."""
     train_tokens: int
     val_tokens: int
+    tokenizer_file: Path | None = None
+    """A tokenizer written under :attr:`TrainerContext.artifact_dir` (hashed by repro), or None."""
+    token_stream_sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    """Anything else that identifies the data (JSON values): shapes, vocabulary, preprocessing."""
+
+    @classmethod
+    def from_files(
+        cls,
+        root: Path,
+        paths: Iterable[str | Path],
+        *,
+        train_tokens: int,
+        val_tokens: int,
+        source: DataSource | None = None,
+        **fields: Any,
+    ) -> DataSummary:
+        """Hash input files the way ``repro verify`` checks them.
+
+        ``paths`` are relative to ``root`` (or absolute inside it), hashed in the order given.
+        ``source`` defaults to ``DataSource(kind="path", name=<root, absolute>)``; pass a
+        ``distribution`` source for files shipped in an installed package.
+        """
+        root = Path(root).expanduser().resolve()
+        names = [_relative_name(root, Path(p)) for p in paths]
+        corpus = hashlib.sha256()
+        digests = []
+        for name in names:  # one pass over each file feeds both its digest and the corpus digest
+            path, own, size = root / name, hashlib.sha256(), 0
+            try:
+                with open(path, "rb") as handle:
+                    while chunk := handle.read(1 << 20):
+                        own.update(chunk)
+                        corpus.update(chunk)
+                        size += len(chunk)
+            except OSError as exc:
+                raise InputError(f"cannot read data file {path}: {exc.strerror}; check the path") from exc
+            digests.append(FileDigest(path=name, sha256=own.hexdigest(), size=size))
+        return cls(
+            source=source or DataSource(kind="path", name=str(root)), files=digests,
+            corpus_sha256=corpus.hexdigest(), train_tokens=train_tokens, val_tokens=val_tokens, **fields,
+        )
+
+    @classmethod
+    def generated(
+        cls, name: str, data: Any, *, train_tokens: int, val_tokens: int, **fields: Any
+    ) -> DataSummary:
+        """Data the trainer makes itself (e.g. from the seed): its identity is a digest of ``data``.
+
+        ``name`` says what made it (e.g. ``"mypkg:make_blobs"``); ``data`` is the generated
+        tensors (anything :func:`batch_fingerprint` accepts). Nothing can be checked on disk; an
+        audit's rerun regenerates the data and compares the digest.
+        """
+        return cls(
+            source=DataSource(kind="generated", name=name), files=[],
+            corpus_sha256=sha256_structure(data), train_tokens=train_tokens, val_tokens=val_tokens,
+            **fields,
+        )
+
+
+def _relative_name(root: Path, path: Path) -> str:
+    """``path`` (relative to ``root``, or absolute inside it) as the POSIX name a manifest records."""
+    if not path.is_absolute():
+        return path.as_posix()
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError as exc:
+        raise InputError(f"data file {path} is not inside {root}; name files relative to one root") from exc
 
 
 @dataclass(frozen=True)
@@ -91,6 +180,10 @@ class Trainer(Protocol):
     config_model: ClassVar[type[TrainerConfig]]
     """The pydantic model of this trainer's config."""
 
+    # Optional: ``version: ClassVar[str]``. The manifest records the version of the distribution
+    # that provides the trainer; a class-level ``version`` is used only when no installed
+    # distribution does (code on PYTHONPATH run as ``--trainer package.module:Class``).
+
     @classmethod
     def presets(cls) -> Mapping[str, Mapping[str, Any]]:
         """Named configs (``repro run NAME``); each a mapping validated by ``config_model``."""
@@ -99,22 +192,26 @@ class Trainer(Protocol):
         """Store config and context; do no heavy work yet."""
 
     def prepare_data(self) -> DataSummary:
-        """Load and tokenize data; return its identity. Called before :meth:`build`."""
+        """Load (or generate) the data and return its identity. Called in every training process
+        (a run, a resume, an audit's rerun) before :meth:`build`; global RNGs are already seeded."""
 
     def build(self) -> None:
         """Build model and optimizer on ``context.device``. Global RNGs are already seeded."""
 
     def train_step(self, step: int) -> StepOutput:
-        """Run optimizer step ``step`` (1-based) and report it."""
+        """Run optimizer step ``step`` (1-based) and report it. Draw batches with a dedicated
+        generator (:meth:`TrainerContext.generator`) so that nothing else can change the order."""
 
     def validate(self) -> float:
         """Loss on a fixed validation set; must not consume training randomness."""
 
     def state_tensors(self) -> dict[str, "torch.Tensor"]:
-        """Everything needed to resume: model, optimizer, own generators, counters."""
+        """Everything needed to resume: model, optimizer, own generators, counters. repro adds
+        the global RNG states (Python, NumPy, torch) itself, under ``repro.rng.*``."""
 
     def load_state_tensors(self, tensors: dict[str, "torch.Tensor"]) -> None:
-        """Restore what :meth:`state_tensors` returned."""
+        """Restore what :meth:`state_tensors` returned (after :meth:`build`, on resume). repro
+        then calls :meth:`state_tensors` and fails the run if any tensor differs from the checkpoint."""
 
 
 REQUIRED_METHODS = (

@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib.metadata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from repro.errors import ArtifactMismatchError, MissingArtifactError
+from repro.errors import ArtifactMismatchError, ManifestFormatError, MissingArtifactError
 from repro.hashing import sha256_concat, sha256_file
-from repro.manifest import DataSource, LoadedManifest, load_manifest
-from repro.signing import verify_signature
+from repro.manifest import DataSource, LoadedManifest, check_not_newer, manifest_from_json, read_manifest_json
+from repro.signing import verify_document
 
 Status = Literal["ok", "changed", "missing"]
 
@@ -41,6 +41,8 @@ class VerifyResult:
 
 def data_source_root(source: DataSource) -> Path | None:
     """The folder a data source's file paths are relative to, or None if it is not here."""
+    if source.kind == "generated":
+        return None
     if source.kind == "distribution":
         try:
             return Path(importlib.metadata.distribution(source.name).locate_file(""))
@@ -61,6 +63,8 @@ def _check_file(kind: str, path: Path, label: str, sha256: str) -> ArtifactCheck
 def check_data(loaded: LoadedManifest) -> list[ArtifactCheck]:
     """Check every input data file and the concatenated corpus hash."""
     data = loaded.manifest.data
+    if data.source.kind == "generated":
+        return []  # nothing on disk; a rerun regenerates the data and compares its digest
     root = data_source_root(data.source)
     if root is None:
         where = f"distribution {data.source.name}" if data.source.kind == "distribution" else data.source.name
@@ -101,10 +105,37 @@ def raise_for_checks(checks: list[ArtifactCheck]) -> None:
             raise error(f"{len(bad)} file(s) {verb}: {names}{more}; {advice}")
 
 
+def authenticate(raw: Any, path: Path, trusted: dict[str, bytes] | None = None) -> tuple[LoadedManifest, str]:
+    """Check parsed manifest JSON in the order that names each problem for what it is.
+
+    1. Not a JSON object, or an object with none of ``kind``/``schema_version``/``signature``:
+       not a manifest at all (:class:`ManifestFormatError`, exit 2).
+    2. A newer ``schema_version``: "upgrade repro" (exit 2); its rules are unknown here.
+    3. The signature over the JSON as written, and the trust list: any edit to any field of a
+       manifest, schema-breaking or not, is an integrity failure (exit 3).
+    4. Only then the schema (and migrations from older versions): a validly signed document that
+       is not a valid manifest is malformed input (exit 2).
+
+    Returns the loaded manifest and the signer's key id.
+    """
+    what = f"manifest {path}"
+    if not isinstance(raw, dict):
+        raise ManifestFormatError(f"{what} is not a JSON object; it is not a repro manifest")
+    if not {"kind", "schema_version", "signature"} & raw.keys():
+        raise ManifestFormatError(f"{what} has no kind, schema_version or signature; it is not a repro manifest")
+    check_not_newer(raw, what)
+    key_id = verify_document(raw, str(path), trusted)
+    return LoadedManifest(manifest=manifest_from_json(raw, what), raw=raw, path=Path(path)), key_id
+
+
+def load_authentic(path: Path, trusted: dict[str, bytes] | None = None) -> tuple[LoadedManifest, str]:
+    """Read a manifest file and :func:`authenticate` it (artifacts are not checked here)."""
+    return authenticate(read_manifest_json(Path(path)), Path(path), trusted)
+
+
 def verify_manifest(path: Path, trusted: dict[str, bytes] | None = None) -> VerifyResult:
     """Load ``path``, verify its signature (against ``trusted`` if given) and all artifacts."""
-    loaded = load_manifest(path)
-    key_id = verify_signature(loaded, trusted)
+    loaded, key_id = load_authentic(path, trusted)
     checks = check_data(loaded) + check_artifacts(loaded)
     raise_for_checks(checks)
     return VerifyResult(loaded=loaded, key_id=key_id, trusted=trusted is not None, checks=checks)

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from repro import atomic
 from repro.checkpoint import CheckpointRecords, load_records, load_state, save_checkpoint
+from repro.crashpoint import crash_point
 from repro.errors import ReproError, TrainerError
 from repro.hashing import sha256_tensor
 from repro.job import DataResult, Job, JobResult, JobTiming, WorkerFailure
@@ -89,14 +90,16 @@ def run_job(job: Job, events: _Events) -> JobResult:
     start = 0
     prior_steps: list[StepRecord] = []
     prior_val: list[ValidationRecord] = []
+    prior_seconds: list[float] = []
     if job.start_checkpoint:
         state = load_state(Path(job.start_checkpoint), job.start_checkpoint_sha256)
         records = load_records(Path(job.start_checkpoint).parent)
         start, prior_steps, prior_val = records.step, list(records.steps), list(records.validation)
+        prior_seconds = list(records.step_seconds)
         load_rng_state_tensors(state)
         own = {k: v for k, v in state.items() if not k.startswith("repro.rng.")}
         _call(name, "load_state_tensors", trainer.load_state_tensors, own)
-        _check_restored(name, own, _call(name, "state_tensors", trainer.state_tensors))
+        _check_restored(name, own, _trainer_state(name, trainer))
     capture_start = time.perf_counter()
     environment = capture_environment()
     capture_seconds = time.perf_counter() - capture_start
@@ -113,13 +116,8 @@ def run_job(job: Job, events: _Events) -> JobResult:
         t = time.perf_counter()
         out = _call(name, f"train_step({step})", trainer.train_step, step)
         dt = time.perf_counter() - t
-        loss = float(out.loss)
-        if not math.isfinite(loss):
-            raise TrainerError(f"trainer {name} returned a non-finite loss ({loss}) at step {step}")
-        record = StepRecord(
-            step=step, loss=loss, lr=float(out.lr), grad_norm=float(out.grad_norm),
-            tokens=int(out.tokens), batch=str(out.batch),
-        )
+        record = _step_record(name, step, out)
+        loss = record.loss
         steps.append(record)
         step_seconds.append(dt)
         train_seconds += dt
@@ -132,12 +130,14 @@ def run_job(job: Job, events: _Events) -> JobResult:
             validation.append(ValidationRecord(step=step, loss=val))
             eval_seconds += time.perf_counter() - t
             events.emit(event="eval", step=step, loss=val)
+        crash_point("step", step)
         if job.write_checkpoints and step in ckpt_steps:
-            tensors = dict(_call(name, "state_tensors", trainer.state_tensors))
+            tensors = _trainer_state(name, trainer)
             tensors.update(rng_state_tensors())
             records = CheckpointRecords(
                 step=step, config_sha256=job.config_sha256,
                 steps=prior_steps + steps, validation=prior_val + validation,
+                step_seconds=prior_seconds + step_seconds,
             )
             ckpt = save_checkpoint(Path(job.checkpoint_root), step, tensors, records)
             saved.append(ckpt)
@@ -164,6 +164,44 @@ def run_job(job: Job, events: _Events) -> JobResult:
     )
 
 
+def _step_record(name: str, step: int, out: Any) -> StepRecord:
+    """Check what ``train_step`` returned against the contract and turn it into a record."""
+    from repro.trainer_api import StepOutput
+
+    if not isinstance(out, StepOutput):
+        raise TrainerError(
+            f"trainer {name}: train_step({step}) returned {type(out).__name__}, not a "
+            "repro.trainer_api.StepOutput"
+        )
+    try:
+        values = {key: float(getattr(out, key)) for key in ("loss", "lr", "grad_norm")}
+        tokens = int(out.tokens)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TrainerError(f"trainer {name}: train_step({step}) returned a non-numeric value ({exc})") from exc
+    for key, value in values.items():
+        if not math.isfinite(value):
+            raise TrainerError(f"trainer {name} returned a non-finite {key.replace('_', ' ')} ({value}) at step {step}")
+    return StepRecord(step=step, tokens=tokens, batch=str(out.batch), **values)
+
+
+def _trainer_state(name: str, trainer: Any) -> dict[str, Any]:
+    """The trainer's ``state_tensors()``, checked: string keys, tensor values, no reserved names."""
+    import torch
+
+    state = _call(name, "state_tensors", trainer.state_tensors)
+    if not isinstance(state, dict):
+        raise TrainerError(f"trainer {name}: state_tensors returned {type(state).__name__}, not a dict")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise TrainerError(
+                f"trainer {name}: state_tensors entry {key!r} is a {type(value).__name__}; it must map "
+                "names to tensors (see repro.torch_state for optimizer and generator state)"
+            )
+        if key.startswith("repro."):
+            raise TrainerError(f"trainer {name}: state_tensors name {key!r} is reserved (repro.*); rename it")
+    return dict(state)
+
+
 def _check_restored(name: str, loaded: dict[str, Any], restored: dict[str, Any]) -> None:
     """A trainer must restore exactly what it saved; otherwise resume silently diverges."""
     missing = sorted(set(loaded) - set(restored))
@@ -173,7 +211,7 @@ def _check_restored(name: str, loaded: dict[str, Any], restored: dict[str, Any])
         if sha256_tensor(loaded[key]) != sha256_tensor(restored[key]):
             raise TrainerError(
                 f"trainer {name} did not restore its state on resume: {key!r} differs from the "
-                "checkpoint after load_state_tensors"
+                "checkpoint after load_state_tensors; restore every tensor that state_tensors returns"
             )
 
 

@@ -59,3 +59,23 @@ def copy_run(manifest: Path, dest: Path) -> Path:
 def smoke_copy(smoke_run: Path, tmp_path: Path) -> Path:
     """A private copy of the smoke run that a test may modify."""
     return copy_run(smoke_run, tmp_path / "copy")
+
+
+@pytest.fixture
+def plugin_path(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``tests/assets/plugins`` (tinymlp, tinylit) importable here and in training children."""
+    from tests.plugin_site import PLUGINS, make_importable
+
+    make_importable(monkeypatch, PLUGINS)
+    return PLUGINS
+
+
+@pytest.fixture
+def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator["PluginSite"]:  # noqa: F821
+    """An empty site-packages-like folder on the path; ``.install(version)`` adds tinymlp-plugin."""
+    from tests.plugin_site import PluginSite, make_importable
+
+    site = PluginSite(tmp_path / "site")
+    make_importable(monkeypatch, site.root)
+    yield site
+    site.uninstall()

@@ -1,0 +1,217 @@
+"""Recorded vs here: every difference in environment, code, data and trainer, ranked by how likely
+it is to change the numbers.
+
+"Here" for the environment is what the rerun's training process captured about itself (the same
+capture the recording used), so the comparison is like for like. Ranking: likelihood first
+(``certain`` > ``high`` > ``medium`` > ``low``), then the order of :data:`CATEGORY_ORDER`, which
+follows how often each kind of difference changes floating-point results in practice: device,
+torch build, CUDA libraries, BLAS, CPU instruction set, thread count, determinism flags,
+``PYTHONHASHSEED``, code, data, trainer, other packages, platform, tool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from audits.report import DataCheck, Difference, Likelihood
+from repro.hashing import sha256_file
+from repro.job import DataResult
+from repro.manifest import CodeRecord, DataRecord, EnvironmentRecord, RunIdentity, TrainerRef
+
+CATEGORY_ORDER = (
+    "device", "torch", "cuda", "blas", "cpu", "threads", "determinism", "hashseed",
+    "code", "data", "trainer", "packages", "platform", "tool",
+)
+_LIKELIHOOD_ORDER: dict[str, int] = {"certain": 0, "high": 1, "medium": 2, "low": 3}
+
+NUMERIC_PACKAGES = frozenset({
+    "numpy", "scipy", "sentencepiece", "tokenizers", "safetensors", "triton", "mkl", "intel-openmp",
+    "onednn", "openblas", "pytorch-lightning", "lightning", "transformers", "accelerate",
+})
+"""Packages besides torch that sit on the numeric path of typical trainers (medium, not low)."""
+
+# Environment variables by what they influence; each gets its category and likelihood.
+_ENV_VAR_CATEGORY: dict[str, tuple[str, Likelihood]] = {
+    "PYTHONHASHSEED": ("hashseed", "medium"),
+    "OMP_NUM_THREADS": ("threads", "high"),
+    "MKL_NUM_THREADS": ("threads", "high"),
+    "OPENBLAS_NUM_THREADS": ("threads", "high"),
+    "OPENBLAS_CORETYPE": ("blas", "high"),
+    "OPENBLAS_L2_SIZE": ("blas", "medium"),
+    "MKL_CBWR": ("blas", "high"),
+    "KMP_DETERMINISTIC_REDUCTION": ("blas", "high"),
+    "ATEN_CPU_CAPABILITY": ("cpu", "high"),
+    "CUBLAS_WORKSPACE_CONFIG": ("determinism", "high"),
+    "NVIDIA_TF32_OVERRIDE": ("determinism", "high"),
+    "CUDA_VISIBLE_DEVICES": ("device", "high"),
+    "TORCH_CUDNN_V8_API_DISABLED": ("cuda", "medium"),
+}
+
+
+def rank(differences: Iterable[Difference]) -> list[Difference]:
+    """Sort differences: most likely to change numerics first, then by category order."""
+    def key(d: Difference) -> tuple[int, int, str]:
+        category = CATEGORY_ORDER.index(d.category) if d.category in CATEGORY_ORDER else len(CATEGORY_ORDER)
+        return _LIKELIHOOD_ORDER[d.likelihood], category, d.field
+    return sorted(differences, key=key)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _diff(category: str, field: str, recorded: object, here: object, likelihood: Likelihood,
+          note: str | None = None) -> Difference:
+    return Difference(category=category, field=field, recorded=_text(recorded), here=_text(here),
+                      likelihood=likelihood, note=note)
+
+
+def _flag_summary(recorded: list[str], here: list[str], limit: int = 8) -> tuple[str, str]:
+    def cut(items: list[str]) -> str:
+        return " ".join(items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+    lost, gained = sorted(set(recorded) - set(here)), sorted(set(here) - set(recorded))
+    return (f"{len(recorded)} flags" + (f"; only recorded: {cut(lost)}" if lost else ""),
+            f"{len(here)} flags" + (f"; only here: {cut(gained)}" if gained else ""))
+
+
+def environment_differences(recorded: EnvironmentRecord, here: EnvironmentRecord) -> list[Difference]:
+    """Every field of the environment record that differs, categorised."""
+    out: list[Difference] = []
+    scalar: list[tuple[str, str, Likelihood]] = [
+        ("devices", "device", "high"),
+        ("torch_version", "torch", "high"),
+        ("torch_build", "blas", "high"),
+        ("cuda_version", "cuda", "high"),
+        ("cudnn_version", "cuda", "high"),
+        ("machine", "cpu", "high"),
+        ("cpu_capability", "cpu", "high"),
+        ("cpu_model", "cpu", "medium"),
+        ("torch_threads", "threads", "high"),
+        ("torch_interop_threads", "threads", "low"),
+        ("python", "platform", "low"),
+        ("python_implementation", "platform", "medium"),
+        ("os", "platform", "low"),
+        ("kernel", "platform", "low"),
+        ("cpu_count", "platform", "low"),
+    ]
+    for name, category, likelihood in scalar:
+        a, b = getattr(recorded, name), getattr(here, name)
+        if a != b:
+            if name == "torch_build":
+                out.append(_diff(category, "environment.torch_build", "(recorded build config)",
+                                 "(different build config)", likelihood,
+                                 "torch.__config__.show() differs: compiler, BLAS or oneDNN"))
+            else:
+                out.append(_diff(category, f"environment.{name}", ", ".join(a) if isinstance(a, list) else a,
+                                 ", ".join(b) if isinstance(b, list) else b, likelihood))
+    if recorded.cpu_flags != here.cpu_flags:
+        before, after = _flag_summary(recorded.cpu_flags, here.cpu_flags)
+        out.append(_diff("cpu", "environment.cpu_flags", before, after, "medium",
+                         "instruction-set extensions differ; torch may pick other kernels"))
+    for flag in sorted(set(recorded.determinism) | set(here.determinism)):
+        a, b = recorded.determinism.get(flag), here.determinism.get(flag)
+        if a != b:
+            category = "hashseed" if flag == "hash_randomization" else "determinism"
+            out.append(_diff(category, f"determinism.{flag}", a, b, "medium" if category == "hashseed" else "high"))
+    threads_changed = recorded.torch_threads != here.torch_threads
+    for var in sorted(set(recorded.env_vars) | set(here.env_vars)):
+        a, b = recorded.env_vars.get(var), here.env_vars.get(var)
+        if a == b:
+            continue
+        category, likelihood = _ENV_VAR_CATEGORY.get(var, ("platform", "low"))
+        if category == "threads" and threads_changed and (a, b) == (str(recorded.torch_threads), str(here.torch_threads)):
+            continue  # the same change as torch_threads, already listed
+        if category == "determinism" and not here.devices and not recorded.devices:
+            likelihood = "low"  # CUDA settings cannot matter on a CPU-only run
+        out.append(_diff(category, f"env.{var}", a, b, likelihood))
+    out.extend(package_differences(recorded.distributions, here.distributions))
+    return out
+
+
+def package_differences(recorded: dict[str, str], here: dict[str, str]) -> list[Difference]:
+    """Installed distributions added, removed or at another version (torch and repro excluded)."""
+    out = []
+    for name in sorted(set(recorded) | set(here)):
+        a, b = recorded.get(name), here.get(name)
+        if a == b or name in ("torch", "repro"):
+            continue
+        if name.startswith("nvidia-"):
+            category, likelihood = "cuda", "medium"
+        elif name in NUMERIC_PACKAGES:
+            category, likelihood = "packages", "medium"
+        else:
+            category, likelihood = "packages", "low"
+        out.append(_diff(category, f"package {name}", a or "(absent)", b or "(absent)", likelihood))
+    return out
+
+
+def run_differences(recorded: RunIdentity, trainer_here: TrainerRef, device: str, config_here: dict,
+                    tool_version: str) -> list[Difference]:
+    """Device, trainer and config as the installed trainer reads them; the tool version."""
+    out = []
+    if recorded.settings.device != device:
+        out.append(_diff("device", "settings.device", recorded.settings.device, device, "high",
+                         "the rerun was asked to use another device"))
+    if recorded.trainer.entry != trainer_here.entry:
+        out.append(_diff("trainer", "trainer.entry", recorded.trainer.entry, trainer_here.entry, "high"))
+    if recorded.trainer.version != trainer_here.version:
+        out.append(_diff("trainer", "trainer.version", recorded.trainer.version, trainer_here.version, "medium"))
+    for key in sorted(set(recorded.config) | set(config_here)):
+        if recorded.config.get(key, "(absent)") != config_here.get(key, "(absent)"):
+            out.append(_diff("trainer", f"config.{key}", recorded.config.get(key, "(absent)"),
+                             config_here.get(key, "(absent)"), "high",
+                             "the installed trainer reads the recorded config differently"))
+    if recorded.tool_version != tool_version:
+        out.append(_diff("tool", "repro version", recorded.tool_version, tool_version, "low"))
+    return out
+
+
+def code_differences(recorded: CodeRecord, here: CodeRecord) -> list[Difference]:
+    """Git commit, uncommitted diff and untracked files, recorded vs the working folder now."""
+    if not recorded.available and not here.available:
+        return []
+    if not recorded.available or not here.available:
+        return [_diff("code", "code.available", recorded.reason or "known", here.reason or "known", "medium",
+                      "the code state is unknown on one side, so a code change cannot be ruled out")]
+    out = []
+    if recorded.commit != here.commit:
+        out.append(_diff("code", "code.commit", recorded.commit, here.commit, "high"))
+    if recorded.diff_sha256 != here.diff_sha256:
+        out.append(_diff("code", "code.diff_sha256", recorded.diff_sha256 or "(clean)", here.diff_sha256 or "(clean)",
+                         "high", "uncommitted changes differ"))
+    if recorded.untracked != here.untracked:
+        gone = sorted(set(recorded.untracked) - set(here.untracked))
+        new = sorted(set(here.untracked) - set(recorded.untracked))
+        out.append(_diff("code", "code.untracked", ", ".join(gone[:5]) or "-", ", ".join(new[:5]) or "-", "medium",
+                         "untracked files differ (their contents are not recorded)"))
+    return out
+
+
+def data_differences(checks: list[DataCheck], recorded: DataRecord, rerun: DataResult | None) -> list[Difference]:
+    """Data files changed before the rerun, and what the rerun's data summary shows afterwards."""
+    out = [_diff("data", f"data file {c.path}", "recorded sha256", c.status, "certain")
+           for c in checks if c.status != "ok" and c.kind == "data"]
+    if rerun is None:
+        return out
+    rec_files = {f.path: f.sha256 for f in recorded.files}
+    new_files = {f.path: f.sha256 for f in rerun.files}
+    for path in sorted(set(rec_files) ^ set(new_files)):
+        out.append(_diff("data", f"data file {path}", "present" if path in rec_files else "(absent)",
+                         "present" if path in new_files else "(absent)", "certain",
+                         "the trainer read a different set of files"))
+    pairs: list[tuple[str, object, object]] = [
+        ("data.source", recorded.source.model_dump(), rerun.source.model_dump()),
+        ("data.corpus_sha256", recorded.corpus_sha256, rerun.corpus_sha256),
+        ("data.token_stream_sha256", recorded.token_stream_sha256, rerun.token_stream_sha256),
+        ("data.train_tokens", recorded.train_tokens, rerun.train_tokens),
+        ("data.val_tokens", recorded.val_tokens, rerun.val_tokens),
+    ]
+    if recorded.tokenizer is not None and rerun.tokenizer_path:
+        tokenizer = Path(rerun.tokenizer_path)
+        here_sha = sha256_file(tokenizer) if tokenizer.is_file() else None
+        pairs.append(("data.tokenizer", recorded.tokenizer.sha256, here_sha))
+    for field, a, b in pairs:
+        if a != b:
+            out.append(_diff("data", field, a, b, "certain"))
+    return out

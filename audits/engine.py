@@ -1,0 +1,191 @@
+"""The audit engine: integrity → data → rerun → compare → attribute, returning an AuditReport.
+
+:func:`run_audit` is the public entry point (used by ``repro audit`` and by the CI gate). It
+raises a :class:`~repro.errors.ReproError` when the audit cannot be done or the manifest is not
+authentic, and otherwise returns a report whose ``verdict`` says whether the run reproduced.
+It writes nothing but the rerun's scratch files; reports are written by :mod:`audits.formats`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from audits import attribution, comparison, differences, integrity, rerun, spotcheck, tensors
+from audits.options import AuditOptions
+from audits.report import (
+    AuditReport, AuditTiming, CheckpointComparison, ManifestInfo, RerunInfo, Segment,
+    SeriesComparison,
+)
+from repro import __version__
+from repro.capture.git import capture_code
+from repro.config import ResolvedRun
+from repro.errors import CouldNotCheckError, UsageError
+from repro.launcher import EventHandler
+from repro.manifest import RunManifest
+
+_SEVERITY = {"bitwise": 0, "within_tolerance": 1, "diverged": 2}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What will be replayed, and how."""
+
+    resolved: ResolvedRun
+    mode: str
+    segments: list[Segment]
+    seed: int | None
+
+    def covers(self, step: int) -> bool:
+        """Whether ``step`` is one of the replayed steps."""
+        return any(s.start < step <= s.end for s in self.segments)
+
+
+def check_options(options: AuditOptions) -> None:
+    """Reject combinations of options that make no sense, before reading anything."""
+    if options.segments is not None and options.steps is not None:
+        raise UsageError("--steps and --segments exclude each other; a spot-check replays whole segments")
+    if options.seed is not None and options.segments is None:
+        raise UsageError("--seed chooses spot-check segments; use it with --segments K")
+
+
+def _plan(m: RunManifest, options: AuditOptions) -> _Plan:
+    resolved = rerun.plan(m, options.device, options.threads)
+    total = resolved.config.steps
+    if options.segments is not None:
+        seed = options.seed if options.seed is not None else spotcheck.draw_seed()
+        chosen = spotcheck.choose_segments(spotcheck.segments_of(m, total), options.segments, seed)
+        return _Plan(resolved, "spot-check", chosen, seed)
+    if options.steps is not None:
+        if options.steps > total:
+            raise UsageError(f"--steps {options.steps}: the run has only {total} steps")
+        return _Plan(resolved, "full" if options.steps == total else "prefix", [Segment(start=0, end=options.steps)], None)
+    return _Plan(resolved, "full", [Segment(start=0, end=total)], None)
+
+
+def _notify(on_event: EventHandler | None, message: str) -> None:
+    if on_event is not None:
+        on_event({"event": "notice", "message": message})
+
+
+def _compare_checkpoints(m: RunManifest, folder: Path, plan: _Plan, runs: list[rerun.Rerun],
+                         options: AuditOptions) -> list[CheckpointComparison]:
+    device_changed = plan.resolved.settings.device != m.run.settings.device
+    out = []
+    for record in m.checkpoints:
+        made = next((c for r in runs if (c := r.checkpoint(record.step)) is not None), None)
+        if made is not None and plan.covers(record.step):
+            out.append(tensors.compare_checkpoint(record.step, folder / record.path, record.tensors, made[0],
+                                                  made[1], options.tolerance, device_changed))
+    return out
+
+
+def run_audit(manifest_path: Path, options: AuditOptions | None = None,
+              on_event: EventHandler | None = None) -> AuditReport:
+    """Audit the run recorded in ``manifest_path``; see ``docs/audit.md`` for the semantics.
+
+    ``on_event`` receives the training child's progress events (as ``repro run`` does) and
+    ``{"event": "notice", "message": ...}`` for what the user should see before compute ends.
+    """
+    clock = [time.perf_counter()]
+    options = options or AuditOptions()
+    check_options(options)
+    checked = integrity.check_integrity(Path(manifest_path), options.trusted_keys, options.allow_data_change)
+    m = checked.loaded.manifest
+    for change in checked.data_changed:
+        _notify(on_event, f"data differs before the rerun: {change.kind} {change.path} {change.status}")
+    clock.append(time.perf_counter())
+    plan = _plan(m, options)
+    code_here = capture_code(Path(options.code_path or Path.cwd()))
+    clock.append(time.perf_counter())
+
+    with rerun.work_folder(options.work_dir) as work:
+        runs = []
+        for index, segment in enumerate(plan.segments, 1):
+            if plan.mode == "spot-check":
+                _notify(on_event, f"segment {index}/{len(plan.segments)}: steps {segment.start + 1}-{segment.end}")
+            folder = work / f"segment-{segment.start:06d}-{segment.end:06d}"
+            start = spotcheck.start_checkpoint(m, segment)
+            runs.append(rerun.rerun(plan.resolved, checked.loaded, folder, start, segment.end, on_event))
+        clock.append(time.perf_counter())
+        checkpoints = _compare_checkpoints(m, checked.loaded.folder, plan, runs, options)
+        # The rerun's tokenizer lives in the work folder: hash it before the folder goes.
+        data_found = differences.data_differences(checked.data, m.data, runs[0].result.data)
+
+    tol = options.tolerance
+    losses, others, batches, details = comparison.compare_steps(
+        [s for s in m.steps if plan.covers(s.step)], [s for r in runs for s in r.result.steps], tol)
+    if losses.compared == 0 and not losses.unmatched:
+        raise CouldNotCheckError("the rerun produced no steps to compare; nothing was checked")
+    validation, val_details = comparison.compare_validation(
+        [v for v in m.validation if plan.covers(v.step)], [v for r in runs for v in r.result.validation], tol)
+    series = [*others, validation]
+    verdicts = [losses.verdict, *(s.verdict for s in series), *(c.verdict for c in checkpoints)]
+    verdict = max(verdicts + ([] if batches.identical else ["diverged"]), key=_SEVERITY.__getitem__)
+
+    env_here = runs[0].result.environment
+    assert env_here is not None  # a successful job always reports its environment
+    found = differences.rank([
+        *data_found,
+        *differences.run_differences(m.run, plan.resolved.trainer, plan.resolved.settings.device,
+                                     plan.resolved.config.model_dump(mode="json"), __version__),
+        *differences.environment_differences(m.environment, env_here),
+        *differences.code_differences(m.code, code_here),
+    ])
+    cause = attribution.attribute(verdict, losses, series, batches, checkpoints, found)
+    clock.append(time.perf_counter())
+    return AuditReport(
+        tool_version=__version__,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        manifest=_manifest_info(manifest_path, checked),
+        options=options.model_copy(update={"seed": plan.seed}) if plan.seed is not None else options,
+        rerun=RerunInfo(device=plan.resolved.settings.device, threads=plan.resolved.settings.threads,
+                        config_sha256=plan.resolved.config_sha256,
+                        config_matches=plan.resolved.config_sha256 == m.run.config_sha256),
+        mode=plan.mode, verdict=verdict, reproduced=verdict != "diverged",
+        summary=_summary(verdict, losses, checkpoints, cause.summary),
+        steps_compared=losses.compared, steps_total=plan.resolved.config.steps,
+        fraction_replayed=sum(s.end - s.start for s in plan.segments) / plan.resolved.config.steps,
+        segments=plan.segments, spot_check_seed=plan.seed,
+        losses=losses, series=series, batches=batches, steps=details, validation=val_details,
+        checkpoints=checkpoints,
+        first_checkpoint_difference=next((c.step for c in checkpoints if c.verdict != "bitwise"), None),
+        data_checks=checked.data, differences=found, attribution=cause,
+        timing=_timing(clock, runs),
+    )
+
+
+def _manifest_info(path: Path, checked: integrity.IntegrityResult) -> ManifestInfo:
+    m = checked.loaded.manifest
+    return ManifestInfo(
+        path=str(path), key_id=checked.key_id, trusted=checked.trusted, trainer=m.run.trainer.name,
+        trainer_version=m.run.trainer.version, preset=m.run.preset, config_sha256=m.run.config_sha256,
+        recorded_steps=len(m.steps), recorded_device=m.run.settings.device, recorded_threads=m.run.settings.threads,
+    )
+
+
+def _timing(clock: list[float], runs: list[rerun.Rerun]) -> AuditTiming:
+    began, integrity_done, plan_done, rerun_done, now = clock
+    rerun_seconds = sum(r.seconds for r in runs)
+    return AuditTiming(
+        total_seconds=now - began, integrity_seconds=integrity_done - began, plan_seconds=plan_done - integrity_done,
+        rerun_seconds=rerun_seconds,
+        training_seconds=sum(r.result.timing.train_seconds for r in runs if r.result.timing),
+        validation_seconds=sum(r.result.timing.eval_seconds for r in runs if r.result.timing),
+        compare_seconds=now - rerun_done, overhead_seconds=max(now - began - rerun_seconds, 0.0),
+    )
+
+
+def _summary(verdict: str, losses: SeriesComparison, checkpoints: list[CheckpointComparison], cause: str) -> str:
+    """One line for people: the verdict and its evidence."""
+    ckpts = f"{len(checkpoints)} checkpoint{'s' if len(checkpoints) != 1 else ''}"
+    if verdict == "bitwise":
+        return f"bitwise: {losses.compared} steps and {ckpts} bit-identical to the record"
+    if verdict == "within_tolerance":
+        return (f"within tolerance: {losses.compared} steps, largest loss difference {losses.max_abs_diff:.3g} "
+                f"({losses.max_ulps} ulp{'s' if losses.max_ulps != 1 else ''}); {cause}")
+    step = losses.first_beyond_tolerance_step
+    where = f"losses beyond tolerance from step {step}" if step is not None else "differences beyond tolerance"
+    return f"diverged: {where}; {cause}"

@@ -1,0 +1,76 @@
+"""``--junit FILE``: the audit as JUnit XML, so CI systems show each check as a test result.
+
+One test suite, one test case per check: integrity, data, each per-step quantity, batch
+fingerprints, each compared checkpoint. A check beyond tolerance is a ``<failure>``; the
+environment differences and the likely cause go to the suite's ``<system-out>``. Built with the
+standard library's ``xml.etree``.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from audits.report import AuditReport
+from repro import atomic
+
+SUITE = "repro audit"
+
+
+def _case(suite: ET.Element, name: str, classname: str, failure: str | None = None, detail: str = "") -> None:
+    case = ET.SubElement(suite, "testcase", name=name, classname=classname, time="0")
+    if failure is not None:
+        node = ET.SubElement(case, "failure", message=failure, type="NotReproduced")
+        node.text = detail or failure
+    elif detail:
+        ET.SubElement(case, "system-out").text = detail
+
+
+def junit_xml(report: AuditReport) -> bytes:
+    """The JUnit XML document of a report."""
+    r = report
+    suite = ET.Element("testsuite", name=SUITE, timestamp=r.created_at, time=f"{r.timing.total_seconds:.3f}")
+    cls = f"repro.audit.{r.manifest.preset or r.manifest.trainer}"
+    _case(suite, "integrity", cls, detail=f"signature by {r.manifest.key_id}; artifacts unchanged")
+    changed = [c for c in r.data_checks if c.status != "ok"]
+    _case(suite, "data", cls,
+          failure=f"{len(changed)} data file(s) differ: " + ", ".join(c.path for c in changed) if changed else None)
+    for s in [r.losses, *r.series]:
+        failure = None
+        if s.verdict == "diverged":
+            at = s.first_beyond_tolerance_step or (s.unmatched[0] if s.unmatched else None)
+            failure = f"{s.name} beyond tolerance from step {at}: largest |Δ| {s.max_abs_diff:.3g}"
+        _case(suite, s.name, cls, failure, detail=f"{s.verdict}: {s.identical}/{s.compared} bit-identical; {s.growth}")
+    b = r.batches
+    _case(suite, "batch fingerprints", cls,
+          None if b.identical else f"batches differ from step {b.first_difference_step} (data-order drift)",
+          detail=f"{b.compared - b.differing_steps}/{b.compared} identical")
+    for c in r.checkpoints:
+        names = ", ".join(d.name for d in c.differences[:5])
+        failure = f"checkpoint {c.step}: tensors beyond tolerance: {names}" if c.verdict == "diverged" else None
+        _case(suite, f"checkpoint step {c.step}", cls, failure,
+              detail=f"{c.verdict}: {c.identical}/{c.tensors} tensors bit-identical")
+    cases = suite.findall("testcase")
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+    suite.set("errors", "0")
+    suite.set("skipped", "0")
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("verdict", r.verdict), ("mode", r.mode), ("fraction_replayed", f"{r.fraction_replayed:.4f}"),
+                        ("manifest", r.manifest.path), ("device", r.rerun.device), ("threads", str(r.rerun.threads))):
+        ET.SubElement(props, "property", name=name, value=value)
+    lines = [r.summary, f"likely cause: {r.attribution.summary}", "differences (recorded -> here):"]
+    lines += [f"  [{d.likelihood}] {d.field}: {d.recorded} -> {d.here}" for d in r.differences] or ["  none"]
+    ET.SubElement(suite, "system-out").text = "\n".join(lines)
+    # <properties> must come first in a testsuite for strict JUnit readers.
+    suite.remove(props)
+    suite.insert(0, props)
+    root = ET.Element("testsuites", name=SUITE, tests=suite.get("tests", "0"), failures=suite.get("failures", "0"))
+    root.append(suite)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def write_junit(report: AuditReport, path: Path) -> None:
+    """Write the JUnit XML to ``path`` atomically."""
+    atomic.write_bytes(Path(path), junit_xml(report))

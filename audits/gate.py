@@ -1,0 +1,243 @@
+"""``repro gate``: the release gate. Every policy manifest must reproduce; environments are scanned.
+
+For each manifest the policy names, the gate runs a full audit through the audit engine's public
+entry point (integrity first, then the rerun and comparison), and scans the environment the run
+recorded for known vulnerabilities. It never stops at the first problem: every manifest is
+audited and everything is reported, then one outcome is chosen, most serious first:
+
+==================== ==== ===========================================================
+outcome              exit meaning
+==================== ==== ===========================================================
+``integrity_failure``  3  a manifest or artifact was changed, or signed by an untrusted key
+``not_reproduced``     1  a rerun diverged beyond the policy's tolerance
+``vulnerable``         1  a known vulnerability the policy does not accept
+``input_error``        2  a manifest is malformed or unreadable (the policy itself: also 2)
+``could_not_check``    4  an artifact, device or trainer was missing, or (``on_unchecked =
+                          "fail"``) the vulnerability service could not answer
+``pass``               0  every manifest reproduced and nothing the policy forbids was found
+==================== ==== ===========================================================
+
+Only the CLI (``audits.gate_cli``) turns the outcome into an exit code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from audits.options import AuditOptions
+from audits.policy import GatePolicy, LoadedPolicy
+from audits.report import AuditReport
+from audits.vulnerabilities import VulnerabilityReport, scan_manifest
+from repro import __version__, errors
+from repro.canonical import canonical_bytes
+from repro.hashing import sha256_bytes
+from repro.keys import load_trusted_keys
+from repro.manifest import load_manifest
+from repro.signing import verify_signature
+
+Outcome = Literal["integrity_failure", "not_reproduced", "vulnerable", "input_error", "could_not_check", "pass"]
+OUTCOME_ORDER: tuple[Outcome, ...] = (
+    "integrity_failure", "not_reproduced", "vulnerable", "input_error", "could_not_check", "pass"
+)
+"""Most serious first: the gate's outcome is the first of these that any manifest has."""
+
+ReproductionStatus = Literal["reproduced", "not_reproduced", "integrity_failure", "input_error", "could_not_check"]
+VulnerabilityStatus = Literal["pass", "fail", "accepted", "unchecked_warning", "unchecked_failure", "not_scanned", "disabled"]
+"""``accepted``: vulnerable but the policy does not fail on it. ``unchecked_*``: some packages could
+not be checked (a warning or a failure per policy). ``not_scanned``: the manifest did not verify."""
+
+REPORT_KIND = "repro.gate-report"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ManifestResult(_Model):
+    """What the gate found for one manifest."""
+
+    manifest: str = Field(description="The path as the policy names it.")
+    reproduction: ReproductionStatus
+    message: str = Field(description="The audit's summary, or the error that stopped it.")
+    audit: AuditReport | None = None
+    vulnerability_status: VulnerabilityStatus
+    vulnerabilities: VulnerabilityReport | None = None
+    plot: str | None = Field(None, description="Loss-curve plot, when one was written.")
+    seconds: float
+
+    @property
+    def outcome(self) -> Outcome:
+        """This manifest's contribution to the gate's outcome."""
+        if self.reproduction != "reproduced":
+            return self.reproduction
+        if self.vulnerability_status == "fail":
+            return "vulnerable"
+        if self.vulnerability_status == "unchecked_failure":
+            return "could_not_check"
+        return "pass"
+
+
+class GateReport(_Model):
+    """The result of ``repro gate`` (``--json``)."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["repro.gate-report"] = REPORT_KIND
+    tool_version: str
+    created_at: str
+    policy_file: str
+    policy: GatePolicy
+    outcome: Outcome
+    results: list[ManifestResult]
+    warnings: list[str] = Field(description="What a reader must not miss, e.g. packages not checked.")
+    seconds: float
+
+
+def worst(outcomes: list[Outcome]) -> Outcome:
+    """The most serious outcome in ``outcomes`` (``pass`` when empty)."""
+    return min(outcomes, key=OUTCOME_ORDER.index, default="pass")
+
+
+def _classify(exc: errors.ReproError) -> ReproductionStatus:
+    if isinstance(exc, errors.IntegrityError):
+        return "integrity_failure"
+    if isinstance(exc, errors.CouldNotCheckError):
+        return "could_not_check"
+    return "input_error"
+
+
+def _vulnerability_status(report: VulnerabilityReport, loaded: LoadedPolicy) -> VulnerabilityStatus:
+    policy = loaded.policy.vulnerabilities
+    if report.verdict == "vulnerable":
+        return "fail" if policy.fail_on_vulnerable else "accepted"
+    if report.verdict == "no_known":
+        return "pass"
+    return "unchecked_failure" if policy.on_unchecked == "fail" else "unchecked_warning"
+
+
+AuditFunction = Callable[[Path, AuditOptions], AuditReport]
+PlotFunction = Callable[[AuditReport, Path], None]
+
+
+class Gate:
+    """Runs a loaded policy: audits, scans, and collects one :class:`GateReport`.
+
+    ``audit`` and ``plot`` default to the audit engine's public functions; they are parameters
+    so the gate's decisions can be tested without training.
+    """
+
+    def __init__(self, loaded: LoadedPolicy, audit: AuditFunction | None = None,
+                 plot: PlotFunction | None = None, plots_dir: Path | None = None,
+                 on_progress: Callable[[str], None] | None = None) -> None:
+        self.loaded = loaded
+        self.audit = audit or self._engine_audit
+        self.plot = plot or _engine_plot
+        self.plots_dir = plots_dir
+        self.on_progress = on_progress or (lambda message: None)
+        self._scans: dict[str, VulnerabilityReport] = {}
+
+    def run(self) -> GateReport:
+        """Audit and scan every manifest; never raises for a manifest's failure."""
+        started = time.perf_counter()
+        results = [self._one(policy_path, path)
+                   for policy_path, path in zip(self.loaded.policy.manifests, self.loaded.manifests)]
+        return GateReport(
+            tool_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            policy_file=str(self.loaded.source), policy=self.loaded.policy,
+            outcome=worst([r.outcome for r in results]), results=results,
+            warnings=[w for r in results for w in _warnings(r)], seconds=time.perf_counter() - started,
+        )
+
+    def _one(self, policy_path: Path, path: Path) -> ManifestResult:
+        started = time.perf_counter()
+        self.on_progress(f"auditing {policy_path}")
+        audit, plot = None, None
+        try:
+            audit = self.audit(path, self.loaded.audit_options())
+            reproduction: ReproductionStatus = "reproduced" if audit.reproduced else "not_reproduced"
+            message = audit.summary
+        except errors.ReproError as exc:
+            reproduction, message = _classify(exc), str(exc)
+        if audit is not None and self.plots_dir is not None:
+            plot = self._plot(audit, policy_path)
+        vuln_status, vulns = self._scan(path, policy_path)
+        return ManifestResult(
+            manifest=str(policy_path), reproduction=reproduction, message=message, audit=audit,
+            vulnerability_status=vuln_status, vulnerabilities=vulns, plot=plot,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _engine_audit(self, path: Path, options: AuditOptions) -> AuditReport:
+        from audits.engine import run_audit
+
+        def notice(event: dict) -> None:
+            if event.get("event") == "notice":
+                self.on_progress(str(event.get("message")))
+
+        return run_audit(path, options, on_event=notice)
+
+    def _plot(self, audit: AuditReport, policy_path: Path) -> str | None:
+        # Named after the whole policy path, so manifests with the same file name do not collide.
+        target = self.plots_dir / (str(policy_path.with_suffix("")).replace("/", "_").strip("_") + ".png")
+        try:
+            self.plot(audit, target)
+        except errors.ReproError as exc:
+            self.on_progress(f"no plot for {policy_path}: {exc}")
+            return None
+        return str(target)
+
+    def _scan(self, path: Path, policy_path: Path) -> tuple[VulnerabilityStatus, VulnerabilityReport | None]:
+        settings = self.loaded.policy.vulnerabilities
+        if not settings.enabled:
+            return "disabled", None
+        # The recorded package list is only worth scanning if the manifest is authentic.
+        try:
+            manifest = load_manifest(path)
+            verify_signature(manifest, load_trusted_keys(self.loaded.resolve(self.loaded.policy.trusted_keys)))
+        except errors.ReproError:
+            return "not_scanned", None
+        environment = manifest.manifest.environment.distributions
+        digest = sha256_bytes(canonical_bytes(environment))
+        if digest not in self._scans:
+            self.on_progress(f"scanning the {len(environment)} packages {policy_path} recorded for vulnerabilities")
+            self._scans[digest] = scan_manifest(manifest.manifest, self.loaded.scan_settings())
+        report = self._scans[digest]
+        return _vulnerability_status(report, self.loaded), report
+
+
+def _first_reason(report: VulnerabilityReport) -> str:
+    first = next(p for p in report.packages if p.status == "not_checked")
+    return f", e.g. {first.name} {first.version}: {first.reason}"
+
+
+def _warnings(result: ManifestResult) -> list[str]:
+    found = []
+    if result.vulnerabilities is not None and result.vulnerabilities.count("not_checked"):
+        v = result.vulnerabilities
+        found.append(
+            f"{result.manifest}: {v.count('not_checked')} of {len(v.packages)} recorded packages were NOT "
+            f"checked for vulnerabilities ({v.service}); that is not a clean result"
+            + (f": {v.error}" if v.error else _first_reason(v))
+        )
+    if result.vulnerability_status == "accepted":
+        found.append(f"{result.manifest}: known vulnerabilities accepted by policy: {result.vulnerabilities.summary()}")
+    if result.vulnerability_status == "not_scanned":
+        found.append(f"{result.manifest}: not scanned for vulnerabilities because the manifest did not verify")
+    return found
+
+
+def _engine_plot(report: AuditReport, target: Path) -> None:
+    from audits.formats.plot import write_plot
+
+    write_plot(report, target)
+
+
+def run_gate(loaded: LoadedPolicy, plots_dir: Path | None = None,
+             on_progress: Callable[[str], None] | None = None) -> GateReport:
+    """Run the gate with the audit engine; see :class:`Gate`."""
+    return Gate(loaded, plots_dir=plots_dir, on_progress=on_progress).run()

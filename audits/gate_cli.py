@@ -1,0 +1,86 @@
+"""``repro gate``: command-line wiring of :mod:`audits.gate` (registered in ``repro.cli``).
+
+Exit codes: 0 pass, 1 not reproduced or a forbidden vulnerability, 2 missing or invalid policy
+(or a malformed manifest), 3 integrity failure, 4 could not check. See ``docs/ci.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``repro gate``."""
+    p = sub.add_parser("gate", help="release gate: audit the policy's manifests and scan their environments")
+    p.add_argument("--config", default="pyproject.toml",
+                   help="pyproject.toml holding [tool.repro.gate] (default: ./pyproject.toml)")
+    p.add_argument("--json", metavar="FILE", help="write the gate report as JSON")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML (two test cases per manifest)")
+    p.add_argument("--summary", metavar="FILE", help=f"write the markdown summary (also appended to ${SUMMARY_ENV_VAR} when set)")
+    p.add_argument("--plots", metavar="DIR", help="write a loss-curve plot per manifest into DIR")
+    p.add_argument("--osv-url", help="scan with this OSV-compatible service instead of the policy's")
+    p.set_defaults(func=cmd_gate)
+
+
+def _append_summary(path: Path, text: str) -> None:
+    from repro.atomic import describe_os_error
+    from repro.errors import OutputError
+
+    try:
+        with open(path, "a", encoding="utf-8") as handle:  # GitHub's contract: append, never replace
+            handle.write(text)
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, path)) from exc
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Load the policy, run the gate, write the reports, return the outcome's exit code."""
+    from audits.gate import run_gate
+    from audits.gate_outputs import VERDICT_WORDS, json_bytes, junit_bytes, markdown
+    from audits.policy import PolicyError, load_policy
+    from repro import atomic, cli
+    from repro.console import err_console, out_console
+
+    loaded = load_policy(Path(args.config))
+    if args.osv_url:
+        from pydantic import ValidationError
+
+        vulns = loaded.policy.vulnerabilities
+        try:
+            vulns = vulns.model_validate({**vulns.model_dump(), "osv_url": args.osv_url})
+        except ValidationError as exc:
+            raise PolicyError(f"--osv-url {args.osv_url!r}: {exc.errors()[0]['msg']}") from None
+        loaded = loaded.model_copy(update={"policy": loaded.policy.model_copy(update={"vulnerabilities": vulns})})
+    plots = Path(args.plots) if args.plots else None
+    report = run_gate(loaded, plots_dir=plots, on_progress=lambda message: err_console.print(message, highlight=False))
+
+    summary = markdown(report)
+    if args.json:
+        atomic.write_bytes(Path(args.json), json_bytes(report))
+    if args.junit:
+        atomic.write_bytes(Path(args.junit), junit_bytes(report))
+    if args.summary:
+        atomic.write_text(Path(args.summary), summary)
+    if os.environ.get(SUMMARY_ENV_VAR):
+        _append_summary(Path(os.environ[SUMMARY_ENV_VAR]), summary)
+
+    for r in report.results:
+        out_console.print(f"{r.manifest}: {r.reproduction} — {r.message}", highlight=False)
+        if r.vulnerabilities is not None:
+            out_console.print(f"  vulnerabilities: {r.vulnerabilities.summary()}", highlight=False)
+    for warning in report.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    colour = "green" if report.outcome == "pass" else "red"
+    out_console.print(f"[bold {colour}]gate: {VERDICT_WORDS[report.outcome]}[/]", highlight=False)
+    return {
+        "pass": cli.EXIT_OK,
+        "not_reproduced": cli.EXIT_NOT_REPRODUCED,
+        "vulnerable": cli.EXIT_NOT_REPRODUCED,
+        "integrity_failure": cli.EXIT_INTEGRITY,
+        "input_error": cli.EXIT_USAGE,
+        "could_not_check": cli.EXIT_COULD_NOT_CHECK,
+    }[report.outcome]

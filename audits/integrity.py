@@ -1,0 +1,77 @@
+"""The audit's first step: is the manifest authentic, and is everything it names still here?
+
+Everything ``repro verify`` checks, split in two. The signature (and trust list), the tokenizer,
+the checkpoints and other artifacts belong to the recorded run: a changed one is an integrity
+failure (exit 3) and a missing one means the audit cannot be done (exit 4), so nothing is rerun.
+The data files belong to *this* machine: they are checked here, before any compute, and a
+difference is reported by file name. By default the audit then stops (:class:`DataChangedError`,
+exit 4: a rerun on other data says nothing about the recorded run); with
+``allow_data_change`` it goes on and the data difference is attributed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from audits.report import DataCheck
+from repro.errors import CouldNotCheckError, MissingArtifactError
+from repro.keys import load_trusted_keys
+from repro.manifest import LoadedManifest, load_manifest
+from repro.signing import verify_signature
+from repro.verify import ArtifactCheck, check_artifacts, check_data, raise_for_checks
+
+
+class DataChangedError(CouldNotCheckError):
+    """Data files here differ from the recorded ones, so a rerun would train on other data."""
+
+
+@dataclass(frozen=True)
+class IntegrityResult:
+    """An authentic manifest whose artifacts are all present and unchanged, and its data checks."""
+
+    loaded: LoadedManifest
+    key_id: str
+    trusted: bool
+    artifacts: list[ArtifactCheck]
+    data: list[DataCheck]
+
+    @property
+    def data_changed(self) -> list[DataCheck]:
+        """Data checks that did not pass."""
+        return [c for c in self.data if c.status != "ok"]
+
+
+def _names(checks: list[DataCheck], limit: int = 5) -> str:
+    names = ", ".join(c.path for c in checks[:limit])
+    return names + (f" and {len(checks) - limit} more" if len(checks) > limit else "")
+
+
+def check_integrity(path: Path, trusted_keys: Path | None, allow_data_change: bool) -> IntegrityResult:
+    """Verify signature, trust and artifacts (raising), then the data (raising unless allowed).
+
+    Raises :class:`~repro.errors.SignatureError`, :class:`~repro.errors.UntrustedKeyError` or
+    :class:`~repro.errors.ArtifactMismatchError` (exit 3); :class:`MissingArtifactError` for a
+    missing artifact or data file and :class:`DataChangedError` for a changed data file (exit 4).
+    """
+    trusted = load_trusted_keys(trusted_keys) if trusted_keys is not None else None
+    loaded = load_manifest(Path(path))
+    key_id = verify_signature(loaded, trusted)
+    artifacts = check_artifacts(loaded)
+    raise_for_checks(artifacts)
+
+    data = [DataCheck(kind=c.kind, path=c.path, status=c.status) for c in check_data(loaded)]
+    missing = [c for c in data if c.status == "missing"]
+    if missing:
+        raise MissingArtifactError(
+            f"{len(missing)} data file(s) of the run are missing here: {_names(missing)}; "
+            "restore the recorded data to audit the run"
+        )
+    changed = [c for c in data if c.status == "changed"]
+    if changed and not allow_data_change:
+        raise DataChangedError(
+            f"data differs from the recorded run: {_names(changed)} changed since it was recorded; "
+            "a rerun on other data cannot tell whether the run reproduces. Restore the recorded "
+            "data, or pass --allow-data-change to rerun anyway and see the effect"
+        )
+    return IntegrityResult(loaded=loaded, key_id=key_id, trusted=trusted is not None, artifacts=artifacts, data=data)

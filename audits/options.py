@@ -1,0 +1,72 @@
+"""What an audit is asked to do: which steps to rerun, where, and how close counts as reproduced.
+
+The default tolerances come from measurements on this project's machines (``docs/audit.md``,
+"Tolerances"): they sit well above the spread that legitimate, known sources of float
+nondeterminism produce (1 vs 2 threads on the CPU) and far below what editing a recorded number
+by hand produces.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_LOSS_ATOL = 1e-5
+"""Absolute per-step tolerance on losses, gradient norms, learning rates and validation losses."""
+
+DEFAULT_LOSS_RTOL = 1e-4
+"""Relative per-step tolerance (of the recorded value) on the same scalars."""
+
+DEFAULT_TENSOR_RTOL = 5e-2
+"""Largest relative L2 difference ``||rerun - recorded|| / ||recorded||`` of a checkpoint tensor."""
+
+
+class Tolerance(BaseModel):
+    """When a difference still counts as reproduced.
+
+    A scalar ``rerun`` matches ``recorded`` when ``|rerun - recorded| <= atol + rtol * |recorded|``
+    (the rule of ``numpy.isclose``). A floating-point tensor matches when its relative L2
+    difference is at most ``tensor_rtol``. Integer tensors (counters, RNG states) and batch
+    fingerprints must match exactly: no tolerance makes a different batch the same batch.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    atol: float = Field(DEFAULT_LOSS_ATOL, ge=0.0, description="Absolute tolerance on per-step scalars.")
+    rtol: float = Field(DEFAULT_LOSS_RTOL, ge=0.0, description="Relative tolerance on per-step scalars.")
+    tensor_rtol: float = Field(
+        DEFAULT_TENSOR_RTOL, ge=0.0, description="Relative L2 tolerance on floating-point checkpoint tensors."
+    )
+
+    def allows(self, recorded: float, rerun: float) -> bool:
+        """Whether ``rerun`` is within tolerance of ``recorded``."""
+        return abs(rerun - recorded) <= self.atol + self.rtol * abs(recorded)
+
+
+class AuditOptions(BaseModel):
+    """Everything an audit can be told; recorded verbatim in its report.
+
+    ``steps`` (audit the first N steps) and ``segments`` (spot-check K random
+    checkpoint-to-checkpoint segments) exclude each other; with neither, the whole run is rerun.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    trusted_keys: Path | None = Field(None, description="Trust list; a signature by another key fails.")
+    steps: int | None = Field(None, ge=1, description="Audit only the first N steps.")
+    segments: int | None = Field(None, ge=1, description="Spot-check K checkpoint-to-checkpoint segments.")
+    seed: int | None = Field(
+        None, ge=0, description="Seed of the spot-check's segment choice; drawn at random (and reported) if unset."
+    )
+    device: Literal["cpu", "cuda"] | None = Field(None, description="Rerun device; default: as recorded.")
+    threads: int | None = Field(None, ge=1, le=512, description="Rerun thread count; default: as recorded.")
+    tolerance: Tolerance = Field(default_factory=Tolerance)
+    allow_data_change: bool = Field(
+        False, description="Rerun even though data files differ from the recorded ones (and attribute)."
+    )
+    work_dir: Path | None = Field(
+        None, description="Keep the rerun's checkpoints and log here; default: a temporary folder, removed."
+    )
+    code_path: Path | None = Field(None, description="Where to read the code's git state; default: the working folder.")

@@ -1,0 +1,236 @@
+"""The audit report: what was compared, how close it came, what differs here, and the likely cause.
+
+Every model is frozen and forbids unknown fields, like the manifest. ``--json`` writes
+:class:`AuditReport`; its JSON Schema is published as ``docs/audit-report.schema.json``
+(regenerate with ``python -m audits.report docs/``; a test keeps it current).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from audits.options import AuditOptions
+
+REPORT_SCHEMA_VERSION = 1
+REPORT_KIND = "repro.audit-report"
+SCHEMA_FILE = "audit-report.schema.json"
+
+Verdict = Literal["bitwise", "within_tolerance", "diverged"]
+"""``bitwise``: every compared bit equal. ``within_tolerance``: every difference inside the
+documented thresholds and the same batches. ``diverged``: anything else."""
+
+Likelihood = Literal["certain", "high", "medium", "low"]
+"""How likely a difference between recorded and here is to change the numbers."""
+
+Mode = Literal["full", "prefix", "spot-check"]
+
+
+class ReportRecord(BaseModel):
+    """Base of the report's models: immutable, unknown fields rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ManifestInfo(ReportRecord):
+    """The audited manifest: where it is, who signed it, what it ran."""
+
+    path: str
+    key_id: str
+    trusted: bool = Field(description="True when the key was checked against a trust list.")
+    trainer: str
+    trainer_version: str
+    preset: str | None
+    config_sha256: str
+    recorded_steps: int
+    recorded_device: str
+    recorded_threads: int
+
+
+class RerunInfo(ReportRecord):
+    """How the rerun was configured (device and threads may differ from the recording)."""
+
+    device: str
+    threads: int
+    config_sha256: str
+    config_matches: bool = Field(description="Whether the rerun's config digest equals the recorded one.")
+
+
+class Segment(ReportRecord):
+    """A stretch of the run replayed from the checkpoint after ``start`` (0: from scratch) to ``end``."""
+
+    start: int = Field(ge=0)
+    end: int = Field(ge=1)
+
+
+class SeriesComparison(ReportRecord):
+    """One per-step quantity (loss, gradient norm, learning rate, validation loss), recorded vs rerun."""
+
+    name: str
+    verdict: Verdict
+    compared: int = Field(description="Steps present on both sides.")
+    identical: int = Field(description="Steps whose values are bit-identical.")
+    unmatched: list[int] = Field(description="Steps recorded but not rerun, or rerun but not recorded.")
+    first_difference_step: int | None = Field(description="First step whose bits differ.")
+    first_difference_ulps: int | None = Field(description="Units in the last place at that step.")
+    first_beyond_tolerance_step: int | None
+    max_abs_diff: float
+    max_rel_diff: float
+    max_ulps: int
+    max_step: int | None = Field(description="Step of the largest absolute difference.")
+    final_abs_diff: float = Field(description="Absolute difference at the last compared step.")
+    doubling_steps: float | None = Field(
+        description="Steps over which the difference doubles (log-linear fit), when it grows."
+    )
+    growth: str = Field(description="How the difference evolves, in words.")
+
+
+class BatchComparison(ReportRecord):
+    """Batch fingerprints per step: data-order drift, kept apart from numeric drift."""
+
+    compared: int
+    identical: bool
+    first_difference_step: int | None
+    differing_steps: int
+
+
+class StepDetail(ReportRecord):
+    """One step of the loss-difference table."""
+
+    step: int
+    recorded_loss: float | None
+    rerun_loss: float | None
+    abs_diff: float | None
+    rel_diff: float | None
+    ulps: int | None
+    within_tolerance: bool
+    batch_match: bool | None
+    other_differences: list[str] = Field(description="Other fields that differ beyond tolerance at this step.")
+
+
+class ValidationDetail(ReportRecord):
+    """A validation loss, recorded vs rerun."""
+
+    step: int
+    recorded: float | None
+    rerun: float | None
+    abs_diff: float | None
+    within_tolerance: bool
+
+
+class TensorDifference(ReportRecord):
+    """A checkpoint tensor whose bits differ (or that exists on one side only)."""
+
+    name: str
+    status: Literal["within_tolerance", "differs", "missing_in_rerun", "only_in_rerun", "device_only"]
+    dtype: str | None
+    shape: list[int] | None
+    max_abs_diff: float | None
+    rel_l2: float | None = Field(description="||rerun - recorded||_2 / ||recorded||_2 (floating point only).")
+    differing_elements: int | None
+    elements: int | None
+
+
+class CheckpointComparison(ReportRecord):
+    """One checkpoint, tensor by tensor."""
+
+    step: int
+    verdict: Verdict
+    tensors: int
+    identical: int
+    differences: list[TensorDifference] = Field(description="Every tensor not bit-identical, largest first.")
+
+
+class DataCheck(ReportRecord):
+    """A data file (or the corpus as a whole) checked against its recorded hash before any compute."""
+
+    kind: str
+    path: str
+    status: Literal["ok", "changed", "missing"]
+
+
+class Difference(ReportRecord):
+    """One way the recorded run's world differs from this one."""
+
+    category: str = Field(description="device, torch, cuda, blas, cpu, threads, determinism, hashseed, "
+                                      "code, data, trainer, packages, platform, tool.")
+    field: str = Field(description="What differs, e.g. environment.torch_version.")
+    recorded: str | None
+    here: str | None
+    likelihood: Likelihood
+    note: str | None = None
+
+
+class Attribution(ReportRecord):
+    """The most likely cause of what the comparison found."""
+
+    kind: Literal["none", "data", "data_order", "environment", "code", "nondeterminism", "records"]
+    summary: str = Field(description="One line, e.g. 'first difference at step 2, 1 ulp; threads 2 → 1'.")
+    causes: list[str] = Field(description="Candidate causes, most likely first.")
+
+
+class AuditTiming(ReportRecord):
+    """Where the audit's time went (never compared). Report files are written after this."""
+
+    total_seconds: float
+    integrity_seconds: float = Field(description="Signature, artifact and data hashes.")
+    plan_seconds: float = Field(description="Loading the trainer, reading the code's git state.")
+    rerun_seconds: float = Field(description="Wall time of the training child processes.")
+    training_seconds: float = Field(description="Of which optimizer steps.")
+    validation_seconds: float = Field(description="Of which validation passes.")
+    compare_seconds: float = Field(description="Steps, checkpoints, differences, attribution.")
+    overhead_seconds: float = Field(description="Everything but the rerun: total - rerun.")
+
+
+class AuditReport(ReportRecord):
+    """The result of ``repro audit`` (schema version 1)."""
+
+    schema_version: Literal[1] = REPORT_SCHEMA_VERSION
+    kind: Literal["repro.audit-report"] = REPORT_KIND
+    tool_version: str
+    created_at: str
+    manifest: ManifestInfo
+    options: AuditOptions
+    rerun: RerunInfo
+    mode: Mode
+    verdict: Verdict
+    reproduced: bool = Field(description="True for bitwise and within_tolerance.")
+    summary: str
+    steps_compared: int
+    steps_total: int = Field(description="Steps in the recorded run.")
+    fraction_replayed: float = Field(description="Share of the run's steps that were rerun.")
+    segments: list[Segment]
+    spot_check_seed: int | None
+    losses: SeriesComparison
+    series: list[SeriesComparison] = Field(description="Gradient norm, learning rate and validation loss.")
+    batches: BatchComparison
+    steps: list[StepDetail]
+    validation: list[ValidationDetail]
+    checkpoints: list[CheckpointComparison]
+    first_checkpoint_difference: int | None = Field(description="Step of the first checkpoint not bit-identical.")
+    data_checks: list[DataCheck]
+    differences: list[Difference] = Field(description="Recorded vs here, most likely to matter first.")
+    attribution: Attribution
+    timing: AuditTiming
+
+
+def schema_text() -> str:
+    """The JSON Schema of :class:`AuditReport` as stable, indented text."""
+    return json.dumps(AuditReport.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def write_schema(folder: Path) -> Path:
+    """Write ``audit-report.schema.json`` into ``folder``."""
+    from repro import atomic
+
+    path = Path(folder) / SCHEMA_FILE
+    atomic.write_text(path, schema_text())
+    return path
+
+
+if __name__ == "__main__":
+    print(write_schema(Path(sys.argv[1] if len(sys.argv) > 1 else "docs")))

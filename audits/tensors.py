@@ -1,0 +1,86 @@
+"""Checkpoints compared tensor by tensor.
+
+The manifest records a SHA-256 per tensor and the rerun's worker reports the same digests, so
+identical tensors are recognised without loading them; only tensors whose digests differ are read
+(lazily, one at a time, with ``safetensors.safe_open``) and measured: largest absolute
+difference and relative L2 difference ``||rerun - recorded|| / ||recorded||``, in float64.
+Integer tensors (step counters, RNG states) have no tolerance: they match exactly or differ.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from audits.options import Tolerance
+from audits.report import CheckpointComparison, TensorDifference
+
+DEVICE_RNG_PREFIX = "repro.rng.cuda"
+"""RNG states that exist only in processes that used CUDA; on one side only when devices differ."""
+
+
+def _measure(name: str, recorded: "torch.Tensor", rerun: "torch.Tensor", tolerance: Tolerance) -> TensorDifference:  # noqa: F821
+    import torch
+
+    dtype, shape = str(recorded.dtype).removeprefix("torch."), list(recorded.shape)
+    if recorded.dtype != rerun.dtype or recorded.shape != rerun.shape:
+        return TensorDifference(
+            name=name, status="differs", dtype=f"{dtype} vs {str(rerun.dtype).removeprefix('torch.')}",
+            shape=shape, max_abs_diff=None, rel_l2=None, differing_elements=None, elements=recorded.numel(),
+        )
+    if not recorded.is_floating_point():
+        return TensorDifference(
+            name=name, status="differs", dtype=dtype, shape=shape, max_abs_diff=None, rel_l2=None,
+            differing_elements=int(torch.count_nonzero(recorded != rerun).item()), elements=recorded.numel(),
+        )
+    a, b = recorded.to(torch.float64), rerun.to(torch.float64)
+    delta = b - a  # exact in float64 for float32/16 inputs
+    differing = int(torch.count_nonzero(delta).item())
+    max_abs = float(delta.abs().max().item()) if delta.numel() else 0.0
+    norm, dnorm = float(torch.linalg.vector_norm(a).item()), float(torch.linalg.vector_norm(delta).item())
+    rel = dnorm / norm if norm > 0 else dnorm  # an all-zero recorded tensor: absolute L2 instead
+    finite = math.isfinite(rel) and math.isfinite(max_abs)
+    within = finite and rel <= tolerance.tensor_rtol
+    return TensorDifference(
+        name=name, status="within_tolerance" if within else "differs", dtype=dtype, shape=shape,
+        max_abs_diff=max_abs if math.isfinite(max_abs) else None, rel_l2=rel if math.isfinite(rel) else None,
+        differing_elements=differing, elements=recorded.numel(),
+    )
+
+
+def _one_side(name: str, status: str) -> TensorDifference:
+    return TensorDifference(name=name, status=status, dtype=None, shape=None, max_abs_diff=None, rel_l2=None,
+                            differing_elements=None, elements=None)
+
+
+def compare_checkpoint(
+    step: int, recorded_file: Path, recorded_digests: dict[str, str], rerun_file: Path,
+    rerun_digests: dict[str, str], tolerance: Tolerance, device_changed: bool,
+) -> CheckpointComparison:
+    """Compare one checkpoint; tensors whose digests match are identical without being read."""
+    from safetensors import safe_open
+
+    names = sorted(set(recorded_digests) | set(rerun_digests))
+    identical = [n for n in names if recorded_digests.get(n) == rerun_digests.get(n)]
+    differences: list[TensorDifference] = []
+    changed = [n for n in names if n in recorded_digests and n in rerun_digests and n not in identical]
+    for name in names:
+        if name in identical or name in changed:
+            continue
+        if device_changed and name.startswith(DEVICE_RNG_PREFIX):
+            differences.append(_one_side(name, "device_only"))
+        else:
+            differences.append(_one_side(name, "only_in_rerun" if name in rerun_digests else "missing_in_rerun"))
+    if changed:
+        with safe_open(str(recorded_file), framework="pt") as rec, safe_open(str(rerun_file), framework="pt") as new:
+            for name in changed:
+                differences.append(_measure(name, rec.get_tensor(name), new.get_tensor(name), tolerance))
+    differences.sort(key=lambda d: (d.status == "device_only", d.status == "within_tolerance", -(d.rel_l2 or 0.0), d.name))
+    if any(d.status in ("differs", "missing_in_rerun", "only_in_rerun") for d in differences):
+        verdict = "diverged"
+    elif differences:
+        verdict = "within_tolerance"
+    else:
+        verdict = "bitwise"
+    return CheckpointComparison(step=step, verdict=verdict, tensors=len(names), identical=len(identical),
+                                differences=differences)

@@ -1,0 +1,255 @@
+"""Known vulnerabilities in the environment a run trained in, looked up with pip-audit.
+
+The packages scanned are the ones the manifest recorded (``environment.distributions``, captured
+in the training child), not the ones installed here: a pinned ``name==version`` requirements file
+is written and given to pip-audit's command line (its Python modules are private) with
+``--no-deps --disable-pip``, so pip-audit neither resolves nor installs anything; it only asks the
+vulnerability service about each pin. ``--osv-url`` points the OSV service at a mirror.
+
+Honesty is the point of this module. pip-audit reports a package it could not look up as
+"skipped" and still prints "No known vulnerabilities found" with exit 0 (measured here: the PyPI
+service answers 404 for every per-version lookup); an unreachable service makes it exit 1 with a
+traceback and no report. Every package therefore gets one of three statuses, and only a package
+the service actually answered for is ``no_known``:
+
+- ``vulnerable``: the service named at least one vulnerability (ids, aliases, fixed versions);
+- ``no_known``: the service answered and named none (which is not a proof of safety);
+- ``not_checked``: anything else, with the reason (skipped, service unreachable, bad version...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from repro.manifest import RunManifest
+
+PackageStatus = Literal["vulnerable", "no_known", "not_checked"]
+ScanVerdict = Literal["vulnerable", "no_known", "partial", "not_checked"]
+"""``partial``: none known among the packages checked, but some could not be checked."""
+
+_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ScanSettings(_Model):
+    """How to look vulnerabilities up (the ``vulnerabilities`` part of the gate policy)."""
+
+    service: Literal["pypi", "osv"] = Field(
+        "pypi", description="pip-audit's service; 'osv' is implied when osv_url is set."
+    )
+    osv_url: HttpUrl | None = Field(None, description="An OSV-compatible /v1/query endpoint (a mirror).")
+    timeout: int = Field(15, ge=1, le=600, description="Seconds pip-audit waits for one answer.")
+    deadline: int = Field(600, ge=1, le=7200, description="Seconds the whole scan may take.")
+    ignore: list[str] = Field(default_factory=list, description="Vulnerability ids (or aliases) accepted.")
+    cache_dir: Path | None = Field(None, description="pip-audit's HTTP cache; default: pip-audit's own.")
+
+    @property
+    def effective_service(self) -> str:
+        """The service actually asked."""
+        return "osv" if self.osv_url is not None else self.service
+
+
+class Vulnerability(_Model):
+    """One known vulnerability of one package version."""
+
+    id: str
+    aliases: list[str] = Field(default_factory=list)
+    fix_versions: list[str] = Field(default_factory=list, description="Versions that fix it; empty if none.")
+    description: str | None = None
+    ignored: bool = Field(False, description="Listed in the policy's ignore list.")
+
+
+class PackageFinding(_Model):
+    """What is known about one recorded distribution."""
+
+    name: str
+    version: str
+    status: PackageStatus
+    vulnerabilities: list[Vulnerability] = Field(default_factory=list)
+    reason: str | None = Field(None, description="Why it was not checked, when it was not.")
+
+
+class VulnerabilityReport(_Model):
+    """The result of scanning one recorded environment."""
+
+    schema_version: Literal[1] = 1
+    tool: str = Field(description="The scanner and its version.")
+    service: str
+    osv_url: str | None
+    packages: list[PackageFinding]
+    error: str | None = Field(None, description="Why the scanner produced no result, when it did not.")
+
+    def count(self, status: PackageStatus) -> int:
+        """How many packages have ``status``."""
+        return sum(p.status == status for p in self.packages)
+
+    @property
+    def verdict(self) -> ScanVerdict:
+        """``vulnerable`` if any package is; else ``no_known`` only if every package was checked."""
+        if self.count("vulnerable"):
+            return "vulnerable"
+        checked = self.count("no_known")
+        if checked and checked == len(self.packages):
+            return "no_known"
+        return "partial" if checked else "not_checked"
+
+    def summary(self) -> str:
+        """One line for people: what was found and what could not be checked."""
+        vulns = sum(len([v for v in p.vulnerabilities if not v.ignored]) for p in self.packages)
+        text = (
+            f"{vulns} known vulnerabilities in {self.count('vulnerable')} of {len(self.packages)} packages; "
+            f"{self.count('no_known')} without known vulnerabilities; {self.count('not_checked')} NOT CHECKED"
+        )
+        return text + (f" ({self.error})" if self.error else "")
+
+
+def pip_audit_version() -> str | None:
+    """The installed pip-audit's version, or None if it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pip-audit")
+    except PackageNotFoundError:
+        return None
+
+
+def requirements_text(distributions: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """Pinned requirements for the scannable distributions, and the reason each other one is not.
+
+    pip-audit aborts the whole scan on one unparsable line, so names and versions are checked here
+    and the bad ones are set aside as not checked.
+    """
+    lines, rejected = [], {}
+    for name, version in sorted(distributions.items()):
+        if not _NAME.match(name):
+            rejected[name] = f"{name!r} is not a valid distribution name"
+            continue
+        try:
+            Version(version)
+        except InvalidVersion:
+            rejected[name] = f"version {version!r} is not a PEP 440 version, so it cannot be looked up"
+            continue
+        lines.append(f"{name}=={version}")
+    return "".join(line + "\n" for line in lines), rejected
+
+
+def pip_audit_command(requirements: Path, output: Path, settings: ScanSettings) -> list[str]:
+    """The pip-audit command line for a pinned requirements file."""
+    command = [
+        sys.executable, "-m", "pip_audit", "--requirement", str(requirements),
+        # Pins are exact: no resolution, no virtual environment, no pip install, no index queries.
+        "--no-deps", "--disable-pip",
+        "--format", "json", "--output", str(output), "--desc", "on", "--aliases", "on",
+        "--progress-spinner", "off", "--timeout", str(settings.timeout),
+        "--vulnerability-service", settings.effective_service,
+    ]
+    if settings.osv_url is not None:
+        command += ["--osv-url", str(settings.osv_url)]
+    if settings.cache_dir is not None:
+        command += ["--cache-dir", str(settings.cache_dir)]
+    return command
+
+
+def _last_error_line(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("WARNING:")]
+    return (lines[-1] if lines else "no message")[:300]
+
+
+def _parse_vulnerability(raw: Mapping, ignore: set[str]) -> Vulnerability:
+    ids = {raw["id"], *raw.get("aliases", [])}
+    return Vulnerability(
+        id=raw["id"], aliases=sorted(set(raw.get("aliases", [])) - {raw["id"]}),
+        fix_versions=[str(v) for v in raw.get("fix_versions", [])],
+        description=raw.get("description"), ignored=bool(ids & ignore),
+    )
+
+
+def findings_from_output(
+    output: Mapping, distributions: Mapping[str, str], ignore: set[str]
+) -> list[PackageFinding]:
+    """Turn pip-audit's JSON report into one finding per distribution in ``distributions``."""
+    by_name = {}
+    for dep in output.get("dependencies", []):
+        by_name[canonicalize_name(dep["name"])] = dep
+    findings = []
+    for name, version in sorted(distributions.items()):
+        dep = by_name.get(canonicalize_name(name))
+        if dep is None:
+            findings.append(PackageFinding(name=name, version=version, status="not_checked",
+                                           reason="pip-audit did not report on it"))
+        elif "skip_reason" in dep:
+            findings.append(PackageFinding(name=name, version=version, status="not_checked",
+                                           reason=str(dep["skip_reason"])))
+        else:
+            vulns = [_parse_vulnerability(v, ignore) for v in dep.get("vulns", [])]
+            active = [v for v in vulns if not v.ignored]
+            findings.append(PackageFinding(name=name, version=version,
+                                           status="vulnerable" if active else "no_known",
+                                           vulnerabilities=vulns))
+    return findings
+
+
+def scan_distributions(distributions: Mapping[str, str], settings: ScanSettings | None = None) -> VulnerabilityReport:
+    """Look every distribution up with pip-audit; never raises for a failed lookup.
+
+    Whatever pip-audit could not answer for comes back ``not_checked`` with the reason, so a
+    caller can never mistake "nothing could be checked" for "nothing was found".
+    """
+    settings = settings or ScanSettings()
+    version = pip_audit_version()
+    report = dict(tool=f"pip-audit {version}" if version else "pip-audit (not installed)",
+                  service=settings.effective_service,
+                  osv_url=str(settings.osv_url) if settings.osv_url else None)
+    text, rejected = requirements_text(distributions)
+    unchecked = {name: PackageFinding(name=name, version=distributions[name], status="not_checked", reason=why)
+                 for name, why in rejected.items()}
+    scannable = {n: v for n, v in distributions.items() if n not in rejected}
+
+    def everything_unchecked(error: str) -> VulnerabilityReport:
+        packages = [PackageFinding(name=n, version=v, status="not_checked", reason=error) for n, v in scannable.items()]
+        return VulnerabilityReport(**report, packages=sorted([*packages, *unchecked.values()], key=lambda p: p.name),
+                                   error=error)
+
+    if version is None:
+        return everything_unchecked("pip-audit is not installed; install it to scan for vulnerabilities")
+    if not scannable:
+        return everything_unchecked("no distribution could be scanned")
+    with tempfile.TemporaryDirectory(prefix="repro-pip-audit-") as tmp:
+        requirements, output = Path(tmp) / "requirements.txt", Path(tmp) / "pip-audit.json"
+        requirements.write_text(text, encoding="utf-8")
+        try:
+            done = subprocess.run(pip_audit_command(requirements, output, settings), capture_output=True,
+                                  text=True, timeout=settings.deadline, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return everything_unchecked(f"pip-audit did not finish within {settings.deadline} s")
+        # Exit 1 with a report means "vulnerabilities found"; exit 1 without one means it failed.
+        if not output.is_file():
+            return everything_unchecked(f"pip-audit exited {done.returncode}: {_last_error_line(done.stderr)}")
+        try:
+            parsed = json.loads(output.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return everything_unchecked(f"pip-audit wrote an unreadable report: {exc}")
+    try:
+        findings = findings_from_output(parsed, scannable, set(settings.ignore))
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        return everything_unchecked(f"pip-audit's report has an unexpected shape ({type(exc).__name__}: {exc})")
+    return VulnerabilityReport(**report, packages=sorted([*findings, *unchecked.values()], key=lambda p: p.name))
+
+
+def scan_manifest(manifest: RunManifest, settings: ScanSettings | None = None) -> VulnerabilityReport:
+    """Scan the environment a manifest recorded (not the one installed here)."""
+    return scan_distributions(manifest.environment.distributions, settings)

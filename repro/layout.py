@@ -1,0 +1,157 @@
+"""Where a run's files go while it runs, and how it replaces the previous run at the same path.
+
+::
+
+    manifests/run.json                  the finished manifest
+    manifests/run/                      its files: tokenizer, checkpoints/, SBOM, train.log
+    manifests/run.json.incomplete       marker: a run writing run.json has not finished
+    manifests/run.incomplete/           that run's files, while it runs
+    manifests/run.replaced/             only while a finished run replaces the previous one
+
+A run writes only into ``run.incomplete/``, so the manifest already at ``run.json`` and its
+folder stay valid, and verify, for as long as the new run trains, and whether it finishes,
+fails or is killed. When it has finished, :meth:`RunLayout.commit` writes the new manifest to a
+temporary file, records that file's SHA-256 in the marker, renames ``run/`` to ``run.replaced/``
+and ``run.incomplete/`` to ``run/``, renames the manifest into place, and removes the old folder
+and the marker. The manifest therefore names ``run/...`` paths, the same for every run.
+
+Killed between those renames, a run leaves ``run.replaced/`` beside the marker; ``verify`` and
+``audit`` refuse that state (exit 4) and the next ``repro run`` with the same ``--out`` settles it
+first (:meth:`RunLayout.settle`): if the manifest in place is the one the marker names, the
+replacement is finished, otherwise undone. One run per manifest path at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from repro import atomic
+from repro.crashpoint import crash_point
+from repro.errors import OutputError, UsageError
+from repro.hashing import sha256_bytes, sha256_file
+from repro.manifest import incomplete_marker, replaced_folder, run_folder
+
+
+class InFlightRun(BaseModel):
+    """The content of the incomplete marker: which run is writing the manifest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    started_at: str
+    config_sha256: str
+    committing: str | None = None
+    """SHA-256 of the manifest being renamed into place, once the run has finished."""
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths that belong to one manifest path, and the steps that change them."""
+
+    manifest: Path
+
+    @property
+    def marker(self) -> Path:
+        """The incomplete marker beside the manifest."""
+        return incomplete_marker(self.manifest)
+
+    @property
+    def root(self) -> Path:
+        """The folder of the finished run's files."""
+        return run_folder(self.manifest)
+
+    @property
+    def staging(self) -> Path:
+        """The folder of the running (or unfinished) run's files."""
+        return self.root.with_name(self.root.name + ".incomplete")
+
+    @property
+    def replaced(self) -> Path:
+        """The previous run's folder, only while it is being replaced."""
+        return replaced_folder(self.manifest)
+
+    def read_marker(self) -> InFlightRun | None:
+        """The unfinished run, or None if there is none or its marker cannot be read."""
+        try:
+            return InFlightRun.model_validate_json(self.marker.read_bytes())
+        except (OSError, ValidationError):
+            return None
+
+    def write_marker(self, run: InFlightRun) -> None:
+        """Mark ``run`` as writing the manifest (atomically; fails early if the folder is unwritable)."""
+        atomic.write_text(self.marker, run.model_dump_json() + "\n")
+
+    def resumable(self) -> InFlightRun:
+        """The unfinished run to resume; a usage error if there is none."""
+        if not self.marker.exists():
+            raise UsageError(f"nothing to resume: {self.marker} is absent (the run finished or never started)")
+        run = self.read_marker()
+        if run is None:
+            raise UsageError(f"cannot resume: {self.marker} is unreadable; start afresh without --resume")
+        return run
+
+    def final_path(self, relative: str) -> str:
+        """A manifest-relative path under the staging folder, as it will be once committed."""
+        head, sep, rest = relative.partition("/")
+        return f"{self.root.name}/{rest}" if sep and head == self.staging.name else relative
+
+    def discard_leftovers(self) -> None:
+        """Remove temporary files a killed ``repro run`` left beside the manifest."""
+        for tmp in self.manifest.parent.glob(f".{self.manifest.name}.*{atomic.TMP_SUFFIX}"):
+            tmp.unlink(missing_ok=True)
+
+    def settle(self) -> None:
+        """Finish or undo a replacement that a killed run left halfway (see the module docstring)."""
+        run = self.read_marker()
+        if run is None:
+            if self.replaced.exists():
+                raise UsageError(
+                    f"{self.replaced} is left from an interrupted run, but {self.marker} is missing or "
+                    f"unreadable, so it is not known which run {self.manifest} belongs to; remove one "
+                    "of the two folders"
+                )
+            return
+        if run.committing is None:
+            return
+        if self.manifest.is_file() and sha256_file(self.manifest) == run.committing:
+            shutil.rmtree(self.replaced, ignore_errors=True)  # replaced; only tidying up was left
+            self.marker.unlink(missing_ok=True)
+            return
+        # Not replaced: undo whichever renames happened, newest first.
+        try:
+            if not self.staging.exists() and self.root.exists():
+                os.rename(self.root, self.staging)
+            if self.replaced.exists():
+                os.rename(self.replaced, self.root)
+        except OSError as exc:
+            raise OutputError(atomic.describe_os_error(exc, self.root)) from exc
+        self.write_marker(run.model_copy(update={"committing": None}))
+
+    def commit(self, data: bytes, run: InFlightRun) -> None:
+        """Make the staged run the finished one, with ``data`` as its manifest."""
+        self.write_marker(run.model_copy(update={"committing": sha256_bytes(data)}))
+        with atomic.atomic_writer(self.manifest) as out:
+            out.write(data[: len(data) // 2])
+            crash_point("manifest")
+            out.write(data[len(data) // 2 :])
+            self._swap_folders()
+            crash_point("swap")
+        # Committed: the manifest in place names the files in place. The rest is tidying up.
+        shutil.rmtree(self.replaced, ignore_errors=True)
+        self.marker.unlink(missing_ok=True)
+
+    def _swap_folders(self) -> None:
+        moved = False
+        try:
+            if self.root.exists():
+                os.rename(self.root, self.replaced)
+                moved = True
+            os.rename(self.staging, self.root)
+        except OSError as exc:
+            if moved and not self.root.exists():
+                os.rename(self.replaced, self.root)
+            raise OutputError(atomic.describe_os_error(exc, self.root)) from exc

@@ -1,0 +1,68 @@
+"""Spot-check audits: segment choice, replay from recorded checkpoints, and a fabricated late
+segment caught by replaying it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from audits.report import AuditReport, Segment
+from audits.spotcheck import choose_segments, segments_of
+from repro.cli import main
+from repro.errors import UsageError
+from repro.manifest import load_manifest
+from tests.audits.forgery import resign, scale_losses
+
+
+def _report(path: Path) -> AuditReport:
+    return AuditReport.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def test_a_run_is_cut_at_its_checkpoints(smoke_run: Path) -> None:
+    m = load_manifest(smoke_run).manifest
+    assert segments_of(m, 20) == [Segment(start=0, end=10), Segment(start=10, end=20)]
+
+
+def test_the_choice_of_segments_is_repeatable_from_its_seed() -> None:
+    segments = [Segment(start=i * 10, end=(i + 1) * 10) for i in range(30)]
+    first = choose_segments(segments, 4, seed=7)
+    assert first == choose_segments(segments, 4, seed=7)
+    assert len(set(first)) == 4 and first == sorted(first, key=lambda s: s.start)
+    assert {tuple(choose_segments(segments, 4, seed=s)) for s in range(20)} != {tuple(first)}
+    with pytest.raises(UsageError, match="only 30"):
+        choose_segments(segments, 31, seed=0)
+
+
+def test_replaying_every_segment_from_its_checkpoint_is_bitwise(smoke_run: Path, tmp_path: Path, capsys) -> None:
+    assert main(["audit", str(smoke_run), "--segments", "2", "--json", str(tmp_path / "r.json")]) == 0
+    report = _report(tmp_path / "r.json")
+    assert report.mode == "spot-check" and report.verdict == "bitwise"
+    assert report.segments == [Segment(start=0, end=10), Segment(start=10, end=20)]
+    assert report.spot_check_seed is not None and report.options.seed == report.spot_check_seed
+    assert report.fraction_replayed == 1.0 and [c.step for c in report.checkpoints] == [10, 20]
+    assert "segment 2/2: steps 11-20" in capsys.readouterr().err
+
+
+def _seed_choosing(segment: Segment, segments: list[Segment]) -> int:
+    return next(s for s in range(1000) if choose_segments(segments, 1, s) == [segment])
+
+
+def test_a_fabricated_late_segment_is_caught_by_replaying_it(smoke_copy: Path, tmp_path: Path, capsys) -> None:
+    resign(smoke_copy, scale_losses(11, 20, 0.98), tmp_path / "forger.pem")  # "better" losses, new key
+    m = load_manifest(smoke_copy).manifest
+    late = Segment(start=10, end=20)
+    seed = _seed_choosing(late, segments_of(m, 20))
+
+    code = main(["audit", str(smoke_copy), "--segments", "1", "--seed", str(seed),
+                 "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert f"spot-check of 1 segment, steps 11-20: 50% of the run replayed (seed {seed})" in out
+    report = _report(tmp_path / "r.json")
+    assert report.segments == [late] and report.fraction_replayed == 0.5
+    assert report.verdict == "diverged" and report.losses.first_beyond_tolerance_step == 11
+    assert report.steps_compared == 10 and [s.step for s in report.steps] == list(range(11, 21))
+    assert [c.step for c in report.checkpoints] == [20] and report.checkpoints[0].verdict == "bitwise"
+    assert report.attribution.kind == "records"
+    assert (tmp_path / "r.png").stat().st_size > 10_000
