@@ -49,6 +49,9 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="write the report as JSON (schema: docs/audit-report.schema.json)")
     p.add_argument("--junit", metavar="FILE", help="write the report as JUnit XML")
     p.add_argument("--plot", metavar="FILE.png", help="plot recorded vs rerun losses and their difference")
+    p.add_argument("--scan-vulnerabilities", action="store_true",
+                   help="also scan the recorded environment with pip-audit (informational; the gate enforces policy)")
+    p.add_argument("--osv-url", metavar="URL", help="OSV-compatible mirror for the scan (default: pip-audit's PyPI service)")
     p.add_argument("--work-dir", metavar="DIR", help="keep the rerun's checkpoints and log here (default: temporary)")
     p.set_defaults(func=cmd_audit)
 
@@ -91,6 +94,21 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise OutputError(f"{flag} {value}: cannot write there; choose a writable file path")
 
 
+def _scan(args: argparse.Namespace) -> Any:
+    """Scan the recorded environment; "not checked" packages are reported as such, never as clean."""
+    from pydantic import ValidationError
+
+    from audits.vulnerabilities import ScanSettings, scan_manifest
+    from repro.errors import UsageError
+    from repro.manifest import load_manifest
+
+    try:
+        settings = ScanSettings(service="osv", osv_url=args.osv_url) if args.osv_url else ScanSettings()
+    except ValidationError as exc:
+        raise UsageError(f"--osv-url {args.osv_url}: {exc.errors()[0]['msg']}") from exc
+    return scan_manifest(load_manifest(Path(args.manifest)).manifest, settings)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit a manifest; print the report; write the requested files; 0 if reproduced, else 1."""
     from audits.engine import run_audit
@@ -118,6 +136,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     finally:
         if started:
             progress.__exit__(None, None, None)
+    if args.scan_vulnerabilities:
+        report = report.model_copy(update={"vulnerabilities": _scan(args)})
     print_report(report, out_console)
     if args.json:
         from audits.formats.json_report import write_json

@@ -17,9 +17,8 @@ from pathlib import Path
 from audits.report import DataCheck
 from repro.errors import CouldNotCheckError, MissingArtifactError
 from repro.keys import load_trusted_keys
-from repro.manifest import LoadedManifest, load_manifest
-from repro.signing import verify_signature
-from repro.verify import ArtifactCheck, check_artifacts, check_data, raise_for_checks
+from repro.manifest import LoadedManifest
+from repro.verify import ArtifactCheck, check_artifacts, check_data, load_authentic, raise_for_checks
 
 
 class DataChangedError(CouldNotCheckError):
@@ -55,8 +54,8 @@ def check_integrity(path: Path, trusted_keys: Path | None, allow_data_change: bo
     missing artifact or data file and :class:`DataChangedError` for a changed data file (exit 4).
     """
     trusted = load_trusted_keys(trusted_keys) if trusted_keys is not None else None
-    loaded = load_manifest(Path(path))
-    key_id = verify_signature(loaded, trusted)
+    # Signature before schema: any edit to a signed manifest is an integrity failure (exit 3).
+    loaded, key_id = load_authentic(Path(path), trusted)
     artifacts = check_artifacts(loaded)
     raise_for_checks(artifacts)
 

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from audits.options import AuditOptions
+from audits.vulnerabilities import VulnerabilityReport
 
 REPORT_SCHEMA_VERSION = 1
 REPORT_KIND = "repro.audit-report"
@@ -216,6 +217,8 @@ class AuditReport(ReportRecord):
     differences: list[Difference] = Field(description="Recorded vs here, most likely to matter first.")
     attribution: Attribution
     timing: AuditTiming
+    vulnerabilities: VulnerabilityReport | None = Field(
+        None, description="pip-audit scan of the recorded environment (--scan-vulnerabilities).")
 
 
 def schema_text() -> str:

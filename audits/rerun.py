@@ -53,7 +53,7 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None) -> Reso
     name = recorded.trainer.name
     try:
         ref, cls = resolve_trainer(name)
-    except TrainerNotFoundError:
+    except TrainerNotFoundError as first:
         if name == recorded.trainer.entry:
             raise
         try:  # the recorded import reference may still work where the entry point is not installed
@@ -62,7 +62,7 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None) -> Reso
             raise TrainerNotFoundError(
                 f"the run was made with trainer {name!r} ({recorded.trainer.entry}), which is not "
                 f"installed here; install {recorded.trainer.distribution or 'it'} "
-                f"{recorded.trainer.version} to audit the run"
+                f"{recorded.trainer.version} to audit the run ({first})"
             ) from exc
     try:
         config = cls.config_model.model_validate(recorded.config)

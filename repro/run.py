@@ -162,7 +162,8 @@ def execute_run(
             f"the checkpoint in {latest} was made with a different config; resume with the "
             "same preset and overrides, or start afresh without --resume"
         )
-    code = capture_code(Path(code_path or Path.cwd()))
+    outputs = [layout.marker, layout.staging, layout.replaced, layout.root, manifest_path]
+    code = capture_code(Path(code_path or Path.cwd()), exclude=outputs)
 
     scratch = folder / ".job"
     scratch.mkdir(parents=True, exist_ok=True)

@@ -157,10 +157,25 @@ def cause_panel(report: AuditReport) -> Panel:
     return Panel("\n".join(lines), title=f"likely cause ({a.kind})", title_align="left")
 
 
+def vulnerability_table(report: AuditReport) -> Table | Text:
+    """Known vulnerabilities in the recorded environment, and how much could not be checked."""
+    scan = report.vulnerabilities
+    if scan is None:
+        return Text("")
+    table = Table(title=f"vulnerabilities ({scan.tool}, {scan.service}): {scan.summary()}", title_justify="left")
+    for col in ("package", "version", "id", "aliases", "fixed in"):
+        table.add_column(col)
+    for pkg in scan.packages:
+        for v in pkg.vulnerabilities:
+            table.add_row(pkg.name, pkg.version, v.id + (" (ignored)" if v.ignored else ""),
+                          ", ".join(v.aliases) or "-", ", ".join(v.fix_versions) or "no fix")
+    return table
+
+
 def render(report: AuditReport) -> RenderableType:
     """The whole console report, in reading order."""
     return Group(verdict_panel(report), loss_table(report), series_table(report), tensor_table(report),
-                 difference_table(report), cause_panel(report))
+                 difference_table(report), cause_panel(report), vulnerability_table(report))
 
 
 def print_report(report: AuditReport, console: Console) -> None:

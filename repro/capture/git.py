@@ -7,6 +7,7 @@ capture never fails a run.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from repro.hashing import sha256_bytes
@@ -16,8 +17,12 @@ from repro.manifest import CodeRecord
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
-def capture_code(path: Path) -> CodeRecord:
-    """Record the git state of the repository containing ``path``."""
+def capture_code(path: Path, exclude: Iterable[Path] = ()) -> CodeRecord:
+    """Record the git state of the repository containing ``path``.
+
+    Untracked files at or under ``exclude`` (the run's own outputs, e.g. its in-flight marker
+    and staging folder) are left out, so a run does not record itself as a code change.
+    """
     try:
         import git
     except ImportError as exc:  # pragma: no cover - GitPython is a dependency
@@ -29,7 +34,7 @@ def capture_code(path: Path) -> CodeRecord:
     except git.GitCommandNotFound:
         return CodeRecord(available=False, reason="the git program is not installed")
     try:
-        return _record(repo)
+        return _record(repo, [Path(p).resolve() for p in exclude])
     except git.GitCommandNotFound:
         return CodeRecord(available=False, reason="the git program is not installed")
     except (git.GitCommandError, ValueError) as exc:
@@ -37,13 +42,18 @@ def capture_code(path: Path) -> CodeRecord:
         return CodeRecord(available=False, reason=f"git state unreadable: {str(exc).splitlines()[0]}")
 
 
-def _record(repo: "git.Repo") -> CodeRecord:  # noqa: F821
+def _is_excluded(path: Path, exclude: list[Path]) -> bool:
+    return any(path == e or e in path.parents for e in exclude)
+
+
+def _record(repo: "git.Repo", exclude: list[Path]) -> CodeRecord:  # noqa: F821
     commit = repo.head.commit.hexsha
     branch = None if repo.head.is_detached else repo.active_branch.name
     remotes = {remote.name: next(iter(remote.urls), "") for remote in repo.remotes}
     # Exact bytes of `git diff HEAD`: GitPython strips the trailing newline unless told not to.
     diff = repo.git.diff("HEAD", "--binary", stdout_as_string=False, strip_newline_in_stdout=False)
-    untracked = sorted(repo.untracked_files)
+    root = Path(repo.working_tree_dir or ".").resolve()
+    untracked = sorted(f for f in repo.untracked_files if not _is_excluded(root / f, exclude))
     return CodeRecord(
         available=True,
         commit=commit,

@@ -100,3 +100,21 @@ def test_unparsable_pins_are_set_aside_not_sent() -> None:
     text, rejected = requirements_text({"good": "1.0", "weird": "not a version", "bad name!": "1.0"})
     assert text == "good==1.0\n"
     assert set(rejected) == {"weird", "bad name!"}
+
+
+def test_audit_command_reports_the_scan(smoke_run: Path, recorded: RunManifest, loopback_only, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`repro audit --scan-vulnerabilities` adds the scan to the console and JSON reports."""
+    import json
+
+    from repro.cli import main
+
+    monkeypatch.setenv("PIP_AUDIT_CACHE_DIR", str(tmp_path / "cache"))
+    with serve_osv(_known(recorded)) as server:
+        code = main(["audit", str(smoke_run), "--steps", "2", "--scan-vulnerabilities",
+                     "--osv-url", server.url, "--json", str(tmp_path / "a.json")])
+    out = " ".join(capsys.readouterr().out.split())
+    assert code == 0  # informational in an audit: the gate enforces the policy
+    assert "GHSA-test-0000-0001" in out and "1 known vulnerabilities in 1 of" in out
+    report = json.loads((tmp_path / "a.json").read_text())
+    assert report["vulnerabilities"]["packages"] and report["vulnerabilities"]["service"] == "osv"

@@ -81,3 +81,25 @@ def test_missing_git_program_is_unknown_not_a_crash(repo: Path, monkeypatch: pyt
     monkeypatch.setattr(git.Git, "GIT_PYTHON_GIT_EXECUTABLE", str(repo / "no-such-git"))
     code = capture_code(repo)
     assert code.available is False and code.reason == "the git program is not installed"
+
+
+def test_excluded_outputs_are_not_untracked_changes(repo: Path) -> None:
+    (repo / "manifests").mkdir()
+    (repo / "manifests" / "run.json.incomplete").write_text("{}")
+    (repo / "manifests" / "run.incomplete").mkdir()
+    (repo / "manifests" / "run.incomplete" / "tokenizer.model").write_text("x")
+    (repo / "notes.txt").write_text("a real change")
+    code = capture_code(repo, exclude=[repo / "manifests" / "run.json.incomplete", repo / "manifests" / "run.incomplete"])
+    assert code.untracked == ["notes.txt"]
+    clean = capture_code(repo, exclude=[repo / "manifests", repo / "notes.txt"])
+    assert clean.untracked == [] and clean.dirty is False
+
+
+def test_a_run_does_not_record_its_own_outputs(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro.cli import main
+    from repro.manifest import load_manifest
+
+    monkeypatch.chdir(repo)
+    assert main(["run", "smoke", "--steps", "2", "--out", "out/run.json"]) == 0
+    code = load_manifest(repo / "out" / "run.json").manifest.code
+    assert code.available and code.untracked == [] and code.dirty is False
