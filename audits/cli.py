@@ -25,7 +25,7 @@ See docs/audit.md."""
 
 def add_audit_command(sub: argparse._SubParsersAction) -> None:
     """Add ``audit`` to the ``repro`` subcommands."""
-    from audits.options import DEFAULT_LOSS_ATOL, DEFAULT_LOSS_RTOL, DEFAULT_TENSOR_RTOL
+    from audits.options import DEFAULT_GRAD_RTOL, DEFAULT_LOSS_ATOL, DEFAULT_LOSS_RTOL, DEFAULT_TENSOR_RTOL
 
     p = sub.add_parser("audit", help="rerun a recorded run and judge it against its manifest",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,6 +42,8 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
                    help=f"absolute tolerance per step (default {DEFAULT_LOSS_ATOL:g})")
     p.add_argument("--rtol", type=float, default=DEFAULT_LOSS_RTOL,
                    help=f"relative tolerance per step (default {DEFAULT_LOSS_RTOL:g})")
+    p.add_argument("--grad-rtol", type=float, default=DEFAULT_GRAD_RTOL,
+                   help=f"relative tolerance on gradient norms (default {DEFAULT_GRAD_RTOL:g})")
     p.add_argument("--tensor-rtol", type=float, default=DEFAULT_TENSOR_RTOL,
                    help=f"relative L2 tolerance per checkpoint tensor (default {DEFAULT_TENSOR_RTOL:g})")
     p.add_argument("--allow-data-change", action="store_true",
@@ -66,7 +68,8 @@ def _options(args: argparse.Namespace) -> Any:
         return AuditOptions(
             trusted_keys=Path(args.trusted_keys) if args.trusted_keys else None,
             steps=args.steps, segments=args.segments, seed=args.seed, device=args.device, threads=args.threads,
-            tolerance=Tolerance(atol=args.atol, rtol=args.rtol, tensor_rtol=args.tensor_rtol),
+            tolerance=Tolerance(atol=args.atol, rtol=args.rtol, grad_rtol=args.grad_rtol,
+                                tensor_rtol=args.tensor_rtol),
             allow_data_change=args.allow_data_change,
             work_dir=Path(args.work_dir) if args.work_dir else None,
         )

@@ -142,7 +142,7 @@ def compare_steps(recorded: Iterable[StepRecord], rerun: Iterable[StepRecord], t
     others = [
         compare_series(field, {s: float(getattr(r, field)) for s, r in rec.items()},
                        {s: float(getattr(r, field)) for s, r in new.items()},
-                       exact if field == "tokens" else tolerance)
+                       exact if field == "tokens" else tolerance.for_field(field))
         for field in ("grad_norm", "lr", "tokens")
     ]
     batches = compare_batches({s: r.batch for s, r in rec.items()}, {s: r.batch for s, r in new.items()})
@@ -157,7 +157,7 @@ def compare_steps(recorded: Iterable[StepRecord], rerun: Iterable[StepRecord], t
             ))
             continue
         d = abs(b.loss - a.loss)
-        other = [f for f in ("grad_norm", "lr") if not tolerance.allows(getattr(a, f), getattr(b, f))]
+        other = [f for f in ("grad_norm", "lr") if not tolerance.for_field(f).allows(getattr(a, f), getattr(b, f))]
         if a.tokens != b.tokens:
             other.append("tokens")
         details.append(StepDetail(
