@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -131,28 +131,3 @@ def write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
 def write_text(path: Path, text: str, mode: int = 0o644) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     write_bytes(path, text.encode("utf-8"), mode)
-
-
-def write_with(path: Path, produce: Callable[[Path], None], mode: int = 0o644) -> None:
-    """Atomically create ``path`` with a writer that only accepts a file name.
-
-    ``produce`` writes a temporary path in the same folder; it is then fsynced and renamed.
-    Prefer :func:`write_bytes` where the bytes can be had in memory: only it reports a full disk
-    as such, whatever library produced the bytes.
-    """
-    path = Path(path)
-    fd, tmp = _temporary(path)
-    os.close(fd)
-    try:
-        produce(tmp)
-        os.chmod(tmp, mode)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _discard(tmp)
-        raise OutputError(describe_os_error(exc, path)) from exc
-    except BaseException:
-        _discard(tmp)
-        raise
-    fsync_dir(path.parent)

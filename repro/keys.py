@@ -110,7 +110,7 @@ def load_key(path: Path) -> SigningKey:
         raise SigningKeyError(f"cannot read signing key {path}: {exc.strerror}") from exc
     try:
         private = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         # The library's message can quote key material; never pass it on.
         raise SigningKeyError(
             f"{path} is not an unencrypted Ed25519 private key in PEM form; create one with "

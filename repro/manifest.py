@@ -196,8 +196,8 @@ class Signature(Record):
     value: str = Field(description="Signature, base64.")
 
 
-class RunManifest(Record):
-    """The signed record of a training run (schema version 1)."""
+class ManifestBody(Record):
+    """Everything a manifest records except its signature: exactly what is signed."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
     kind: Literal["repro.run-manifest"] = MANIFEST_KIND
@@ -210,6 +210,11 @@ class RunManifest(Record):
     checkpoints: list[CheckpointRecord]
     artifacts: list[FileDigest] = Field(description="Other files (e.g. the SBOM), manifest-relative.")
     timing: Timing
+
+
+class RunManifest(ManifestBody):
+    """The signed record of a training run (schema version 1)."""
+
     signature: Signature
 
     def body(self) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from repro.manifest import (
     CodeRecord,
     DataRecord,
     FileDigest,
+    ManifestBody,
     RunIdentity,
     RunManifest,
     StepRecord,
@@ -40,7 +41,7 @@ from repro.manifest import (
 )
 from repro.paths import cache_dir
 from repro.sbom import record_sbom
-from repro.signing import sign_body
+from repro.signing import sign_manifest
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,9 @@ def _assemble(
     step_seconds = earlier.step_seconds + timing.step_seconds
     started_at = run.started_at  # a resumed run keeps its first start; wall/setup/overhead are this attempt's
     wall = time.perf_counter() - started
-    body = dict(
+    sbom = record_sbom(manifest_path, result.environment, started_at,
+                       f"{resolved.trainer.name}/{resolved.preset or 'custom'}", folder=folder)
+    body = ManifestBody(
         run=RunIdentity(
             tool_version=__version__, trainer=resolved.trainer, preset=resolved.preset,
             settings=resolved.settings, config=resolved.config.model_dump(mode="json"),
@@ -222,7 +225,7 @@ def _assemble(
         steps=earlier.steps + result.steps,
         validation=earlier.validation + result.validation,
         checkpoints=checkpoints,
-        artifacts=[_final_digest(layout, record_sbom(manifest_path, result.environment, started_at, f"{resolved.trainer.name}/{resolved.preset or 'custom'}", folder=folder))],  # SBOM (issue 5)
+        artifacts=[_final_digest(layout, sbom)],
         timing=Timing(
             started_at=started_at, finished_at=_now(), wall_seconds=wall,
             setup_seconds=timing.setup_seconds, train_seconds=sum(step_seconds),
@@ -231,8 +234,4 @@ def _assemble(
             resumed_from_step=result.start_step if result.start_step else None,
         ),
     )
-    unsigned = {k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else [x.model_dump(mode="json") for x in v]) for k, v in body.items()}
-    unsigned["schema_version"] = 1
-    unsigned["kind"] = "repro.run-manifest"
-    signature = sign_body(unsigned, key)
-    return RunManifest.model_validate({**unsigned, "signature": signature.model_dump(mode="json")})
+    return sign_manifest(body, key)

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from repro.canonical import canonical_bytes
 from repro.errors import SignatureError, UntrustedKeyError
 from repro.keys import SigningKey, key_id
-from repro.manifest import LoadedManifest, Signature
+from repro.manifest import LoadedManifest, ManifestBody, RunManifest, Signature
 
 DOMAIN = b"repro.run-manifest.v1\n"
 """Prefix that binds a signature to its purpose, so it cannot be replayed as another document's."""
@@ -40,6 +40,13 @@ def sign_body(body: dict[str, Any], key: SigningKey) -> Signature:
         public_key=base64.b64encode(key.public_raw).decode(),
         value=base64.b64encode(value).decode(),
     )
+
+
+def sign_manifest(body: ManifestBody, key: SigningKey) -> RunManifest:
+    """Sign a manifest body; return the complete manifest."""
+    unsigned = body.model_dump(mode="json")
+    signature = sign_body(unsigned, key)
+    return RunManifest.model_validate({**unsigned, "signature": signature.model_dump(mode="json")})
 
 
 def _decode(value: str, what: str, where: str) -> bytes:

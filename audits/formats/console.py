@@ -56,7 +56,8 @@ def verdict_panel(report: AuditReport) -> Panel:
         ("rerun      ", "bold"), f"{r.rerun.device}, {_threads(r.rerun.threads)}{config}; recorded "
                                   f"{m.recorded_device}, {_threads(m.recorded_threads)}\n",
         ("tolerance  ", "bold"), f"|Δ| ≤ {r.options.tolerance.atol:g} + {r.options.tolerance.rtol:g}·|recorded| "
-                                  f"per step; tensors rel. L2 ≤ {r.options.tolerance.tensor_rtol:g}",
+                                  f"per step (grad norms rtol {r.options.tolerance.grad_rtol:g}); "
+                                  f"tensors rel. L2 ≤ {r.options.tolerance.tensor_rtol:g}",
     )
     return Panel(body, title="repro audit", title_align="left", border_style=style.split()[-1])
 

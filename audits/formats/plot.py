@@ -8,6 +8,8 @@ on a marked floor line. Rendered with matplotlib's Agg backend (no display neede
 
 from __future__ import annotations
 
+import io
+
 import math
 from pathlib import Path
 
@@ -90,4 +92,6 @@ def write_plot(report: AuditReport, path: Path, recorded_curve: list[tuple[int, 
     if recorded_curve is None:
         recorded_curve = [(d.step, d.recorded_loss) for d in report.steps if d.recorded_loss is not None]
     fig = _figure(report, recorded_curve)
-    atomic.write_with(Path(path), lambda tmp: fig.savefig(str(tmp), format="png"))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic.write_bytes(Path(path), buffer.getvalue())
