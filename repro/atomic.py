@@ -10,6 +10,7 @@ message that says what to do; the target is left as it was.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -60,9 +61,9 @@ def fsync_dir(folder: Path) -> None:
     except OSError:
         return  # no directory handles here (e.g. some network or Windows file systems)
     try:
-        os.fsync(fd)
-    except OSError:
-        pass  # the rename already happened; only durability across a power cut is best effort
+        # The rename already happened; durability across a power cut is best effort here.
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
