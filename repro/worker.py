@@ -37,14 +37,9 @@ class _Events:
             self.stream.flush()
 
 
-def _checkpoint_steps(job: Job, total: int) -> set[int]:
-    every = job.settings.checkpoint_every
-    return {s for s in range(every, total + 1, every)} | {total}
-
-
-def _eval_steps(job: Job, total: int) -> set[int]:
-    every = job.settings.eval_every
-    return {s for s in range(every, total + 1, every)} | {total}
+def _cadence(every: int, total: int) -> set[int]:
+    """Every ``every``-th step, and always the last one."""
+    return set(range(every, total + 1, every)) | {total}
 
 
 def _call(trainer_name: str, what: str, func: Any, *args: Any) -> Any:
@@ -106,7 +101,7 @@ def run_job(job: Job, events: _Events) -> JobResult:
     setup_seconds = time.perf_counter() - t0 - capture_seconds
     events.emit(event="start", start=start, stop=stop, total=total)
 
-    ckpt_steps, eval_steps = _checkpoint_steps(job, total), _eval_steps(job, total)
+    ckpt_steps, eval_steps = _cadence(job.settings.checkpoint_every, total), _cadence(job.settings.eval_every, total)
     steps: list[StepRecord] = []
     validation: list[ValidationRecord] = []
     saved = []
