@@ -1,9 +1,9 @@
 """Audits: rerun a recorded training run and judge it against its signed manifest.
 
-The public entry point is :func:`audits.engine.run_audit`, which takes a manifest path and
-:class:`audits.options.AuditOptions` and returns an :class:`audits.report.AuditReport`. One module
+The public entry point is :func:`repro.audits.engine.run_audit`, which takes a manifest path and
+:class:`repro.audits.options.AuditOptions` and returns an :class:`repro.audits.report.AuditReport`. One module
 per job: ``integrity`` (signature, artifacts, data), ``differences`` (recorded vs here),
 ``rerun`` (through repro's launcher), ``comparison`` (losses, batches, validation), ``tensors``
 (checkpoints), ``attribution`` (likely cause), ``spotcheck`` (segment choice), and the report
-formats under ``audits.formats``. Only ``audits.cli`` knows about exit codes.
+formats under ``repro.audits.formats``. Only ``repro.audits.cli`` knows about exit codes.
 """

@@ -16,7 +16,7 @@ The evidence, in the order it is weighed:
 
 from __future__ import annotations
 
-from audits.report import Attribution, BatchComparison, CheckpointComparison, Difference, SeriesComparison
+from repro.audits.report import Attribution, BatchComparison, CheckpointComparison, Difference, SeriesComparison
 
 SUDDEN_ULPS = 1 << 16
 """A first difference this large (in ulps) after bit-identical steps is a jump, not float drift."""

@@ -25,7 +25,7 @@ See docs/audit.md."""
 
 def add_audit_command(sub: argparse._SubParsersAction) -> None:
     """Add ``audit`` to the ``repro`` subcommands."""
-    from audits.options import DEFAULT_GRAD_RTOL, DEFAULT_LOSS_ATOL, DEFAULT_LOSS_RTOL, DEFAULT_TENSOR_RTOL
+    from repro.audits.options import DEFAULT_GRAD_RTOL, DEFAULT_LOSS_ATOL, DEFAULT_LOSS_RTOL, DEFAULT_TENSOR_RTOL
 
     p = sub.add_parser("audit", help="rerun a recorded run and judge it against its manifest",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,7 +61,7 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
 def _options(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
-    from audits.options import AuditOptions, Tolerance
+    from repro.audits.options import AuditOptions, Tolerance
     from repro.errors import UsageError
 
     try:
@@ -101,7 +101,7 @@ def _scan(args: argparse.Namespace) -> Any:
     """Scan the recorded environment; "not checked" packages are reported as such, never as clean."""
     from pydantic import ValidationError
 
-    from audits.vulnerabilities import ScanSettings, scan_manifest
+    from repro.audits.vulnerabilities import ScanSettings, scan_manifest
     from repro.errors import UsageError
     from repro.manifest import load_manifest
 
@@ -114,8 +114,8 @@ def _scan(args: argparse.Namespace) -> Any:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit a manifest; print the report; write the requested files; 0 if reproduced, else 1."""
-    from audits.engine import run_audit
-    from audits.formats.console import print_report
+    from repro.audits.engine import run_audit
+    from repro.audits.formats.console import print_report
     from repro.cli import EXIT_NOT_REPRODUCED, EXIT_OK
     from repro.console import TrainingProgress, err_console, out_console
 
@@ -143,17 +143,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
         report = report.model_copy(update={"vulnerabilities": _scan(args)})
     print_report(report, out_console)
     if args.json:
-        from audits.formats.json_report import write_json
+        from repro.audits.formats.json_report import write_json
 
         write_json(report, Path(args.json))
         err_console.print(f"wrote {args.json}", highlight=False)
     if args.junit:
-        from audits.formats.junit import write_junit
+        from repro.audits.formats.junit import write_junit
 
         write_junit(report, Path(args.junit))
         err_console.print(f"wrote {args.junit}", highlight=False)
     if args.plot:
-        from audits.formats.plot import write_plot
+        from repro.audits.formats.plot import write_plot
         from repro.manifest import load_manifest
 
         curve = [(s.step, s.loss) for s in load_manifest(Path(args.manifest)).manifest.steps]

@@ -14,8 +14,8 @@ import math
 import struct
 from collections.abc import Iterable, Mapping
 
-from audits.options import Tolerance
-from audits.report import BatchComparison, SeriesComparison, StepDetail, ValidationDetail
+from repro.audits.options import Tolerance
+from repro.audits.report import BatchComparison, SeriesComparison, StepDetail, ValidationDetail
 from repro.manifest import StepRecord, ValidationRecord
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from audits.report import DataCheck, Difference, Likelihood
+from repro.audits.report import DataCheck, Difference, Likelihood
 from repro.hashing import sha256_file
 from repro.job import DataResult
 from repro.manifest import CodeRecord, DataRecord, EnvironmentRecord, RunIdentity, TrainerRef

@@ -3,7 +3,7 @@
 :func:`run_audit` is the public entry point (used by ``repro audit`` and by the CI gate). It
 raises a :class:`~repro.errors.ReproError` when the audit cannot be done or the manifest is not
 authentic, and otherwise returns a report whose ``verdict`` says whether the run reproduced.
-It writes nothing but the rerun's scratch files; reports are written by :mod:`audits.formats`.
+It writes nothing but the rerun's scratch files; reports are written by :mod:`repro.audits.formats`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from audits import attribution, comparison, differences, integrity, rerun, spotcheck, tensors
-from audits.options import AuditOptions
-from audits.report import (
-    AuditReport, AuditTiming, CheckpointComparison, ManifestInfo, RerunInfo, Segment,
+from repro import __version__
+from repro.audits import attribution, comparison, differences, integrity, rerun, spotcheck, tensors
+from repro.audits.options import AuditOptions
+from repro.audits.report import (
+    AuditReport,
+    AuditTiming,
+    CheckpointComparison,
+    ManifestInfo,
+    RerunInfo,
+    Segment,
     SeriesComparison,
 )
-from repro import __version__
 from repro.capture.git import capture_code
 from repro.config import ResolvedRun
 from repro.errors import CouldNotCheckError, UsageError

@@ -17,7 +17,7 @@ outcome              exit meaning
 ``pass``               0  every manifest reproduced and nothing the policy forbids was found
 ==================== ==== ===========================================================
 
-Only the CLI (``audits.gate_cli``) turns the outcome into an exit code.
+Only the CLI (``repro.audits.gate_cli``) turns the outcome into an exit code.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audits.options import AuditOptions
-from audits.policy import GatePolicy, LoadedPolicy
-from audits.report import AuditReport
-from audits.vulnerabilities import VulnerabilityReport, scan_manifest
 from repro import __version__, errors
+from repro.audits.options import AuditOptions
+from repro.audits.policy import GatePolicy, LoadedPolicy
+from repro.audits.report import AuditReport
+from repro.audits.vulnerabilities import VulnerabilityReport, scan_manifest
 from repro.canonical import canonical_bytes
 from repro.hashing import sha256_bytes
 from repro.keys import load_trusted_keys
@@ -173,7 +173,7 @@ class Gate:
         )
 
     def _engine_audit(self, path: Path, options: AuditOptions) -> AuditReport:
-        from audits.engine import run_audit
+        from repro.audits.engine import run_audit
 
         def notice(event: dict) -> None:
             if event.get("event") == "notice":
@@ -232,7 +232,7 @@ def _warnings(result: ManifestResult) -> list[str]:
 
 
 def _engine_plot(report: AuditReport, target: Path) -> None:
-    from audits.formats.plot import write_plot
+    from repro.audits.formats.plot import write_plot
 
     write_plot(report, target)
 

@@ -1,4 +1,4 @@
-"""``repro gate``: command-line wiring of :mod:`audits.gate` (registered in ``repro.cli``).
+"""``repro gate``: command-line wiring of :mod:`repro.audits.gate` (registered in ``repro.cli``).
 
 Exit codes: 0 pass, 1 not reproduced or a forbidden vulnerability, 2 missing or invalid policy
 (or a malformed manifest), 3 integrity failure, 4 could not check. See ``docs/ci.md``.
@@ -39,10 +39,10 @@ def _append_summary(path: Path, text: str) -> None:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     """Load the policy, run the gate, write the reports, return the outcome's exit code."""
-    from audits.gate import run_gate
-    from audits.gate_outputs import VERDICT_WORDS, json_bytes, junit_bytes, markdown
-    from audits.policy import PolicyError, load_policy
     from repro import atomic, cli
+    from repro.audits.gate import run_gate
+    from repro.audits.gate_outputs import VERDICT_WORDS, json_bytes, junit_bytes, markdown
+    from repro.audits.policy import PolicyError, load_policy
     from repro.console import err_console, out_console
 
     loaded = load_policy(Path(args.config))

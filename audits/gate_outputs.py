@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from audits.gate import GateReport, ManifestResult
+from repro.audits.gate import GateReport, ManifestResult
 
 VERDICT_WORDS = {
     "pass": "PASS",

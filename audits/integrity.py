@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from audits.report import DataCheck
+from repro.audits.report import DataCheck
 from repro.errors import CouldNotCheckError, MissingArtifactError
 from repro.keys import load_trusted_keys
 from repro.manifest import LoadedManifest

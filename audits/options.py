@@ -51,7 +51,7 @@ class Tolerance(BaseModel):
         """Whether ``rerun`` is within tolerance of ``recorded``."""
         return abs(rerun - recorded) <= self.atol + self.rtol * abs(recorded)
 
-    def for_field(self, field: str) -> "Tolerance":
+    def for_field(self, field: str) -> Tolerance:
         """The tolerance that applies to a per-step field (gradient norms get ``grad_rtol``)."""
         return self.model_copy(update={"rtol": self.grad_rtol}) if field == "grad_norm" else self
 

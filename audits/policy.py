@@ -31,8 +31,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from audits.options import AuditOptions, Tolerance
-from audits.vulnerabilities import ScanSettings
+from repro.audits.options import AuditOptions, Tolerance
+from repro.audits.vulnerabilities import ScanSettings
 from repro.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -76,7 +76,7 @@ class GatePolicy(BaseModel):
     vulnerabilities: VulnerabilityPolicy = Field(default_factory=VulnerabilityPolicy)
 
     @model_validator(mode="after")
-    def _mode_matches_counts(self) -> "GatePolicy":
+    def _mode_matches_counts(self) -> GatePolicy:
         if self.mode == "steps" and self.steps is None:
             raise ValueError("mode = 'steps' needs steps = N")
         if self.mode == "segments" and self.segments is None:

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from audits.options import AuditOptions
-from audits.vulnerabilities import VulnerabilityReport
+from repro.audits.options import AuditOptions
+from repro.audits.vulnerabilities import VulnerabilityReport
 
 REPORT_SCHEMA_VERSION = 1
 REPORT_KIND = "repro.audit-report"

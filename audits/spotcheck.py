@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import secrets
 
-from audits.report import Segment
+from repro.audits.report import Segment
 from repro.errors import UsageError
 from repro.manifest import CheckpointRecord, RunManifest
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from audits.options import Tolerance
-from audits.report import CheckpointComparison, TensorDifference
+from repro.audits.options import Tolerance
+from repro.audits.report import CheckpointComparison, TensorDifference
 
 DEVICE_RNG_PREFIX = "repro.rng.cuda"
 """RNG states that exist only in processes that used CUDA; on one side only when devices differ."""
 
 
-def _measure(name: str, recorded: "torch.Tensor", rerun: "torch.Tensor", tolerance: Tolerance) -> TensorDifference:  # noqa: F821
+def _measure(name: str, recorded: torch.Tensor, rerun: torch.Tensor, tolerance: Tolerance) -> TensorDifference:  # noqa: F821
     import torch
 
     dtype, shape = str(recorded.dtype).removeprefix("torch."), list(recorded.shape)

@@ -21,7 +21,7 @@ import torch
 
 
 def repro_model() -> torch.nn.Module:
-    from trainer.gpt.model import GPT, GPTShape
+    from repro.trainer.gpt.model import GPT, GPTShape
 
     return GPT(GPTShape(vocab_size=16000, block_size=128, n_layer=4, n_head=4, n_embd=256))
 

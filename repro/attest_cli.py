@@ -21,8 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_attest(args: argparse.Namespace) -> int:
     """Verify, then attest."""
     from repro import atomic
-    from repro.cli import EXIT_OK
     from repro.attest import build_statement, default_output, envelope_bytes, public_key_pem, sign_statement
+    from repro.cli import EXIT_OK
     from repro.console import out_console
     from repro.keys import default_key_path, load_key, load_trusted_keys
     from repro.verify import verify_manifest

@@ -16,7 +16,6 @@ from typing import Any
 
 from repro.errors import ManifestFormatError
 
-
 MAX_DEPTH = 64
 """Deepest nesting accepted; a manifest is about 6 deep. Deeper input would only risk recursion."""
 

@@ -61,7 +61,7 @@ def checkpoint_dir(root: Path, step: int) -> Path:
 
 
 def save_checkpoint(
-    root: Path, step: int, tensors: dict[str, "torch.Tensor"], records: CheckpointRecords  # noqa: F821
+    root: Path, step: int, tensors: dict[str, torch.Tensor], records: CheckpointRecords  # noqa: F821
 ) -> SavedCheckpoint:
     """Write a checkpoint folder atomically; return its digests.
 
@@ -119,7 +119,7 @@ def discard_partial(root: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_state(path: Path, expected_sha256: str | None = None) -> dict[str, "torch.Tensor"]:  # noqa: F821
+def load_state(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:  # noqa: F821
     """Load a checkpoint's tensors, verifying the file hash first when one is given."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file

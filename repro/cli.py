@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from repro import __version__, attest_cli, errors
-from audits import gate_cli  # CLI wiring only: the core never imports audits
-from audits.cli import add_audit_command
+from repro.audits import gate_cli  # CLI wiring only: the core never imports audits
+from repro.audits.cli import add_audit_command
 
 EXIT_OK, EXIT_NOT_REPRODUCED, EXIT_USAGE, EXIT_INTEGRITY, EXIT_COULD_NOT_CHECK = 0, 1, 2, 3, 4
 

@@ -37,7 +37,7 @@ class TrainingProgress:
         self.task = self.progress.add_task(title, total=None, loss="-", val="-", rate="")
         self.title = title
 
-    def __enter__(self) -> "TrainingProgress":
+    def __enter__(self) -> TrainingProgress:
         self.progress.__enter__()
         return self
 

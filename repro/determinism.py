@@ -33,7 +33,7 @@ def controlled_environment(settings: RunSettings, base: Mapping[str, str] | None
     return env
 
 
-def apply_determinism(settings: RunSettings) -> "torch.device":  # noqa: F821
+def apply_determinism(settings: RunSettings) -> torch.device:  # noqa: F821
     """Set torch's determinism flags and thread counts, seed every global RNG; return the device.
 
     Must run in a process started with :func:`controlled_environment`.
@@ -74,7 +74,7 @@ def apply_determinism(settings: RunSettings) -> "torch.device":  # noqa: F821
     return device
 
 
-def rng_state_tensors() -> dict[str, "torch.Tensor"]:  # noqa: F821
+def rng_state_tensors() -> dict[str, torch.Tensor]:  # noqa: F821
     """The global RNG states (Python, NumPy, torch CPU and CUDA) as tensors for a checkpoint."""
     import numpy as np
     import torch
@@ -94,7 +94,7 @@ def rng_state_tensors() -> dict[str, "torch.Tensor"]:  # noqa: F821
     return state
 
 
-def load_rng_state_tensors(tensors: Mapping[str, "torch.Tensor"]) -> None:  # noqa: F821
+def load_rng_state_tensors(tensors: Mapping[str, torch.Tensor]) -> None:  # noqa: F821
     """Restore the global RNG states saved by :func:`rng_state_tensors`."""
     import numpy as np
     import torch

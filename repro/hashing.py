@@ -33,7 +33,7 @@ def sha256_concat(parts: Iterable[bytes]) -> str:
     return digest.hexdigest()
 
 
-def sha256_tensor(tensor: "torch.Tensor") -> str:  # noqa: F821 - torch imported lazily
+def sha256_tensor(tensor: torch.Tensor) -> str:  # noqa: F821 - torch imported lazily
     """Hex SHA-256 of a tensor's dtype, shape and raw little-endian bytes.
 
     dtype and shape are part of the digest so that a reshaped or re-typed tensor with the same
@@ -60,7 +60,7 @@ def sha256_structure(obj: Any) -> str:
     return digest.hexdigest()
 
 
-def _update_structure(digest: "hashlib._Hash", obj: Any) -> None:
+def _update_structure(digest: hashlib._Hash, obj: Any) -> None:
     torch = sys.modules.get("torch")  # a tensor can only exist once torch is imported
     numpy = sys.modules.get("numpy")
     if torch is not None and isinstance(obj, torch.Tensor):

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.checkpoint import SavedCheckpoint
-from repro.manifest import EnvironmentRecord, FileDigest, DataSource, RunSettings, StepRecord, ValidationRecord
+from repro.manifest import DataSource, EnvironmentRecord, FileDigest, RunSettings, StepRecord, ValidationRecord
 
 
 class JobModel(BaseModel):

@@ -157,13 +157,13 @@ class TrainerContext:
     """What repro hands a trainer: settings, device, and where it may cache and write files."""
 
     settings: RunSettings
-    device: "torch.device"
+    device: torch.device
     cache_dir: Path
     """Cross-run cache (e.g. tokenizers keyed by content hash)."""
     artifact_dir: Path
     """This run's folder; files written here can be recorded as artifacts."""
 
-    def generator(self, purpose: str) -> "torch.Generator":
+    def generator(self, purpose: str) -> torch.Generator:
         """A CPU generator seeded from the run seed and ``purpose``, independent of global RNG."""
         import torch
 
@@ -205,11 +205,11 @@ class Trainer(Protocol):
     def validate(self) -> float:
         """Loss on a fixed validation set; must not consume training randomness."""
 
-    def state_tensors(self) -> dict[str, "torch.Tensor"]:
+    def state_tensors(self) -> dict[str, torch.Tensor]:
         """Everything needed to resume: model, optimizer, own generators, counters. repro adds
         the global RNG states (Python, NumPy, torch) itself, under ``repro.rng.*``."""
 
-    def load_state_tensors(self, tensors: dict[str, "torch.Tensor"]) -> None:
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         """Restore what :meth:`state_tensors` returned (after :meth:`build`, on resume). repro
         then calls :meth:`state_tensors` and fails the run if any tensor differs from the checkpoint."""
 

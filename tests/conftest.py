@@ -71,7 +71,7 @@ def plugin_path(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator["PluginSite"]:  # noqa: F821
+def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginSite]:  # noqa: F821
     """An empty site-packages-like folder on the path; ``.install(version)`` adds tinymlp-plugin."""
     from tests.plugin_site import PluginSite, make_importable
 

@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from audits.report import AuditReport, StepDetail
+from repro.audits.report import AuditReport, StepDetail
 
 _VERDICT_STYLE = {
     "bitwise": ("REPRODUCED: bitwise", "bold green"),

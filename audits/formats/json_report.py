@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audits.report import AuditReport
 from repro import atomic
+from repro.audits.report import AuditReport
 
 
 def report_json(report: AuditReport) -> str:

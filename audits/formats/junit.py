@@ -11,8 +11,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from audits.report import AuditReport
 from repro import atomic
+from repro.audits.report import AuditReport
 
 SUITE = "repro audit"
 

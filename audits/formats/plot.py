@@ -9,17 +9,16 @@ on a marked floor line. Rendered with matplotlib's Agg backend (no display neede
 from __future__ import annotations
 
 import io
-
 import math
 from pathlib import Path
 
-from audits.report import AuditReport
 from repro import atomic
+from repro.audits.report import AuditReport
 
 _COLOURS = {"bitwise": "#2e7d32", "within_tolerance": "#e65100", "diverged": "#c62828"}
 
 
-def _figure(report: AuditReport, recorded_curve: list[tuple[int, float]]):  # noqa: ANN202 - matplotlib Figure
+def _figure(report: AuditReport, recorded_curve: list[tuple[int, float]]):
     import matplotlib
 
     matplotlib.use("Agg")

@@ -46,7 +46,7 @@ def _is_excluded(path: Path, exclude: list[Path]) -> bool:
     return any(path == e or e in path.parents for e in exclude)
 
 
-def _record(repo: "git.Repo", exclude: list[Path]) -> CodeRecord:  # noqa: F821
+def _record(repo: git.Repo, exclude: list[Path]) -> CodeRecord:  # noqa: F821
     commit = repo.head.commit.hexsha
     branch = None if repo.head.is_detached else repo.active_branch.name
     remotes = {remote.name: next(iter(remote.urls), "") for remote in repo.remotes}

@@ -51,7 +51,7 @@ def serve_osv(known: dict[tuple[str, str], list[dict[str, Any]]], status: int = 
     received: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             query = json.loads(self.rfile.read(length) or b"{}")
             received.append(query)
@@ -67,7 +67,7 @@ def serve_osv(known: dict[tuple[str, str], list[dict[str, Any]]], status: int = 
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from audits.report import AuditReport
+from repro.audits.report import AuditReport
 from repro.cli import main
 
 SCALED_TRAINER = '''"""The GPT baseline with its initial weights scaled: a code change a test can make."""
 import torch
 
-from trainer.gpt.trainer import GPTTrainer
+from repro.trainer.gpt.trainer import GPTTrainer
 
 SCALE = {scale}
 
@@ -128,7 +128,7 @@ def test_a_changed_data_file_is_named_before_compute_and_attributed(tmp_path: Pa
 
 def test_every_recorded_environment_variable_has_a_numeric_category() -> None:
     """The capture list and the audit's ranking table must name the same variables."""
-    from audits.differences import _ENV_VAR_CATEGORY
+    from repro.audits.differences import _ENV_VAR_CATEGORY
     from repro.capture.environment import NUMERIC_ENV_VARS
 
     assert set(_ENV_VAR_CATEGORY) == set(NUMERIC_ENV_VARS)

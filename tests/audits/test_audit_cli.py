@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from audits.report import AuditReport
+from repro.audits.report import AuditReport
 from repro.cli import main
 from repro.manifest import load_manifest
 from tests.audits.forgery import resign, scale_losses

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from audits.attribution import attribute
-from audits.comparison import compare_batches, compare_series, compare_steps, same_bits, ulps
-from audits.differences import environment_differences, package_differences, rank
-from audits.options import Tolerance
-from audits.report import BatchComparison, CheckpointComparison, Difference
-from audits.tensors import compare_checkpoint
+from repro.audits.attribution import attribute
+from repro.audits.comparison import compare_batches, compare_series, compare_steps, same_bits, ulps
+from repro.audits.differences import environment_differences, package_differences, rank
+from repro.audits.options import Tolerance
+from repro.audits.report import BatchComparison, CheckpointComparison, Difference
+from repro.audits.tensors import compare_checkpoint
 from repro.hashing import sha256_tensor
 from repro.manifest import StepRecord
 
@@ -48,7 +48,7 @@ def test_series_verdicts() -> None:
 
 
 def test_growth_is_measured_as_a_doubling_time() -> None:
-    rec = {s: 5.0 for s in range(1, 41)}
+    rec = dict.fromkeys(range(1, 41), 5.0)
     new = {s: 5.0 + (1e-7 * 2 ** ((s - 1) / 5) if s > 1 else 0.0) for s in rec}
     series = compare_series("loss", rec, new, Tolerance(atol=1.0, rtol=0.0))
     assert series.doubling_steps == pytest.approx(5.0, rel=0.05)
@@ -130,7 +130,7 @@ def _diff(category: str, likelihood: str = "high") -> Difference:
 
 
 def test_attribution_rules() -> None:
-    rec = {s: 6.0 for s in range(1, 11)}
+    rec = dict.fromkeys(range(1, 11), 6.0)
     drift = compare_series("loss", rec, {**rec, 4: _next_float32(6.0)}, TOL)
     jump = compare_series("loss", rec, {**rec, 6: 6.5}, TOL)
     same_batches = BatchComparison(compared=10, identical=True, first_difference_step=None, differing_steps=0)

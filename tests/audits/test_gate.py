@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from audits.gate import Gate, GateReport
-from audits.policy import load_policy
-from audits.report import AuditReport
+from repro.audits.gate import Gate, GateReport
+from repro.audits.policy import load_policy
+from repro.audits.report import AuditReport
 from repro.cli import main
 from repro.errors import ArtifactMismatchError, MissingArtifactError
 from repro.keys import default_key_path, generate_key, public_key_path

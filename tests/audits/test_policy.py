@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from audits.policy import PolicyError, load_policy
+from repro.audits.policy import PolicyError, load_policy
 from repro.cli import main
 
 GOOD = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audits.report import SCHEMA_FILE, schema_text
+from repro.audits.report import SCHEMA_FILE, schema_text
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from audits.report import AuditReport, Segment
-from audits.spotcheck import choose_segments, segments_of
+from repro.audits.report import AuditReport, Segment
+from repro.audits.spotcheck import choose_segments, segments_of
 from repro.cli import main
 from repro.errors import UsageError
 from repro.manifest import load_manifest

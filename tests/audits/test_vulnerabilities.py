@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from audits.vulnerabilities import ScanSettings, findings_from_output, requirements_text, scan_manifest
+from repro.audits.vulnerabilities import ScanSettings, findings_from_output, requirements_text, scan_manifest
 from repro.manifest import RunManifest, load_manifest
 from tests.audits.osv_server import osv_record, serve_osv
 

@@ -21,7 +21,6 @@ from repro import atomic
 from repro.checkpoint import CheckpointRecords, checkpoint_dir, latest_checkpoint, load_state, save_checkpoint
 from repro.errors import OutputError
 
-
 REAL_WRITE_ALL = atomic.write_all
 
 

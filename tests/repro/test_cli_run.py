@@ -79,4 +79,4 @@ def test_out_must_be_json(capsys, tmp_path: Path) -> None:
 def test_trainers_lists_the_builtin_gpt(capsys) -> None:
     code, text = _run(["trainers"], capsys)
     assert code == 0
-    assert "gpt" in text and "trainer.gpt.trainer:GPTTrainer" in text and "smoke" in text
+    assert "gpt" in text and "repro.trainer.gpt.trainer:GPTTrainer" in text and "smoke" in text

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from repro.errors import InputError
-from trainer.gpt import data
+from repro.trainer.gpt import data
 
 
 def test_builtin_corpus_is_the_38_plays_in_sorted_order() -> None:
@@ -39,7 +39,7 @@ def test_folder_corpus_takes_txt_and_md_in_sorted_order(tmp_path: Path) -> None:
     ("setup", "message"),
     [
         (lambda p: p / "missing.txt", "no such file"),
-        (lambda p: (p / "empty.txt").write_text("") and p / "empty.txt" or p / "empty.txt", "empty"),
+        (lambda p: ((p / "empty.txt").write_text("") and p / "empty.txt") or p / "empty.txt", "empty"),
         (lambda p: (p / "bin.txt").write_bytes(b"\xff\xfe\x00") and p / "bin.txt", "not UTF-8"),
     ],
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from repro.config import resolve_run
-from trainer.gpt.model import GPT, GPTShape
-from trainer.gpt.trainer import GPTConfig, learning_rate
+from repro.trainer.gpt.model import GPT, GPTShape
+from repro.trainer.gpt.trainer import GPTConfig, learning_rate
 
 
 def test_baseline_preset_is_the_seed_configuration() -> None:

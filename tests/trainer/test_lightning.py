@@ -76,8 +76,8 @@ def own_rng() -> Iterator[None]:
         yield
 
 
-def _adapter(tmp_path: Path, **config: object):  # noqa: ANN202
-    from trainer.lightning.adapter import LightningConfig, LightningTrainer
+def _adapter(tmp_path: Path, **config: object):
+    from repro.trainer.lightning.adapter import LightningConfig, LightningTrainer
 
     values = {"module": "tinylit:TinyRegressor", "datamodule": "tinylit:TinyData", "steps": 7, **config}
     context = TrainerContext(settings=RunSettings(), device=torch.device("cpu"), cache_dir=tmp_path, artifact_dir=tmp_path)
@@ -106,7 +106,7 @@ def test_the_module_sees_the_loop_through_a_stand_in_trainer(
 def test_data_files_are_hashed_and_handed_to_the_datamodule(
     lightning_installed: None, plugin_path: Path, tmp_path: Path, own_rng: None
 ) -> None:
-    from trainer.lightning.adapter import LightningConfig, LightningTrainer
+    from repro.trainer.lightning.adapter import LightningConfig, LightningTrainer
 
     config = LightningConfig(module="tinylit:TinyRegressor", datamodule="tinylit:TinyData", data=str(REGRESSION_CSV))
     context = TrainerContext(settings=RunSettings(), device=torch.device("cpu"), cache_dir=tmp_path, artifact_dir=tmp_path)
@@ -125,7 +125,7 @@ def test_a_validation_step_without_a_loss_is_explained(
 
 
 def test_configure_optimizers_forms(lightning_installed: None) -> None:
-    from trainer.lightning.loop import UnsupportedModuleError, optimizer_setup
+    from repro.trainer.lightning.loop import UnsupportedModuleError, optimizer_setup
 
     params = [torch.nn.Parameter(torch.ones(2))]
     opt = torch.optim.SGD(params, lr=0.1)
@@ -145,7 +145,7 @@ def test_configure_optimizers_forms(lightning_installed: None) -> None:
 def test_loaders_are_replayed_only_when_they_can_be(lightning_installed: None) -> None:
     from torch.utils.data import DataLoader, IterableDataset, TensorDataset, WeightedRandomSampler
 
-    from trainer.lightning.data import BatchSource, UnsupportedLoaderError
+    from repro.trainer.lightning.data import BatchSource, UnsupportedLoaderError
 
     data = TensorDataset(torch.arange(10.0))
     source = BatchSource.from_loader(DataLoader(data, batch_size=4, shuffle=True, num_workers=2), "train")
@@ -157,7 +157,7 @@ def test_loaders_are_replayed_only_when_they_can_be(lightning_installed: None) -
     assert size == 2 and torch.equal(batch[0], torch.tensor([8.0, 9.0]))
 
     class Stream(IterableDataset):
-        def __iter__(self):  # noqa: ANN204
+        def __iter__(self):
             yield from range(3)
 
     with pytest.raises(UnsupportedLoaderError, match="iterable datasets are not supported"):
@@ -168,9 +168,9 @@ def test_loaders_are_replayed_only_when_they_can_be(lightning_installed: None) -
 
 # -- Lightning stays optional ----------------------------------------------------------------------
 def test_repro_and_the_gpt_trainer_do_not_import_lightning() -> None:
-    code = ("import sys, repro.cli, repro.registry, trainer.gpt.trainer, trainer.lightning.adapter; "
+    code = ("import sys, repro.cli, repro.registry, repro.trainer.gpt.trainer, repro.trainer.lightning.adapter; "
             "from repro.registry import resolve_trainer; resolve_trainer('lightning'); "
-            "print(sorted(m for m in sys.modules if 'lightning' in m and not m.startswith('trainer.')))")
+            "print(sorted(m for m in sys.modules if 'lightning' in m and not m.startswith('repro.trainer.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -180,7 +180,7 @@ def test_without_lightning_the_adapter_says_how_to_install_it(
 ) -> None:
     for name in ("lightning", "pytorch_lightning"):
         monkeypatch.setitem(sys.modules, name, None)  # import and find_spec now fail: "not installed"
-    for name in ("trainer.lightning", "trainer.lightning.adapter"):
+    for name in ("repro.trainer.lightning", "repro.trainer.lightning.adapter"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     assert main(["run", *LIT, "--out", str(tmp_path / "lit.json")]) == 4
     err = capsys.readouterr().err

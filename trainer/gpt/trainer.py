@@ -20,9 +20,9 @@ from repro.torch_state import (
     load_optimizer_state_tensors,
     optimizer_state_tensors,
 )
+from repro.trainer.gpt import data as gpt_data
+from repro.trainer.gpt.model import GPT, GPTShape
 from repro.trainer_api import DataSummary, StepOutput, TrainerConfig, TrainerContext
-from trainer.gpt import data as gpt_data
-from trainer.gpt.model import GPT, GPTShape
 
 
 class GPTConfig(TrainerConfig):
@@ -74,7 +74,7 @@ def learning_rate(cfg: GPTConfig, step: int) -> float:
 
 
 class GPTTrainer:
-    """Trains :class:`~trainer.gpt.model.GPT` on a SentencePiece-tokenized corpus."""
+    """Trains :class:`~repro.trainer.gpt.model.GPT` on a SentencePiece-tokenized corpus."""
 
     config_model = GPTConfig
 

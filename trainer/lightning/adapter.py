@@ -14,7 +14,7 @@ or ``epoch`` interval); ``training_step`` returning a loss or ``{"loss": ...}``;
 ``on_train_*``, ``on_before_*``/``on_after_backward``, ``on_validation_*`` and
 ``on_save_checkpoint``/``on_load_checkpoint`` hooks; map-style datasets. ``docs/plugins.md`` lists
 what it does not (manual optimization, several optimizers, gradient accumulation, precision
-plugins, iterable datasets, ``trainer.*`` beyond :data:`~trainer.lightning.loop.SUPPORTED_TRAINER_ATTRIBUTES`).
+plugins, iterable datasets, ``trainer.*`` beyond :data:`~repro.trainer.lightning.loop.SUPPORTED_TRAINER_ATTRIBUTES`).
 
 Lightning stays optional: the package (``trainer/lightning/__init__.py``) only checks that it is
 installed; the user's module imports it.
@@ -38,9 +38,9 @@ from repro.torch_state import (
     load_state_dict_tensors,
     state_dict_tensors,
 )
+from repro.trainer.lightning.data import BatchSource, UnsupportedLoaderError
+from repro.trainer.lightning.loop import LoopView, MetricLog, OptimizerSetup, UnsupportedModuleError, optimizer_setup
 from repro.trainer_api import DataSummary, StepOutput, TrainerConfig, TrainerContext, batch_fingerprint
-from trainer.lightning.data import BatchSource, UnsupportedLoaderError
-from trainer.lightning.loop import LoopView, MetricLog, OptimizerSetup, UnsupportedModuleError, optimizer_setup
 
 
 class LightningConfig(TrainerConfig):
