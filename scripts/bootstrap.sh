@@ -19,12 +19,15 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
-if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+# Ask the package metadata, not `import torch`: importing torch before numpy is installed prints
+# a "Failed to initialize NumPy" warning on a fresh machine.
+installed_torch() { "$VENV/bin/python" -c "import importlib.metadata as m; print('torch==' + m.version('torch').split('+')[0])" 2>/dev/null; }
+if ! installed_torch >/dev/null; then
   echo "installing $TORCH_SPEC (CPU build where one is available locally)" >&2
   "${pip[@]}" install "$TORCH_SPEC"
 fi
 # Pin the torch that is now installed, so no dependency can swap it for another (CUDA) build.
-"$VENV/bin/python" -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > "$VENV/torch-constraint.txt"
+installed_torch > "$VENV/torch-constraint.txt"
 echo "installing repro and its dependencies" >&2
 "${pip[@]}" install -c "$VENV/torch-constraint.txt" -e '.[test,lint,lightning]'
 echo "$want" > "$stamp"

@@ -16,23 +16,23 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "code", "message"),
     [
-        (["run", "no-such-preset"], "unknown preset 'no-such-preset' (known presets: baseline, baseline-full, smoke)"),
-        (["run", "smoke", "--set", "n_layer=abc"], "invalid gpt config value for 'n_layer'"),
-        (["run", "smoke", "--set", "bogus=1"], "--set bogus: unknown key"),
-        (["run", "smoke", "--set", "novalue"], "must look like key=value"),
-        (["run", "smoke", "--steps", "0"], "invalid gpt config value for 'steps'"),
-        (["run", "smoke", "--threads", "0"], "invalid setting value for 'threads'"),
-        (["run", "smoke", "--device", "tpu"], "invalid choice: 'tpu'"),
-        (["run", "smoke", "--trainer", "nope"], "no trainer named 'nope' is installed (installed: gpt"),
-        (["run", "smoke", "--trainer", "no_such_module:Thing"], "cannot import trainer module"),
+        (["run", "no-such-preset"], 2, "unknown preset 'no-such-preset' (known presets: baseline, baseline-full, smoke)"),
+        (["run", "smoke", "--set", "n_layer=abc"], 2, "invalid gpt config value for 'n_layer'"),
+        (["run", "smoke", "--set", "bogus=1"], 2, "--set bogus: unknown key"),
+        (["run", "smoke", "--set", "novalue"], 2, "must look like key=value"),
+        (["run", "smoke", "--steps", "0"], 2, "invalid gpt config value for 'steps'"),
+        (["run", "smoke", "--threads", "0"], 2, "invalid setting value for 'threads'"),
+        (["run", "smoke", "--device", "tpu"], 2, "invalid choice: 'tpu'"),
+        (["run", "smoke", "--trainer", "nope"], 4, "no trainer named 'nope' is installed (installed: gpt"),
+        (["run", "smoke", "--trainer", "no_such_module:Thing"], 4, "cannot import trainer module"),
     ],
 )
-def test_bad_arguments(args: list[str], message: str, capsys, tmp_path: Path) -> None:
+def test_bad_arguments(args: list[str], code: int, message: str, capsys, tmp_path: Path) -> None:
     out = tmp_path / "run.json"
-    code, text = _run([*args, "--out", str(out)], capsys)
-    assert code in (2, 4), text
+    got, text = _run([*args, "--out", str(out)], capsys)
+    assert got == code, text
     assert message in " ".join(text.split()), text
     assert "Traceback" not in text
     assert not out.exists()
