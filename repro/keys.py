@@ -73,7 +73,10 @@ def generate_key(path: Path, overwrite: bool = False) -> SigningKey:
     """Create a new key pair at ``path`` (mode 0600) and ``path.pub``; refuse to overwrite."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise SigningKeyError(f"{path} already exists; remove it first or choose another --key")
+        raise SigningKeyError(
+            f"{path} already exists; keep it, choose another --key, or replace it with --force "
+            "(manifests signed with the old key then no longer match a trust list naming only the new one)"
+        )
     private = Ed25519PrivateKey.generate()
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

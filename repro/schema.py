@@ -29,6 +29,20 @@ def write_schemas(folder: Path) -> list[Path]:
     return written
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m repro.schema [FOLDER]``: regenerate the published schemas (default ``docs``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m repro.schema", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", default="docs", help="existing folder to write into (default: docs)")
+    args = parser.parse_args(argv)
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        parser.error(f"{folder} is not an existing folder")
+    for path in write_schemas(folder):
+        print(path)  # noqa: T201 - this module's command prints what it wrote
+    return 0
+
+
 if __name__ == "__main__":
-    for path in write_schemas(Path(sys.argv[1] if len(sys.argv) > 1 else "docs")):
-        print(path)
+    sys.exit(main())
