@@ -219,8 +219,9 @@ def test_an_sbom_of_another_environment_is_caught(smoke_copy: Path, real_key: Si
                                                   capsys: pytest.CaptureFixture) -> None:
     m = load_manifest(smoke_copy).manifest
     sbom = smoke_copy.parent / m.artifacts[0].path
+    original = sbom.read_text()
     for change in ("drop a component", "change a version", "change the timestamp"):
-        document = json.loads(sbom.read_text())
+        document = json.loads(original)
         if change == "drop a component":
             document["components"] = [c for c in document["components"] if c["name"] != "torch"]
         elif change == "change a version":
@@ -260,3 +261,17 @@ def test_the_attack_fails_audit_gate_and_attest_too(smoke_copy: Path, real_key: 
     assert main(["attest", str(smoke_copy), "--out", str(out), "--trusted-keys", trusted]) == 3
     assert not out.exists()
     assert "tensor model.lm_head.weight differs" in capsys.readouterr().err
+
+
+def test_the_gate_checks_the_signature_before_the_schema(smoke_copy: Path, tmp_path: Path) -> None:
+    """An edit that also breaks the schema is tampering (3), not a malformed manifest (2), in the gate too."""
+    raw = json.loads(smoke_copy.read_text())
+    raw["run"]["surprise"] = 1
+    smoke_copy.write_text(json.dumps(raw))
+    trusted = str(public_key_path(default_key_path()))
+    policy = tmp_path / "pyproject.toml"
+    policy.write_text(f'[tool.repro.gate]\nmanifests = ["{smoke_copy}"]\ntrusted_keys = "{trusted}"\n'
+                      "[tool.repro.gate.vulnerabilities]\nenabled = false\n")
+    assert main(["gate", "--config", str(policy), "--json", str(tmp_path / "gate.json")]) == 3
+    [result] = json.loads((tmp_path / "gate.json").read_text())["results"]
+    assert result["reproduction"] == "integrity_failure" and "changed after it was signed" in result["message"]
