@@ -87,3 +87,32 @@ def test_audit_scan_plot_and_json_come_from_the_verified_bytes(
     assert requests["version"] == real_version and requests["status"] == "no_known"
     assert curves == [[(s["step"], s["loss"]) for s in original["steps"]]]
     assert report["steps"][0]["recorded_loss"] == original["steps"][0]["loss"]
+
+
+def test_the_gate_scans_the_verified_bytes(smoke_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from repro.audits.gate import Gate
+    from repro.audits.policy import load_policy
+    from repro.errors import MissingArtifactError
+    from repro.keys import public_key_path
+
+    original = json.loads(smoke_copy.read_text())
+    seen = _swap_after_read(monkeypatch, smoke_copy, _forged(smoke_copy, tmp_path))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    known = {("requests", FORGED_VERSION): [osv_record("GHSA-test-0000-0010", "requests", "99.0", [], "forged")]}
+
+    def no_rerun(verified: Any, options: Any) -> Any:  # the audit is not what this test is about
+        raise MissingArtifactError("stand-in: no rerun")
+
+    with serve_osv(known) as server:
+        config = tmp_path / "pyproject.toml"
+        config.write_text(f'[tool.repro.gate]\nmanifests = ["{smoke_copy}"]\n'
+                          f'trusted_keys = "{public_key_path(default_key_path())}"\n'
+                          f'[tool.repro.gate.vulnerabilities]\nosv_url = "{server.url}"\n')
+        report = Gate(load_policy(config), audit=no_rerun).run()
+    assert len(seen) == 1
+    [result] = report.results
+    [requests] = [p for p in result.vulnerabilities.packages if p.name == "requests"]
+    assert requests.version == original["environment"]["distributions"]["requests"]
+    assert result.vulnerability_status == "pass" and requests.status == "no_known"
