@@ -97,30 +97,31 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise OutputError(f"{flag} {value}: cannot write there; choose a writable file path")
 
 
-def _scan(args: argparse.Namespace) -> Any:
-    """Scan the recorded environment; "not checked" packages are reported as such, never as clean."""
+def _scan_settings(args: argparse.Namespace) -> Any:
+    """The scan's settings, checked before anything is read."""
     from pydantic import ValidationError
 
-    from repro.audits.vulnerabilities import ScanSettings, scan_manifest
+    from repro.audits.vulnerabilities import ScanSettings
     from repro.errors import UsageError
-    from repro.manifest import load_manifest
 
     try:
-        settings = ScanSettings(service="osv", osv_url=args.osv_url) if args.osv_url else ScanSettings()
+        return ScanSettings(service="osv", osv_url=args.osv_url) if args.osv_url else ScanSettings()
     except ValidationError as exc:
         raise UsageError(f"--osv-url {args.osv_url}: {exc.errors()[0]['msg']}") from exc
-    return scan_manifest(load_manifest(Path(args.manifest)).manifest, settings)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit a manifest; print the report; write the requested files; 0 if reproduced, else 1."""
-    from repro.audits.engine import run_audit
+    from repro.audits.engine import audit_verified, check_options
     from repro.audits.formats.console import print_report
+    from repro.audits.integrity import verify_for_audit
     from repro.cli import EXIT_NOT_REPRODUCED, EXIT_OK
     from repro.console import TrainingProgress, err_console, out_console
 
     options = _options(args)
+    check_options(options)
     _check_outputs(args)
+    settings = _scan_settings(args) if args.scan_vulnerabilities else None
     progress = TrainingProgress(f"audit {Path(args.manifest).name}")
     started = False
 
@@ -134,13 +135,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
             started = True
         progress(event)
 
+    # One document: the scan and the plot use the manifest that was verified, never a new read.
+    verified = verify_for_audit(Path(args.manifest), options.trusted_keys)
     try:
-        report = run_audit(Path(args.manifest), options, on_event)
+        report = audit_verified(verified, options, on_event)
     finally:
         if started:
             progress.__exit__(None, None, None)
-    if args.scan_vulnerabilities:
-        report = report.model_copy(update={"vulnerabilities": _scan(args)})
+    if settings is not None:
+        from repro.audits.vulnerabilities import scan_manifest
+
+        # "not checked" packages are reported as such, never as clean.
+        report = report.model_copy(update={"vulnerabilities": scan_manifest(verified.loaded.manifest, settings)})
     print_report(report, out_console)
     if args.json:
         from repro.audits.formats.json_report import write_json
@@ -154,9 +160,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         err_console.print(f"wrote {args.junit}", highlight=False)
     if args.plot:
         from repro.audits.formats.plot import write_plot
-        from repro.manifest import load_manifest
 
-        curve = [(s.step, s.loss) for s in load_manifest(Path(args.manifest)).manifest.steps]
+        curve = [(s.step, s.loss) for s in verified.loaded.manifest.steps]
         write_plot(report, Path(args.plot), curve)
         err_console.print(f"wrote {args.plot}", highlight=False)
     return EXIT_OK if report.reproduced else EXIT_NOT_REPRODUCED

@@ -1,6 +1,7 @@
 """The audit engine: integrity → data → rerun → compare → attribute, returning an AuditReport.
 
-:func:`run_audit` is the public entry point (used by ``repro audit`` and by the CI gate). It
+:func:`run_audit` is the public entry point; :func:`audit_verified` audits a manifest that was
+already verified (``repro audit`` and the CI gate, which report from the same verified bytes). It
 raises a :class:`~repro.errors.ReproError` when the audit cannot be done or the manifest is not
 authentic, and otherwise returns a report whose ``verdict`` says whether the run reproduced.
 It writes nothing but the rerun's scratch files; reports are written by :mod:`repro.audits.formats`.
@@ -30,6 +31,7 @@ from repro.config import ResolvedRun
 from repro.errors import CouldNotCheckError, UsageError
 from repro.launcher import EventHandler
 from repro.manifest import RunManifest
+from repro.verify import VerifyResult
 
 _SEVERITY = {"bitwise": 0, "within_tolerance": 1, "diverged": 2}
 
@@ -82,22 +84,37 @@ def _compare_checkpoints(m: RunManifest, folder: Path, plan: _Plan, runs: list[r
     for record in m.checkpoints:
         made = next((c for r in runs if (c := r.checkpoint(record.step)) is not None), None)
         if made is not None and plan.covers(record.step):
-            out.append(tensors.compare_checkpoint(record.step, folder / record.path, record.tensors, made[0],
-                                                  made[1], options.tolerance, device_changed))
+            out.append(tensors.compare_checkpoint(record.step, record.path, record.tensors, made[0],
+                                                  made[1], options.tolerance, device_changed,
+                                                  recorded_root=folder, recorded_sha256=record.sha256))
     return out
 
 
 def run_audit(manifest_path: Path, options: AuditOptions | None = None,
               on_event: EventHandler | None = None) -> AuditReport:
-    """Audit the run recorded in ``manifest_path``; see ``docs/audit.md`` for the semantics.
+    """Verify the manifest at ``manifest_path``, then audit it (:func:`audit_verified`).
 
-    ``on_event`` receives the training child's progress events (as ``repro run`` does) and
-    ``{"event": "notice", "message": ...}`` for what the user should see before compute ends.
+    See ``docs/audit.md`` for the semantics. ``on_event`` receives the training child's progress
+    events (as ``repro run`` does) and ``{"event": "notice", "message": ...}`` for what the user
+    should see before compute ends.
     """
-    clock = [time.perf_counter()]
     options = options or AuditOptions()
     check_options(options)
-    checked = integrity.check_integrity(Path(manifest_path), options.trusted_keys, options.allow_data_change)
+    verified = integrity.verify_for_audit(Path(manifest_path), options.trusted_keys)
+    return audit_verified(verified, options, on_event)
+
+
+def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
+                   on_event: EventHandler | None = None) -> AuditReport:
+    """Audit a manifest :func:`repro.verify.verify_manifest` verified (with ``data="report"``).
+
+    Everything reported comes from the verified document; the manifest file is not read again.
+    """
+    clock = [time.perf_counter() - verified.seconds]  # integrity time includes the verification
+    options = options or AuditOptions()
+    check_options(options)
+    checked = integrity.check_integrity(verified, options.allow_data_change)
+    manifest_path = verified.loaded.path
     m = checked.loaded.manifest
     for change in checked.data_changed:
         _notify(on_event, f"data differs before the rerun: {change.kind} {change.path} {change.status}")

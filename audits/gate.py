@@ -31,15 +31,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro import __version__, errors
+from repro.audits.integrity import verify_for_audit
 from repro.audits.options import AuditOptions
 from repro.audits.policy import GatePolicy, LoadedPolicy
 from repro.audits.report import AuditReport
 from repro.audits.vulnerabilities import VulnerabilityReport, scan_manifest
 from repro.canonical import canonical_bytes
 from repro.hashing import sha256_bytes
-from repro.keys import load_trusted_keys
-from repro.manifest import load_manifest
-from repro.signing import verify_signature
+from repro.verify import VerifyResult
 
 Outcome = Literal["integrity_failure", "not_reproduced", "vulnerable", "input_error", "could_not_check", "pass"]
 OUTCOME_ORDER: tuple[Outcome, ...] = (
@@ -120,14 +119,16 @@ def _vulnerability_status(report: VulnerabilityReport, loaded: LoadedPolicy) -> 
     return "unchecked_failure" if policy.on_unchecked == "fail" else "unchecked_warning"
 
 
-AuditFunction = Callable[[Path, AuditOptions], AuditReport]
+AuditFunction = Callable[[VerifyResult, AuditOptions], AuditReport]
 PlotFunction = Callable[[AuditReport, Path], None]
 
 
 class Gate:
     """Runs a loaded policy: audits, scans, and collects one :class:`GateReport`.
 
-    ``audit`` and ``plot`` default to the audit engine's public functions; they are parameters
+    Each manifest is verified once (:func:`repro.verify.verify_manifest`); the audit and the
+    vulnerability scan both work on that verified document. ``audit`` and ``plot`` default to
+    the audit engine's public functions; they are parameters
     so the gate's decisions can be tested without training.
     """
 
@@ -156,30 +157,33 @@ class Gate:
     def _one(self, policy_path: Path, path: Path) -> ManifestResult:
         started = time.perf_counter()
         self.on_progress(f"auditing {policy_path}")
-        audit, plot = None, None
+        audit, plot, verified = None, None, None
         try:
-            audit = self.audit(path, self.loaded.audit_options())
+            # Verified once, signature first; the audit and the scan both use this document.
+            options = self.loaded.audit_options()
+            verified = verify_for_audit(path, options.trusted_keys)
+            audit = self.audit(verified, options)
             reproduction: ReproductionStatus = "reproduced" if audit.reproduced else "not_reproduced"
             message = audit.summary
         except errors.ReproError as exc:
             reproduction, message = _classify(exc), str(exc)
         if audit is not None and self.plots_dir is not None:
             plot = self._plot(audit, policy_path)
-        vuln_status, vulns = self._scan(path, policy_path)
+        vuln_status, vulns = self._scan(verified, policy_path)
         return ManifestResult(
             manifest=str(policy_path), reproduction=reproduction, message=message, audit=audit,
             vulnerability_status=vuln_status, vulnerabilities=vulns, plot=plot,
             seconds=time.perf_counter() - started,
         )
 
-    def _engine_audit(self, path: Path, options: AuditOptions) -> AuditReport:
-        from repro.audits.engine import run_audit
+    def _engine_audit(self, verified: VerifyResult, options: AuditOptions) -> AuditReport:
+        from repro.audits.engine import audit_verified
 
         def notice(event: dict) -> None:
             if event.get("event") == "notice":
                 self.on_progress(str(event.get("message")))
 
-        return run_audit(path, options, on_event=notice)
+        return audit_verified(verified, options, on_event=notice)
 
     def _plot(self, audit: AuditReport, policy_path: Path) -> str | None:
         # Named after the whole policy path, so manifests with the same file name do not collide.
@@ -191,16 +195,15 @@ class Gate:
             return None
         return str(target)
 
-    def _scan(self, path: Path, policy_path: Path) -> tuple[VulnerabilityStatus, VulnerabilityReport | None]:
+    def _scan(self, verified: VerifyResult | None,
+              policy_path: Path) -> tuple[VulnerabilityStatus, VulnerabilityReport | None]:
         settings = self.loaded.policy.vulnerabilities
         if not settings.enabled:
             return "disabled", None
-        # The recorded package list is only worth scanning if the manifest is authentic.
-        try:
-            manifest = load_manifest(path)
-            verify_signature(manifest, load_trusted_keys(self.loaded.resolve(self.loaded.policy.trusted_keys)))
-        except errors.ReproError:
+        # The recorded package list is only worth scanning if the manifest verified.
+        if verified is None:
             return "not_scanned", None
+        manifest = verified.loaded
         environment = manifest.manifest.environment.distributions
         digest = sha256_bytes(canonical_bytes(environment))
         if digest not in self._scans:

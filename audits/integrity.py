@@ -1,6 +1,7 @@
 """The audit's first step: is the manifest authentic, and is everything it names still here?
 
-Everything ``repro verify`` checks, split in two. The signature (and trust list), the tokenizer,
+Everything ``repro verify`` checks (through the same :func:`repro.verify.verify_manifest`),
+split in two. The signature (and trust list), the tokenizer,
 the checkpoints and other artifacts belong to the recorded run: a changed one is an integrity
 failure (exit 3) and a missing one means the audit cannot be done (exit 4), so nothing is rerun.
 The data files belong to *this* machine: they are checked here, before any compute, and a
@@ -18,7 +19,7 @@ from repro.audits.report import DataCheck
 from repro.errors import CouldNotCheckError, MissingArtifactError
 from repro.keys import load_trusted_keys
 from repro.manifest import LoadedManifest
-from repro.verify import ArtifactCheck, check_artifacts, check_data, load_authentic, raise_for_checks
+from repro.verify import ArtifactCheck, VerifyResult, verify_manifest
 
 
 class DataChangedError(CouldNotCheckError):
@@ -29,11 +30,28 @@ class DataChangedError(CouldNotCheckError):
 class IntegrityResult:
     """An authentic manifest whose artifacts are all present and unchanged, and its data checks."""
 
-    loaded: LoadedManifest
-    key_id: str
-    trusted: bool
-    artifacts: list[ArtifactCheck]
+    verified: VerifyResult
     data: list[DataCheck]
+
+    @property
+    def loaded(self) -> LoadedManifest:
+        """The verified manifest."""
+        return self.verified.loaded
+
+    @property
+    def key_id(self) -> str:
+        """Who signed it."""
+        return self.verified.key_id
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the signer was checked against a trust list."""
+        return self.verified.trusted
+
+    @property
+    def artifacts(self) -> list[ArtifactCheck]:
+        """The run's own files, all unchanged."""
+        return self.verified.artifacts
 
     @property
     def data_changed(self) -> list[DataCheck]:
@@ -46,20 +64,19 @@ def _names(checks: list[DataCheck], limit: int = 5) -> str:
     return names + (f" and {len(checks) - limit} more" if len(checks) > limit else "")
 
 
-def check_integrity(path: Path, trusted_keys: Path | None, allow_data_change: bool) -> IntegrityResult:
-    """Verify signature, trust and artifacts (raising), then the data (raising unless allowed).
-
-    Raises :class:`~repro.errors.SignatureError`, :class:`~repro.errors.UntrustedKeyError` or
-    :class:`~repro.errors.ArtifactMismatchError` (exit 3); :class:`MissingArtifactError` for a
-    missing artifact or data file and :class:`DataChangedError` for a changed data file (exit 4).
-    """
+def verify_for_audit(path: Path, trusted_keys: Path | None) -> VerifyResult:
+    """:func:`repro.verify.verify_manifest` with the trust list file, data differences reported."""
     trusted = load_trusted_keys(trusted_keys) if trusted_keys is not None else None
-    # Signature before schema: any edit to a signed manifest is an integrity failure (exit 3).
-    loaded, key_id = load_authentic(Path(path), trusted)
-    artifacts = check_artifacts(loaded)
-    raise_for_checks(artifacts)
+    return verify_manifest(Path(path), trusted, data="report")
 
-    data = [DataCheck(kind=c.kind, path=c.path, status=c.status) for c in check_data(loaded)]
+
+def check_integrity(verified: VerifyResult, allow_data_change: bool) -> IntegrityResult:
+    """Judge a verified manifest's data checks: raise unless the data is here and unchanged (or allowed).
+
+    Raises :class:`MissingArtifactError` for a missing data file and :class:`DataChangedError`
+    for a changed one (exit 4) unless ``allow_data_change``.
+    """
+    data = [DataCheck(kind=c.kind, path=c.path, status=c.status) for c in verified.data]
     missing = [c for c in data if c.status == "missing"]
     if missing:
         raise MissingArtifactError(
@@ -73,4 +90,4 @@ def check_integrity(path: Path, trusted_keys: Path | None, allow_data_change: bo
             "a rerun on other data cannot tell whether the run reproduces. Restore the recorded "
             "data, or pass --allow-data-change to rerun anyway and see the effect"
         )
-    return IntegrityResult(loaded=loaded, key_id=key_id, trusted=trusted is not None, artifacts=artifacts, data=data)
+    return IntegrityResult(verified=verified, data=data)

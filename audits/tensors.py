@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from repro.audits.options import Tolerance
 from repro.audits.report import CheckpointComparison, TensorDifference
+from repro.confine import open_recorded
+from repro.errors import ArtifactMismatchError, MissingArtifactError
+from repro.hashing import sha256_bytes
 
 DEVICE_RNG_PREFIX = "repro.rng.cuda"
 """RNG states that exist only in processes that used CUDA; on one side only when devices differ."""
@@ -53,11 +57,35 @@ def _one_side(name: str, status: str) -> TensorDifference:
                             differing_elements=None, elements=None)
 
 
+def _recorded_tensors(recorded_file: Path | str, root: Path | None, sha256: str | None,
+                      names: list[str]) -> dict[str, Any]:
+    """The recorded checkpoint's tensors ``names``; read confined to ``root`` when given."""
+    from safetensors import safe_open
+    from safetensors.torch import load
+
+    if root is None:
+        with safe_open(str(recorded_file), framework="pt") as rec:
+            return {name: rec.get_tensor(name) for name in names}
+    with open_recorded(root, str(recorded_file), "checkpoint") as handle:
+        if handle is None:
+            raise MissingArtifactError(f"checkpoint {recorded_file} disappeared during the audit; restore it")
+        data = handle.read()
+    if sha256 is not None and sha256_bytes(data) != sha256:
+        raise ArtifactMismatchError(f"checkpoint {recorded_file} changed during the audit, after it was verified")
+    loaded = load(data)
+    return {name: loaded[name] for name in names}
+
+
 def compare_checkpoint(
-    step: int, recorded_file: Path, recorded_digests: dict[str, str], rerun_file: Path,
-    rerun_digests: dict[str, str], tolerance: Tolerance, device_changed: bool,
+    step: int, recorded_file: Path | str, recorded_digests: dict[str, str], rerun_file: Path,
+    rerun_digests: dict[str, str], tolerance: Tolerance, device_changed: bool, *,
+    recorded_root: Path | None = None, recorded_sha256: str | None = None,
 ) -> CheckpointComparison:
-    """Compare one checkpoint; tensors whose digests match are identical without being read."""
+    """Compare one checkpoint; tensors whose digests match are identical without being read.
+
+    With ``recorded_root``, ``recorded_file`` is the manifest's relative path, read through
+    :mod:`repro.confine` and checked against ``recorded_sha256`` before use.
+    """
     from safetensors import safe_open
 
     names = sorted(set(recorded_digests) | set(rerun_digests))
@@ -72,9 +100,10 @@ def compare_checkpoint(
         else:
             differences.append(_one_side(name, "only_in_rerun" if name in rerun_digests else "missing_in_rerun"))
     if changed:
-        with safe_open(str(recorded_file), framework="pt") as rec, safe_open(str(rerun_file), framework="pt") as new:
+        recorded = _recorded_tensors(recorded_file, recorded_root, recorded_sha256, changed)
+        with safe_open(str(rerun_file), framework="pt") as new:
             for name in changed:
-                differences.append(_measure(name, rec.get_tensor(name), new.get_tensor(name), tolerance))
+                differences.append(_measure(name, recorded[name], new.get_tensor(name), tolerance))
     differences.sort(key=lambda d: (d.status == "device_only", d.status == "within_tolerance", -(d.rel_l2 or 0.0), d.name))
     if any(d.status in ("differs", "missing_in_rerun", "only_in_rerun") for d in differences):
         verdict = "diverged"

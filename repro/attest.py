@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from repro.canonical import canonical_bytes, parse_json
 from repro.errors import InputError, SignatureError, UntrustedKeyError
-from repro.hashing import sha256_file
+from repro.hashing import sha256_bytes
 from repro.keys import SigningKey, key_id
 from repro.verify import VerifyResult
 
@@ -95,7 +95,8 @@ def build_statement(verified: VerifyResult) -> Statement:
     ``cosign verify-blob-attestation`` can be run from that folder on any of them.
     """
     loaded = verified.loaded
-    subjects = [Subject(name=loaded.path.name, digest={"sha256": sha256_file(loaded.path)})]
+    # The manifest's digest is of the bytes that were verified, not of the file as it is now.
+    subjects = [Subject(name=loaded.path.name, digest={"sha256": sha256_bytes(verified.document)})]
     subjects += [Subject(name=c.path, digest={"sha256": c.sha256}) for c in loaded.manifest.checkpoints]
     return Statement(
         subject=subjects,

@@ -20,9 +20,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro import atomic
+from repro.confine import open_regular
 from repro.crashpoint import crash_point
 from repro.errors import ArtifactMismatchError, InputError, MissingArtifactError, OutputError
-from repro.hashing import sha256_bytes, sha256_file, sha256_tensor
+from repro.hashing import sha256_bytes, sha256_tensor
 from repro.manifest import StepRecord, ValidationRecord
 
 STATE_FILE = "state.safetensors"
@@ -120,18 +121,27 @@ def discard_partial(root: Path) -> None:
 
 
 def load_state(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:  # noqa: F821
-    """Load a checkpoint's tensors, verifying the file hash first when one is given."""
+    """Load a checkpoint's tensors, verifying the file hash first when one is given.
+
+    The file is read once (a regular file, never blocking on a FIFO) and the tensors are parsed
+    from the very bytes that were hashed, so it cannot change between the check and the load.
+    """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     path = Path(path)
-    if not path.exists():
-        raise MissingArtifactError(f"checkpoint {path} is missing; it cannot be loaded")
-    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+    try:
+        with open_regular(path, "checkpoint") as handle:
+            data = handle.read()
+    except FileNotFoundError as exc:
+        raise MissingArtifactError(f"checkpoint {path} is missing; it cannot be loaded") from exc
+    except OSError as exc:
+        raise InputError(f"checkpoint {path} cannot be read: {exc.strerror}") from exc
+    if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
         raise ArtifactMismatchError(f"checkpoint {path} does not match its recorded SHA-256")
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as exc:
+        return load(data)
+    except (SafetensorError, ValueError) as exc:
         raise InputError(f"checkpoint {path} is not a readable safetensors file: {exc}") from exc
 
 

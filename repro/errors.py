@@ -46,6 +46,14 @@ class ArtifactMismatchError(IntegrityError):
     """A file the manifest names (data, tokenizer, checkpoint) has different bytes now."""
 
 
+class UnsafePathError(IntegrityError):
+    """A path a signed manifest records leaves its folder or is not a regular file."""
+
+
+class InconsistentManifestError(IntegrityError):
+    """A validly signed manifest contradicts itself (e.g. steps not numbered 1..N): not a valid record."""
+
+
 class SigningKeyError(ReproError):
     """A signing key is missing, malformed or unsafely stored (exit 2)."""
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from repro.canonical import parse_json
+from repro.confine import open_regular
 from repro.errors import IncompleteRunError, InputError, ManifestFormatError, MissingArtifactError
 
 SCHEMA_VERSION = 1
@@ -303,12 +304,12 @@ def manifest_from_json(raw: Any, what: str) -> RunManifest:
         raise ManifestFormatError(f"{what} is not a valid manifest: {_summarise(exc)}") from exc
 
 
-def read_manifest_json(path: Path) -> Any:
-    """Read and parse a manifest file's JSON, without checking what it holds.
+def read_manifest_bytes(path: Path) -> bytes:
+    """Read a manifest file's bytes, once, from a regular file (never blocking on a FIFO).
 
     Raises :class:`IncompleteRunError` when only the marker of an unfinished run is there,
     :class:`MissingArtifactError` when nothing is, :class:`InputError` when the file cannot be
-    read or parsed.
+    read or is not a regular file.
     """
     path = Path(path)
     incomplete = incomplete_marker(path)
@@ -326,10 +327,18 @@ def read_manifest_json(path: Path) -> Any:
             )
         raise MissingArtifactError(f"manifest {path} does not exist; check the path")
     try:
-        data = path.read_bytes()
+        with open_regular(path, "manifest") as handle:
+            return handle.read()
+    except FileNotFoundError as exc:
+        raise MissingArtifactError(f"manifest {path} does not exist; check the path") from exc
     except OSError as exc:
         raise InputError(f"cannot read manifest {path}: {exc.strerror}; check the path and its permissions") from exc
-    return parse_json(data, f"manifest {path}")
+
+
+def read_manifest_json(path: Path) -> Any:
+    """Read and parse a manifest file's JSON, without checking what it holds (see
+    :func:`read_manifest_bytes` for the errors; unparsable JSON is :class:`InputError`)."""
+    return parse_json(read_manifest_bytes(path), f"manifest {Path(path)}")
 
 
 def load_manifest(path: Path) -> LoadedManifest:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from repro.canonical import canonical_bytes
 from repro.errors import SignatureError, UntrustedKeyError
 from repro.keys import SigningKey, key_id
-from repro.manifest import LoadedManifest, ManifestBody, RunManifest, Signature
+from repro.manifest import ManifestBody, RunManifest, Signature
 
 DOMAIN = b"repro.run-manifest.v1\n"
 """Prefix that binds a signature to its purpose, so it cannot be replayed as another document's."""
@@ -87,6 +87,9 @@ def signature_block(raw: dict[str, Any], where: str) -> Signature:
 def verify_document(raw: dict[str, Any], where: str, trusted: dict[str, bytes] | None) -> str:
     """Verify the signature of a parsed manifest ``raw`` (as read from disk); return the key id.
 
+    This is one step of :func:`repro.verify.verify_manifest`, the only verification commands
+    use; call that, not this (a signature alone says nothing about the files a manifest names).
+
     Works on the JSON as written, before any schema validation or migration, so a change to any
     field is reported as what it is, an integrity failure, even where it also breaks the schema.
     With a trust list, the signing key must be in it. Raises :class:`SignatureError` or
@@ -117,10 +120,3 @@ def verify_document(raw: dict[str, Any], where: str, trusted: dict[str, bytes] |
         raise UntrustedKeyError(f"key {sig.key_id} in {where} differs from the trusted key")
     return sig.key_id
 
-
-def verify_signature(loaded: LoadedManifest, trusted: dict[str, bytes] | None) -> str:
-    """Verify a loaded manifest's signature; return the signer's key id.
-
-    The check runs over ``loaded.raw``, the JSON as read from disk (see :func:`verify_document`).
-    """
-    return verify_document(loaded.raw, str(loaded.path), trusted)

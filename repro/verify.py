@@ -1,123 +1,77 @@
-"""``repro verify``: check a manifest's signature and every artifact it names, without rerunning.
+"""Verification of a manifest: the one path ``verify``, ``audit``, ``gate`` and ``attest`` go through.
 
-Everything is checked before anything is reported, so the user sees every changed or missing
-file at once. A changed file is an integrity failure (exit 3); a missing one means the check could
-not be completed (exit 4).
+:func:`verify_manifest` reads the manifest's bytes once and checks, in this order (each step names
+its problem for what it is; see docs/security.md "What `repro verify` checks, in order"):
+
+1. the file: missing or only an unfinished run's marker (exit 4); unreadable, not a regular file or
+   not strict JSON (exit 2);
+2. that it is a manifest at all, and not from a newer repro (exit 2);
+3. the signature over the JSON as written, then the trust list (exit 3): any edit to any field,
+   schema-breaking or not, is an integrity failure;
+4. the schema, after migrating an older version (exit 2: validly signed but not a manifest);
+5. the manifest's own consistency (:mod:`repro.consistency`; exit 3);
+6. every file it names (:mod:`repro.artifacts`, read through :mod:`repro.confine`): changed or
+   unsafe is exit 3, missing exit 4.
+
+Everything a command reports about the manifest comes from the :class:`VerifyResult`, whose
+``document`` is the bytes that were verified; nothing reads the manifest file again.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from repro.artifacts import ArtifactCheck, check_data, check_run_files, data_source_root, describe
+from repro.canonical import parse_json
+from repro.consistency import check_consistency
 from repro.errors import ArtifactMismatchError, ManifestFormatError, MissingArtifactError
-from repro.hashing import sha256_concat, sha256_file
-from repro.manifest import DataSource, LoadedManifest, check_not_newer, manifest_from_json, read_manifest_json
+from repro.manifest import LoadedManifest, check_not_newer, manifest_from_json, read_manifest_bytes
 from repro.signing import verify_document
 
-Status = Literal["ok", "changed", "missing"]
-
-
-@dataclass(frozen=True)
-class ArtifactCheck:
-    """The result of checking one file the manifest names."""
-
-    kind: str
-    path: str
-    status: Status
+__all__ = ["ArtifactCheck", "VerifyResult", "data_source_root", "raise_for_checks", "verify_manifest"]
 
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """A verified manifest: who signed it, and every artifact check (all ``ok``)."""
+    """A verified manifest: the bytes verified, who signed them, every file check, and how long it took.
+
+    ``artifacts`` (tokenizer, checkpoints, SBOM) are all ``ok``; ``data`` are all ``ok`` unless
+    verification was asked to report data differences rather than raise for them.
+    """
 
     loaded: LoadedManifest
     key_id: str
     trusted: bool
-    checks: list[ArtifactCheck] = field(default_factory=list)
+    document: bytes
+    artifacts: list[ArtifactCheck] = field(default_factory=list)
+    data: list[ArtifactCheck] = field(default_factory=list)
+    seconds: float = 0.0
 
-
-def data_source_root(source: DataSource) -> Path | None:
-    """The folder a data source's file paths are relative to, or None if it is not here."""
-    if source.kind == "generated":
-        return None
-    if source.kind == "distribution":
-        try:
-            return Path(importlib.metadata.distribution(source.name).locate_file(""))
-        except importlib.metadata.PackageNotFoundError:
-            return None
-    path = Path(source.name)
-    if path.is_file():
-        return path.parent
-    return path if path.is_dir() else None
-
-
-def _check_file(kind: str, path: Path, label: str, sha256: str) -> ArtifactCheck:
-    if not path.is_file():
-        return ArtifactCheck(kind, label, "missing")
-    return ArtifactCheck(kind, label, "ok" if sha256_file(path) == sha256 else "changed")
-
-
-def check_data(loaded: LoadedManifest) -> list[ArtifactCheck]:
-    """Check every input data file and the concatenated corpus hash."""
-    data = loaded.manifest.data
-    if data.source.kind == "generated":
-        return []  # nothing on disk; a rerun regenerates the data and compares its digest
-    root = data_source_root(data.source)
-    if root is None:
-        where = f"distribution {data.source.name}" if data.source.kind == "distribution" else data.source.name
-        return [ArtifactCheck("data", f.path, "missing") for f in data.files] or [
-            ArtifactCheck("data", where, "missing")
-        ]
-    checks = [_check_file("data", root / f.path, f.path, f.sha256) for f in data.files]
-    if all(c.status == "ok" for c in checks):
-        corpus = sha256_concat((root / f.path).read_bytes() for f in data.files)
-        checks.append(ArtifactCheck("corpus", "(all data files)", "ok" if corpus == data.corpus_sha256 else "changed"))
-    return checks
-
-
-def check_artifacts(loaded: LoadedManifest) -> list[ArtifactCheck]:
-    """Check the tokenizer, checkpoints and other artifacts (paths relative to the manifest)."""
-    m, folder = loaded.manifest, loaded.folder
-    checks = []
-    if m.data.tokenizer is not None:
-        checks.append(_check_file("tokenizer", folder / m.data.tokenizer.path, m.data.tokenizer.path, m.data.tokenizer.sha256))
-    for ckpt in m.checkpoints:
-        checks.append(_check_file("checkpoint", folder / ckpt.path, ckpt.path, ckpt.sha256))
-    for art in m.artifacts:
-        checks.append(_check_file("artifact", folder / art.path, art.path, art.sha256))
-    return checks
+    @property
+    def checks(self) -> list[ArtifactCheck]:
+        """Every file check, data last."""
+        return self.artifacts + self.data
 
 
 def raise_for_checks(checks: list[ArtifactCheck]) -> None:
     """Raise for changed files (integrity, first) or missing ones (could not check)."""
-    for status, error, verb in (
-        ("changed", ArtifactMismatchError, "changed since the run"),
-        ("missing", MissingArtifactError, "missing"),
-    ):
-        bad = [c for c in checks if c.status == status]
-        if bad:
-            names = ", ".join(f"{c.kind} {c.path}" for c in bad[:3])
-            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-            advice = "the manifest no longer describes these files" if status == "changed" else "restore them to verify"
-            raise error(f"{len(bad)} file(s) {verb}: {names}{more}; {advice}")
+    changed = [c for c in checks if c.status == "changed"]
+    if changed:
+        raise ArtifactMismatchError(
+            f"{len(changed)} file(s) changed since the run: {describe(changed)}; "
+            "the manifest no longer describes these files"
+        )
+    missing = [c for c in checks if c.status == "missing"]
+    if missing:
+        raise MissingArtifactError(f"{len(missing)} file(s) missing: {describe(missing)}; restore them to verify")
 
 
-def authenticate(raw: Any, path: Path, trusted: dict[str, bytes] | None = None) -> tuple[LoadedManifest, str]:
-    """Check parsed manifest JSON in the order that names each problem for what it is.
-
-    1. Not a JSON object, or an object with none of ``kind``/``schema_version``/``signature``:
-       not a manifest at all (:class:`ManifestFormatError`, exit 2).
-    2. A newer ``schema_version``: "upgrade repro" (exit 2); its rules are unknown here.
-    3. The signature over the JSON as written, and the trust list: any edit to any field of a
-       manifest, schema-breaking or not, is an integrity failure (exit 3).
-    4. Only then the schema (and migrations from older versions): a validly signed document that
-       is not a valid manifest is malformed input (exit 2).
-
-    Returns the loaded manifest and the signer's key id.
-    """
+def _authenticate(raw: Any, path: Path, trusted: dict[str, bytes] | None) -> tuple[LoadedManifest, str]:
+    """Steps 2-4 of :func:`verify_manifest` on parsed JSON (the tamper tests walk thousands of
+    edits through this in-process). Returns the loaded manifest and the signer's key id."""
     what = f"manifest {path}"
     if not isinstance(raw, dict):
         raise ManifestFormatError(f"{what} is not a JSON object; it is not a repro manifest")
@@ -128,14 +82,21 @@ def authenticate(raw: Any, path: Path, trusted: dict[str, bytes] | None = None) 
     return LoadedManifest(manifest=manifest_from_json(raw, what), raw=raw, path=Path(path)), key_id
 
 
-def load_authentic(path: Path, trusted: dict[str, bytes] | None = None) -> tuple[LoadedManifest, str]:
-    """Read a manifest file and :func:`authenticate` it (artifacts are not checked here)."""
-    return authenticate(read_manifest_json(Path(path)), Path(path), trusted)
+def verify_manifest(path: Path, trusted: dict[str, bytes] | None = None, *,
+                    data: Literal["enforce", "report"] = "enforce") -> VerifyResult:
+    """Verify the manifest at ``path`` and every file it names; raise the specific error if not.
 
-
-def verify_manifest(path: Path, trusted: dict[str, bytes] | None = None) -> VerifyResult:
-    """Load ``path``, verify its signature (against ``trusted`` if given) and all artifacts."""
-    loaded, key_id = load_authentic(path, trusted)
-    checks = check_data(loaded) + check_artifacts(loaded)
-    raise_for_checks(checks)
-    return VerifyResult(loaded=loaded, key_id=key_id, trusted=trusted is not None, checks=checks)
+    ``trusted`` is the trust list (key id -> raw public key), None for none. With
+    ``data="report"`` (the audit, which decides itself what changed data means) the data file
+    checks are returned, not raised for; the run's own files always raise.
+    """
+    began = time.perf_counter()
+    path = Path(path)
+    document = read_manifest_bytes(path)
+    loaded, key_id = _authenticate(parse_json(document, f"manifest {path}"), path, trusted)
+    check_consistency(loaded.manifest, f"manifest {path}")
+    artifacts = check_run_files(loaded.manifest, loaded.folder)
+    data_checks = check_data(loaded.manifest.data)
+    raise_for_checks(artifacts + data_checks if data == "enforce" else artifacts)
+    return VerifyResult(loaded=loaded, key_id=key_id, trusted=trusted is not None, document=document,
+                        artifacts=artifacts, data=data_checks, seconds=time.perf_counter() - began)

@@ -1,7 +1,9 @@
-"""Forging manifests for audit tests: edit the JSON, then sign it again with someone else's key.
+"""Forging manifests for tests: edit the JSON, then sign it again.
 
-This is what an attacker without the original key can do; the signature then verifies (by the
-wrong key), so only a trust list or a rerun can catch it.
+:func:`resign` signs with someone else's key: what an attacker without the original key can do;
+the signature then verifies (by the wrong key), so only a trust list or a rerun can catch it.
+:func:`resign_with` signs with a given key, e.g. the real one: then only the checks of the files
+against the record, and of the record against itself, can catch it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ def resign(manifest: Path, edit: Callable[[dict[str, Any]], None], key_path: Pat
     raw["signature"] = sign_body(body, key).model_dump(mode="json")
     manifest.write_text(json.dumps(raw, indent=1), encoding="utf-8")
     return key
+
+
+def resign_with(manifest: Path, edit: Callable[[dict[str, Any]], None], key: SigningKey) -> None:
+    """Apply ``edit`` to the manifest's raw JSON and re-sign it with ``key`` (e.g. the real key:
+    what an insider, or anyone who holds the key, can do)."""
+    raw = json.loads(manifest.read_text(encoding="utf-8"))
+    edit(raw)
+    body = {k: v for k, v in raw.items() if k != "signature"}
+    raw["signature"] = sign_body(body, key).model_dump(mode="json")
+    manifest.write_text(json.dumps(raw, indent=1), encoding="utf-8")
 
 
 def scale_losses(first: int, last: int, factor: float) -> Callable[[dict[str, Any]], None]:

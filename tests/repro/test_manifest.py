@@ -10,7 +10,7 @@ import pytest
 from repro.errors import ManifestFormatError, SignatureError
 from repro.manifest import RunManifest, load_manifest, manifest_bytes
 from repro.schema import schema_text
-from repro.signing import verify_signature
+from repro.verify import verify_manifest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -50,14 +50,14 @@ def test_signature_covers_values(smoke_copy: Path) -> None:
     raw["steps"][5]["loss"] = raw["steps"][5]["loss"] + 1e-7
     smoke_copy.write_text(json.dumps(raw))
     with pytest.raises(SignatureError, match="changed after it was signed"):
-        verify_signature(load_manifest(smoke_copy), None)
+        verify_manifest(smoke_copy)
 
 
 def test_layout_is_not_signed_content(smoke_copy: Path) -> None:
     """Re-indenting the file keeps the signature valid: the signature covers canonical JSON."""
     raw = json.loads(smoke_copy.read_text())
     smoke_copy.write_text(json.dumps(raw, indent=4))
-    assert verify_signature(load_manifest(smoke_copy), None)
+    assert verify_manifest(smoke_copy).key_id
 
 
 def test_manifest_records_what_issue_2_requires(smoke_run: Path) -> None:

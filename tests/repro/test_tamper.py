@@ -1,7 +1,7 @@
 """Tampering (issue 6): every single-field change to a manifest, and every changed byte of a file
 it names, is caught by `repro verify` as an integrity failure (exit 3) that says what changed.
 
-The field walk goes through :func:`repro.verify.authenticate` in-process (the same function
+The field walk goes through :func:`repro.verify._authenticate` in-process (the same function
 `repro verify` runs, minus reading the file and hashing artifacts) so that thousands of cases take
 seconds; a sample goes through the CLI end to end.
 """
@@ -24,7 +24,7 @@ from repro.errors import ManifestFormatError, ReproError
 from repro.keys import generate_key
 from repro.manifest import load_manifest
 from repro.signing import sign_body
-from repro.verify import authenticate
+from repro.verify import _authenticate
 
 Mutation = tuple[str, Callable[[Any], Any]]
 
@@ -96,7 +96,7 @@ def _where(path: tuple) -> str:
 
 def test_every_single_field_change_is_an_integrity_failure(smoke_run: Path) -> None:
     raw = json.loads(smoke_run.read_text())
-    authenticate(raw, smoke_run)  # the untouched manifest passes
+    _authenticate(raw, smoke_run, None)  # the untouched manifest passes
     cases = list(mutations(raw))
     assert len(cases) > 2000, len(cases)
     undetected, wrong_code = [], []
@@ -104,7 +104,7 @@ def test_every_single_field_change_is_an_integrity_failure(smoke_run: Path) -> N
         tampered = _with(raw, path, change)
         assert tampered != raw, (label, path)
         try:
-            authenticate(tampered, smoke_run)
+            _authenticate(tampered, smoke_run, None)
         except ReproError as exc:
             code = exit_code_for(exc)
             # The version says how the rest is read: a newer one cannot be judged here (see
