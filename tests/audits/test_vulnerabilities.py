@@ -80,7 +80,9 @@ def test_an_unreachable_service_means_not_checked(recorded: RunManifest, loopbac
         port = sock.getsockname()[1]
     settings = ScanSettings(osv_url=f"http://127.0.0.1:{port}/v1/query", cache_dir=tmp_path, timeout=5)
     report = scan_manifest(recorded, settings)
-    assert report.verdict == "not_checked" and "Connection" in report.error
+    assert report.verdict == "not_checked"
+    assert report.error.startswith("could not reach the vulnerability service") and "Error" not in report.error
+    assert "NOT CHECKED: none of the" in report.summary()
 
 
 def test_packages_pip_audit_skipped_are_not_checked() -> None:
