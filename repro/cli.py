@@ -77,7 +77,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="manifests/run.json", help="manifest path (default manifests/run.json)")
     p.add_argument("--key", help="signing key (default $REPRO_SIGNING_KEY or ~/.config/repro/signing-key.pem)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--plot", metavar="FILE.png", help="draw the finished run's loss, learning-rate and gradient-norm curves")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw the finished run's loss, learning-rate and gradient-norm curves")
     p.set_defaults(func=cmd_run)
 
 

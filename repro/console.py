@@ -71,8 +71,8 @@ def run_summary(manifest: RunManifest, path: str, title: str | None = None) -> T
     table.add_column()
     table.add_row("trainer", f"{m.run.trainer.name} {m.run.trainer.version} (preset {m.run.preset or '-'})")
     count, last = 0, None
-    for last in m.steps:  # iterate: the step records of a long run may not be an in-memory list
-        count += 1
+    for record in m.steps:  # iterate: the step records of a long run may not be an in-memory list
+        count, last = count + 1, record
     table.add_row("steps", str(count))
     if last is not None:
         table.add_row("final train loss", f"{last.loss:.4f}")

@@ -49,7 +49,8 @@ def size(n: int | None) -> str:
 
 def hover_data(chart: Chart) -> list[dict[str, Any]]:
     """What the page's script reads for hover read-outs: per series, (pixel x, pixel y, step, value)."""
-    return [{"label": s.label, "colour": s.colour, "points": [[x, y, step, float(f"{v:.7g}")] for x, y, step, v in s.hover]}
+    return [{"label": s.label, "colour": s.colour,
+             "points": [[x, y, step, float(f"{v:.7g}")] for x, y, step, v in s.hover]}
             for s in chart.series if s.hover]
 
 

@@ -72,8 +72,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         loaded: LoadedManifest | None = result.loaded
         trust = "a trusted key" if result.trusted else "a key not checked against a trust list (--trusted-keys)"
         checks = [(c.kind, c.path, c.status) for c in result.checks]
-        banner = Banner("VERIFIED", "good", f"signature by {result.key_id} ({trust}); {len(checks)} files match",
-                        [("signed by", f"{result.key_id} ({trust})")])
+        banner = Banner("VERIFIED", "good",
+                        f"the signature is valid and all {len(checks)} files the manifest names match their hashes",
+                        [("signed by", f"{result.key_id}: {trust}")])
     except ReproError as exc:
         failure, loaded = exc, _unverified(path)
         banner = _failure_banner(exc)
@@ -94,5 +95,5 @@ def cmd_show(args: argparse.Namespace) -> int:
         err_console.print(f"wrote {args.html}", highlight=False, markup=False)
     if failure is not None:
         raise failure  # the CLI prints it and maps it to verify's exit code
-    out_console.print(f"[bold green]verified[/]: {banner.summary}", highlight=False)
+    out_console.print(f"[bold green]verified[/]: {banner.summary}; signed by {banner.details[0][1]}", highlight=False)
     return EXIT_OK

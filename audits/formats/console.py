@@ -99,7 +99,8 @@ def loss_table(report: AuditReport) -> Table:
     """Per-step losses, recorded vs rerun, with exact differences and ulps."""
     rows = _chosen_steps(report)
     caption = None if len(rows) == len(report.steps) else f"{len(rows)} of {len(report.steps)} steps shown; --json has all"
-    table = _table("losses: recorded vs rerun", ["step", "recorded", "rerun", "|Δ|", "rel. Δ", "ulps", "batch", "status"],
+    table = _table("losses: recorded vs rerun",
+                   ["step", "recorded", "rerun", "|Δ|", "rel. Δ", "ulps", "batch", "status"],
                    right=("step", "recorded", "rerun", "|Δ|", "rel. Δ", "ulps"), caption=caption)
     for d in rows:
         if d.abs_diff == 0 and d.batch_match and not d.other_differences and d.ulps == 0:
@@ -114,26 +115,32 @@ def loss_table(report: AuditReport) -> Table:
     return table
 
 
-def series_table(report: AuditReport) -> Table:
-    """Each compared quantity in one line: verdict, identical steps, largest difference, growth."""
-    table = _table("per-step quantities", ["quantity", "verdict", "identical", "max |Δ|", "first beyond tol.",
-                                           "how it evolves"])
+def series_table(report: AuditReport) -> Group:
+    """Each compared quantity in one line (verdict, identical steps, largest difference), then how
+    each one that differs evolves, in words under the table (so the table fits 80 columns)."""
+    table = _table("per-step quantities", ["quantity", "verdict", "identical", "max |Δ|", "first beyond tol."],
+                   right=("identical", "max |Δ|"))
+    notes: list[RenderableType] = []
     for s in [report.losses, *report.series]:
         style = {"bitwise": "green", "within_tolerance": "yellow", "diverged": "red"}[s.verdict]
         table.add_row(s.name, Text(_words(s.verdict), style), f"{s.identical}/{s.compared}", _num(s.max_abs_diff, 3),
-                      str(s.first_beyond_tolerance_step or "-"), s.growth)
+                      str(s.first_beyond_tolerance_step or "-"))
+        if s.verdict != "bitwise":
+            notes.append(Text.assemble((f"  {s.name}: ", "bold"), s.growth))
     b = report.batches
-    table.add_row("batch fingerprints", Text("identical" if b.identical else "diverged", "green" if b.identical else "red"),
-                  f"{b.compared - b.differing_steps}/{b.compared}", "-", str(b.first_difference_step or "-"),
-                  "same batches at every step" if b.identical else "data-order drift: other batches were drawn")
-    return table
+    table.add_row("batches", Text("identical" if b.identical else "diverged", "green" if b.identical else "red"),
+                  f"{b.compared - b.differing_steps}/{b.compared}", "-", str(b.first_difference_step or "-"))
+    if not b.identical:
+        notes.append(Text.assemble(("  batches: ", "bold"), "data-order drift: other batches were drawn"))
+    return Group(table, *notes)
+
+
+_STATUS_ORDER = ("differs", "missing_in_rerun", "only_in_rerun", "device_only", "within_tolerance")
 
 
 def tensor_table(report: AuditReport) -> Group:
-    """Checkpoints tensor by tensor: a line per checkpoint, then the tensors that differ most.
-
-    The tensor name gets the width (it folds rather than being cut); the verdict is in words.
-    """
+    """Checkpoints tensor by tensor: a line per checkpoint, then the tensors that differ most,
+    one small table per status so the tensor name gets the width (names fold, never cut)."""
     parts: list[RenderableType] = [Text("checkpoints: tensor by tensor", style="italic")]
     if not report.checkpoints:
         parts.append(Text("no checkpoint in the replayed steps"))
@@ -141,21 +148,29 @@ def tensor_table(report: AuditReport) -> Group:
         style = {"bitwise": "green", "within_tolerance": "yellow", "diverged": "red"}[c.verdict]
         parts.append(Text.assemble(f"checkpoint {c.step}: ", (_words(c.verdict), style),
                                    f", {c.identical} of {c.tensors} tensors bit-identical"))
-        if not c.differences:
-            continue
-        table = _table("", ["tensor", "status", "max |Δ|", "rel. L2"], right=("max |Δ|", "rel. L2"))
-        table.columns[0].ratio, table.columns[0].min_width = 1, 24
-        for d in c.differences[:MAX_TENSOR_ROWS]:
-            table.add_row(d.name, _words(d.status), _num(d.max_abs_diff, 3), _num(d.rel_l2, 3))
+        shown = c.differences[:MAX_TENSOR_ROWS]
+        for status in _STATUS_ORDER:
+            group = [d for d in shown if d.status == status]
+            if not group:
+                continue
+            total = sum(d.status == status for d in c.differences)
+            table = _table(f"  {_words(status)}: {total} tensor{'s' if total != 1 else ''}",
+                           ["tensor", "max |Δ|", "rel. L2"], right=("max |Δ|", "rel. L2"))
+            table.columns[0].ratio = 1
+            for d in group:
+                table.add_row(d.name, _num(d.max_abs_diff, 3), _num(d.rel_l2, 3))
+            parts.append(table)
         if len(c.differences) > MAX_TENSOR_ROWS:
-            table.add_row(f"... {len(c.differences) - MAX_TENSOR_ROWS} more (--json or --html has all)", "", "", "")
-        parts.append(table)
+            parts.append(Text(f"  ... {len(c.differences) - MAX_TENSOR_ROWS} more not bit-identical "
+                              "(--json or --html has all)"))
     return Group(*parts)
 
 
 def difference_table(report: AuditReport) -> Table:
     """Recorded vs here, most likely to matter first."""
-    table = _table("environment, code and data: recorded vs here", ["likelihood", "category", "what", "recorded", "here"])
+    table = _table("environment, code and data: recorded vs here", ["likely", "category", "what", "recorded", "here"])
+    # The field name is what a reader scans for: keep it whole (the values fold instead).
+    table.columns[2].min_width = min(32, max((len(d.field) for d in report.differences), default=4))
     if not report.differences:
         table.add_row("-", "-", "no difference: same environment, code and data", "-", "-")
     style = {"certain": "bold red", "high": "red", "medium": "yellow", "low": "dim"}

@@ -111,7 +111,7 @@ def _difference_chart(report: AuditReport) -> Chart:
     scale = [a for _, a in nonzero] + [v for _, v in band]
     # Bit-identical steps cannot sit on a log scale: they are ticks on a floor well below everything.
     floor = (min(scale) if scale else 1e-6) / (1000 if identical else 10)
-    series = [Series("|rerun − recorded| (log scale)", [(s, a if a > 0 else float("nan")) for s, a, _ in diffs],
+    series = [Series("|rerun - recorded| (log scale)", [(s, a if a > 0 else float("nan")) for s, a, _ in diffs],
                      RERUN_COLOUR[report.verdict]),
               Series(f"bit-identical step (Δ = 0): {len(identical)} of {len(diffs)}", identical, GREEN, "ticks")]
     note = ("every step bit-identical" if diffs and not nonzero else
@@ -147,9 +147,10 @@ def tensor_rows(report: AuditReport, manifest: RunManifest | None) -> list[Tenso
             differing = (f"{d.differing_elements:,} of {d.elements:,}"
                          if d.differing_elements is not None and d.elements is not None else "-")
             rows.append(TensorRow(c.step, d.name, d.status, d.dtype,
-                                  "×".join(map(str, d.shape)) if d.shape is not None else "-",
+                                  "x".join(map(str, d.shape)) if d.shape is not None else "-",
                                   d.max_abs_diff, d.rel_l2, differing))
-        rows += [TensorRow(c.step, name, "bit-identical") for name in sorted(recorded.get(c.step, {})) if name not in named]
+        rows += [TensorRow(c.step, name, "bit-identical")
+                 for name in sorted(recorded.get(c.step, {})) if name not in named]
     return rows
 
 
