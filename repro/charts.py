@@ -27,7 +27,7 @@ class Series:
     label: str
     points: Sequence[Point]
     colour: str
-    kind: str = "line"  # "line", "dashed", "dots", "crosses", "ticks" (short vertical marks on the floor)
+    kind: str = "line"  # "line", "dashed", "marked" (line and dots), "dots", "crosses", "ticks" (marks on the floor)
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,9 @@ def line_chart(title: str, series: Sequence[Series], *, x_label: str = "step", y
         hover = [(sx(x), sy(y), x, y) for x, y in usable]
         if s.kind in ("line", "dashed"):
             drawn.append(DrawnSeries(s.label, s.colour, s.kind, _path(pixel), [], hover))
+        elif s.kind == "marked":  # a line with a dot per point: isolated points stay visible
+            drawn.append(DrawnSeries(s.label, s.colour, s.kind, _path(pixel),
+                                     [p for p in pixel if math.isfinite(p[0])], hover))
         else:
             drawn.append(DrawnSeries(s.label, s.colour, s.kind, "", [p for p in pixel if math.isfinite(p[0])], hover))
 

@@ -112,7 +112,7 @@ def _difference_chart(report: AuditReport) -> Chart:
     # Bit-identical steps cannot sit on a log scale: they are ticks on a floor well below everything.
     floor = (min(scale) if scale else 1e-6) / (1000 if identical else 10)
     series = [Series("|rerun - recorded| (log scale)", [(s, a if a > 0 else float("nan")) for s, a, _ in diffs],
-                     RERUN_COLOUR[report.verdict]),
+                     RERUN_COLOUR[report.verdict], "marked"),
               Series(f"bit-identical step (Δ = 0): {len(identical)} of {len(diffs)}", identical, GREEN, "ticks")]
     note = ("every step bit-identical" if diffs and not nonzero else
             f"{len(nonzero)} of {len(diffs)} steps differ" if diffs else "")
