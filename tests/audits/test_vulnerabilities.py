@@ -117,6 +117,6 @@ def test_audit_command_reports_the_scan(smoke_run: Path, recorded: RunManifest, 
                      "--osv-url", server.url, "--json", str(tmp_path / "a.json")])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 0  # informational in an audit: the gate enforces the policy
-    assert "GHSA-test-0000-0001" in out and "1 known vulnerabilities in 1 of" in out
+    assert "GHSA-test-0000-0001" in out and "1 known vulnerability in 1 of" in out
     report = json.loads((tmp_path / "a.json").read_text())
     assert report["vulnerabilities"]["packages"] and report["vulnerabilities"]["service"] == "osv"
