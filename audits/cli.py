@@ -51,6 +51,7 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="write the report as JSON (schema: docs/audit-report.schema.json)")
     p.add_argument("--junit", metavar="FILE", help="write the report as JUnit XML")
     p.add_argument("--plot", metavar="FILE.png", help="plot recorded vs rerun losses and their difference")
+    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report (verdict, curves, all tensors)")
     p.add_argument("--scan-vulnerabilities", action="store_true",
                    help="also scan the recorded environment with pip-audit (informational; the gate enforces policy)")
     p.add_argument("--osv-url", metavar="URL", help="OSV-compatible mirror for the scan (default: pip-audit's PyPI service)")
@@ -85,7 +86,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot {args.plot}: the plot is a PNG; name a .png file")
-    for flag, value in (("--json", args.json), ("--junit", args.junit), ("--plot", args.plot)):
+    for flag, value in (("--json", args.json), ("--junit", args.junit), ("--plot", args.plot), ("--html", args.html)):
         if not value:
             continue
         folder = Path(value).resolve().parent
@@ -158,10 +159,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
         write_junit(report, Path(args.junit))
         err_console.print(f"wrote {args.junit}", highlight=False)
+    manifest = verified.loaded.manifest  # the verified bytes, read once: never re-read from disk
     if args.plot:
         from repro.audits.formats.plot import write_plot
 
-        curve = [(s.step, s.loss) for s in verified.loaded.manifest.steps]
-        write_plot(report, Path(args.plot), curve)
+        write_plot(report, Path(args.plot), [(s.step, s.loss) for s in manifest.steps])
         err_console.print(f"wrote {args.plot}", highlight=False)
+    if args.html:
+        from repro.audits.formats.html import write_audit_html
+
+        write_audit_html(report, Path(args.html), manifest)
+        err_console.print(f"wrote {args.html}", highlight=False)
     return EXIT_OK if report.reproduced else EXIT_NOT_REPRODUCED

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY"
 
@@ -22,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML (two test cases per manifest)")
     p.add_argument("--summary", metavar="FILE", help=f"write the markdown summary (also appended to ${SUMMARY_ENV_VAR} when set)")
     p.add_argument("--plots", metavar="DIR", help="write a loss-curve plot per manifest into DIR")
+    p.add_argument("--html", metavar="FILE", help="write one self-contained HTML page for all the policy's manifests")
     p.add_argument("--osv-url", help="scan with this OSV-compatible service instead of the policy's")
     p.set_defaults(func=cmd_gate)
 
@@ -35,6 +37,19 @@ def _append_summary(path: Path, text: str) -> None:
             handle.write(text)
     except OSError as exc:
         raise OutputError(describe_os_error(exc, path)) from exc
+
+
+def _audited(result: Any, path: Path) -> Any:
+    """The manifest of an audited result, for its curves and tensor names (None when not audited)."""
+    from repro.errors import ReproError
+    from repro.manifest import load_manifest
+
+    if result.audit is None:
+        return None  # it did not verify: nothing in it is shown as fact
+    try:
+        return load_manifest(path).manifest
+    except ReproError:
+        return None
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -65,6 +80,11 @@ def cmd_gate(args: argparse.Namespace) -> int:
         atomic.write_bytes(Path(args.junit), junit_bytes(report))
     if args.summary:
         atomic.write_text(Path(args.summary), summary)
+    if args.html:
+        from repro.audits.formats.html import write_gate_html
+
+        manifests = [_audited(r, path) for r, path in zip(report.results, loaded.manifests, strict=True)]
+        write_gate_html(report, Path(args.html), manifests)
     if os.environ.get(SUMMARY_ENV_VAR):
         _append_summary(Path(os.environ[SUMMARY_ENV_VAR]), summary)
 

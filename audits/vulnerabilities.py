@@ -108,12 +108,27 @@ class VulnerabilityReport(_Model):
         return "partial" if checked else "not_checked"
 
     def summary(self) -> str:
-        """One line for people: what was found and what could not be checked."""
-        vulns = sum(len([v for v in p.vulnerabilities if not v.ignored]) for p in self.packages)
-        text = (
-            f"{vulns} known vulnerabilities in {self.count('vulnerable')} of {len(self.packages)} packages; "
-            f"{self.count('no_known')} without known vulnerabilities; {self.count('not_checked')} NOT CHECKED"
-        )
+        """One sentence for people: what was found (package, version, advisory) and what was not checked."""
+        total, unchecked = len(self.packages), self.count("not_checked")
+        vulnerable = [p for p in self.packages if p.status == "vulnerable"]
+        ignored = sum(v.ignored for p in self.packages for v in p.vulnerabilities)
+        if vulnerable:
+            named = "; ".join(f"{p.name} {p.version} ({', '.join(v.id for v in p.vulnerabilities if not v.ignored)})"
+                              for p in vulnerable)
+            count = sum(not v.ignored for p in vulnerable for v in p.vulnerabilities)
+            text = (f"{count} known {'vulnerability' if count == 1 else 'vulnerabilities'} in "
+                    f"{len(vulnerable)} of {total} packages: {named}")
+            if unchecked:
+                text += f"; {unchecked} other packages NOT CHECKED"
+        elif total and unchecked == total:
+            text = f"NOT CHECKED: none of the {total} packages could be looked up"
+        elif unchecked:
+            text = (f"no known vulnerabilities in the {total - unchecked} packages checked, but {unchecked} of "
+                    f"{total} packages were NOT CHECKED")
+        else:
+            text = f"no known vulnerabilities: all {total} packages checked"
+        if ignored:
+            text += f" ({ignored} ignored by policy)"
         return text + (f" ({self.error})" if self.error else "")
 
 
@@ -164,9 +179,32 @@ def pip_audit_command(requirements: Path, output: Path, settings: ScanSettings) 
     return command
 
 
+_UNREACHABLE = (
+    ("refused", "connection refused"),
+    ("NameResolution", "host name not resolved"),
+    ("Failed to resolve", "host name not resolved"),
+    ("Temporary failure in name resolution", "host name not resolved"),
+    ("timed out", "timed out"),
+    ("Timeout", "timed out"),
+    ("ConnectionError", "network error"),
+    ("Max retries exceeded", "network error"),
+)
+_EXCEPTION_PREFIX = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception):\s*")
+
+
 def _last_error_line(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.startswith("WARNING:")]
     return (lines[-1] if lines else "no message")[:300]
+
+
+def failure_words(returncode: int, stderr: str, settings: ScanSettings) -> str:
+    """Why pip-audit produced no report, in words; never a raw exception such as ``ConnectionError``."""
+    where = str(settings.osv_url) if settings.osv_url else f"pip-audit's {settings.effective_service} service"
+    reason = next((words for needle, words in _UNREACHABLE if needle in stderr), None)
+    if reason is not None:
+        return f"could not reach the vulnerability service ({where}): {reason}; is the network or mirror up?"
+    message = _EXCEPTION_PREFIX.sub("", _last_error_line(stderr)) or "no message"
+    return f"pip-audit exited {returncode} without a report: {message}"
 
 
 def _parse_vulnerability(raw: Mapping, ignore: set[str]) -> Vulnerability:
@@ -238,7 +276,7 @@ def scan_distributions(distributions: Mapping[str, str], settings: ScanSettings 
             return everything_unchecked(f"pip-audit did not finish within {settings.deadline} s")
         # Exit 1 with a report means "vulnerabilities found"; exit 1 without one means it failed.
         if not output.is_file():
-            return everything_unchecked(f"pip-audit exited {done.returncode}: {_last_error_line(done.stderr)}")
+            return everything_unchecked(failure_words(done.returncode, done.stderr, settings))
         try:
             parsed = json.loads(output.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from repro import __version__, attest_cli, errors
+from repro import __version__, attest_cli, errors, show_cli
 from repro.audits import gate_cli  # CLI wiring only: the core never imports audits
 from repro.audits.cli import add_audit_command
 
@@ -77,6 +77,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="manifests/run.json", help="manifest path (default manifests/run.json)")
     p.add_argument("--key", help="signing key (default $REPRO_SIGNING_KEY or ~/.config/repro/signing-key.pem)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw the finished run's loss, learning-rate and gradient-norm curves")
     p.set_defaults(func=cmd_run)
 
 
@@ -86,6 +88,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from repro.console import TrainingProgress, err_console, out_console, run_summary
     from repro.run import execute_run
 
+    if args.plot:
+        from repro.plotting import check_png_target
+
+        check_png_target("--plot", Path(args.plot))  # before training, not after it
     resolved = resolve_run(
         args.preset, args.trainer,
         settings_overrides={"seed": args.seed, "device": args.device, "threads": args.threads},
@@ -98,6 +104,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.key_created:
         err_console.print(f"created signing key {outcome.key.path} (public: {outcome.key.path}.pub)")
     out_console.print(run_summary(outcome.manifest, str(args.out)))
+    if args.plot:
+        from repro.plotting import write_run_plot
+
+        write_run_plot(outcome.manifest, Path(args.plot))
+        err_console.print(f"wrote {args.plot}", highlight=False, markup=False)
     return EXIT_OK
 
 
@@ -183,7 +194,7 @@ def cmd_trainers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_verify, _add_keygen, _add_trainers, attest_cli.add_parser, gate_cli.add_parser, add_audit_command]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_verify, _add_keygen, _add_trainers, attest_cli.add_parser, show_cli.add_parser, gate_cli.add_parser, add_audit_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

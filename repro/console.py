@@ -6,6 +6,8 @@ outputs (``--json``) stay clean.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
@@ -61,16 +63,19 @@ class TrainingProgress:
             self.progress.update(self.task, val=f"{event['loss']:.4f}")
 
 
-def run_summary(manifest: RunManifest, path: str) -> Table:
-    """A table summarising a finished run."""
+def run_summary(manifest: RunManifest, path: str, title: str | None = None) -> Table:
+    """A table summarising a finished run (``title`` defaults to "run recorded: PATH")."""
     m = manifest
-    table = Table(title=f"run recorded: {path}", show_header=False, title_justify="left")
+    table = Table(title=title or f"run recorded: {path}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     table.add_row("trainer", f"{m.run.trainer.name} {m.run.trainer.version} (preset {m.run.preset or '-'})")
-    table.add_row("steps", str(len(m.steps)))
-    if m.steps:
-        table.add_row("final train loss", f"{m.steps[-1].loss:.4f}")
+    count, last = 0, None
+    for record in m.steps:  # iterate: the step records of a long run may not be an in-memory list
+        count, last = count + 1, record
+    table.add_row("steps", str(count))
+    if last is not None:
+        table.add_row("final train loss", f"{last.loss:.4f}")
     if m.validation:
         table.add_row("final val loss", f"{m.validation[-1].loss:.4f} (step {m.validation[-1].step})")
     t = m.timing
@@ -84,3 +89,40 @@ def run_summary(manifest: RunManifest, path: str) -> Table:
     table.add_row("checkpoints", ", ".join(str(c.step) for c in m.checkpoints) or "none")
     table.add_row("signed by", m.signature.key_id)
     return table
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int = 60) -> str:
+    """``values`` as one line of block characters, averaged into at most ``width`` buckets."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return ""
+    buckets = min(width, len(values))
+    means = []
+    for b in range(buckets):
+        chunk = [v for v in values[b * len(values) // buckets:(b + 1) * len(values) // buckets] if math.isfinite(v)]
+        means.append(sum(chunk) / len(chunk) if chunk else math.nan)
+    low, high = min(finite), max(finite)
+    span = (high - low) or 1.0
+    return "".join(" " if not math.isfinite(v) else SPARK[min(int((v - low) / span * len(SPARK)), len(SPARK) - 1)]
+                   for v in means)
+
+
+def loss_curve_lines(manifest: RunManifest, width: int = 60) -> list[str]:
+    """The run's loss curves as sparklines with their first, lowest and last values."""
+    train, first_step, last_step = [], None, None
+    for record in manifest.steps:
+        train.append(record.loss)
+        first_step = record.step if first_step is None else first_step
+        last_step = record.step
+    lines = []
+    if train:
+        lines.append(f"train loss {train[0]:.4f} {sparkline(train, width)} {train[-1]:.4f}  "
+                     f"(steps {first_step}-{last_step}, lowest {min(train):.4f})")
+    val = [v.loss for v in manifest.validation]
+    if len(val) > 1:
+        lines.append(f"val loss   {val[0]:.4f} {sparkline(val, width)} {val[-1]:.4f}  "
+                     f"({len(val)} evaluations, lowest {min(val):.4f})")
+    return lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -89,3 +90,13 @@ def _update_structure(digest: hashlib._Hash, obj: Any) -> None:
             _update_structure(digest, item)
     else:
         raise TypeError(f"cannot fingerprint a value of type {type(obj).__name__!r}; use tensors, arrays, numbers or strings")
+
+
+_DIGEST = re.compile(r"\b[0-9a-f]{64}\b")
+
+
+def short_digest(value: str | None, keep: int = 12) -> str:
+    """Text with every 64-hex digest cut to its first ``keep`` digits and "…" (for tables; JSON has all)."""
+    if value is None:
+        return "-"
+    return _DIGEST.sub(lambda m: m.group(0)[:keep] + "…", value)

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from repro.audits.report import AuditReport, StepDetail
+from repro.hashing import short_digest
 
 _VERDICT_STYLE = {
     "bitwise": ("REPRODUCED: bitwise", "bold green"),
@@ -32,19 +33,36 @@ def _threads(n: int) -> str:
     return f"{n} thread{'s' if n != 1 else ''}"
 
 
+def replayed_words(report: AuditReport) -> str:
+    """What was replayed, in words: full rerun, prefix, or which spot-check segments and how much."""
+    r = report
+    if r.mode == "spot-check":
+        spans = ", ".join(f"{s.start + 1}-{s.end}" for s in r.segments)
+        plural = "s" if len(r.segments) != 1 else ""
+        return (f"spot-check of {len(r.segments)} segment{plural}, steps {spans}: {r.fraction_replayed:.0%} of "
+                f"the run replayed (seed {r.spot_check_seed})")
+    if r.mode == "prefix":
+        return f"first {r.segments[0].end} of {r.steps_total} steps ({r.fraction_replayed:.0%} of the run)"
+    return f"full rerun of {r.steps_total} steps"
+
+
+def _words(verdict: str) -> str:
+    return verdict.replace("_", " ")
+
+
+def _table(title: str, columns: list[str], right: tuple[str, ...] = (), caption: str | None = None) -> Table:
+    """A table that stays readable at 80 columns: cells wrap at spaces or fold, never end in "…"."""
+    table = Table(title=title, caption=caption, title_justify="left")
+    for col in columns:
+        table.add_column(col, justify="right" if col in right else "left", overflow="fold")
+    return table
+
+
 def verdict_panel(report: AuditReport) -> Panel:
     """The headline: verdict, summary, what was replayed and how."""
     title, style = _VERDICT_STYLE[report.verdict]
     r, m = report, report.manifest
-    if r.mode == "spot-check":
-        spans = ", ".join(f"{s.start + 1}-{s.end}" for s in r.segments)
-        plural = "s" if len(r.segments) != 1 else ""
-        scope = (f"spot-check of {len(r.segments)} segment{plural}, steps {spans}: {r.fraction_replayed:.0%} of "
-                 f"the run replayed (seed {r.spot_check_seed})")
-    elif r.mode == "prefix":
-        scope = f"first {r.segments[0].end} of {r.steps_total} steps ({r.fraction_replayed:.0%} of the run)"
-    else:
-        scope = f"full rerun of {r.steps_total} steps"
+    scope = replayed_words(report)
     trust = "trusted key" if m.trusted else "key not checked against a trust list"
     config = "" if r.rerun.config_matches else " (config digest differs: device/threads changed)"
     body = Text.assemble(
@@ -81,9 +99,9 @@ def loss_table(report: AuditReport) -> Table:
     """Per-step losses, recorded vs rerun, with exact differences and ulps."""
     rows = _chosen_steps(report)
     caption = None if len(rows) == len(report.steps) else f"{len(rows)} of {len(report.steps)} steps shown; --json has all"
-    table = Table(title="losses: recorded vs rerun", caption=caption, title_justify="left")
-    for col in ("step", "recorded", "rerun", "|Δ|", "rel. Δ", "ulps", "batch", "status"):
-        table.add_column(col, justify="right" if col not in ("batch", "status") else "left")
+    table = _table("losses: recorded vs rerun",
+                   ["step", "recorded", "rerun", "|Δ|", "rel. Δ", "ulps", "batch", "status"],
+                   right=("step", "recorded", "rerun", "|Δ|", "rel. Δ", "ulps"), caption=caption)
     for d in rows:
         if d.abs_diff == 0 and d.batch_match and not d.other_differences and d.ulps == 0:
             status = Text("identical", "green")
@@ -97,53 +115,68 @@ def loss_table(report: AuditReport) -> Table:
     return table
 
 
-def series_table(report: AuditReport) -> Table:
-    """Each compared quantity in one line: verdict, identical steps, largest difference, growth."""
-    table = Table(title="per-step quantities", title_justify="left")
-    for col in ("quantity", "verdict", "identical", "max |Δ|", "first beyond tolerance", "how it evolves"):
-        table.add_column(col)
+def series_table(report: AuditReport) -> Group:
+    """Each compared quantity in one line (verdict, identical steps, largest difference), then how
+    each one that differs evolves, in words under the table (so the table fits 80 columns)."""
+    table = _table("per-step quantities", ["quantity", "verdict", "identical", "max |Δ|", "first beyond tol."],
+                   right=("identical", "max |Δ|"))
+    notes: list[RenderableType] = []
     for s in [report.losses, *report.series]:
         style = {"bitwise": "green", "within_tolerance": "yellow", "diverged": "red"}[s.verdict]
-        table.add_row(s.name, Text(s.verdict, style), f"{s.identical}/{s.compared}", _num(s.max_abs_diff, 3),
-                      str(s.first_beyond_tolerance_step or "-"), s.growth)
+        table.add_row(s.name, Text(_words(s.verdict), style), f"{s.identical}/{s.compared}", _num(s.max_abs_diff, 3),
+                      str(s.first_beyond_tolerance_step or "-"))
+        if s.verdict != "bitwise":
+            notes.append(Text.assemble((f"  {s.name}: ", "bold"), s.growth))
     b = report.batches
-    table.add_row("batch fingerprints", Text("identical" if b.identical else "diverged", "green" if b.identical else "red"),
-                  f"{b.compared - b.differing_steps}/{b.compared}", "-", str(b.first_difference_step or "-"),
-                  "same batches at every step" if b.identical else "data-order drift: other batches were drawn")
-    return table
+    table.add_row("batches", Text("identical" if b.identical else "diverged", "green" if b.identical else "red"),
+                  f"{b.compared - b.differing_steps}/{b.compared}", "-", str(b.first_difference_step or "-"))
+    if not b.identical:
+        notes.append(Text.assemble(("  batches: ", "bold"), "data-order drift: other batches were drawn"))
+    return Group(table, *notes)
 
 
-def tensor_table(report: AuditReport) -> Table:
-    """Checkpoints tensor by tensor: identical counts and the tensors that differ most."""
-    table = Table(title="checkpoints: tensor by tensor", title_justify="left")
-    for col in ("step", "verdict", "identical", "tensor", "status", "max |Δ|", "rel. L2"):
-        table.add_column(col)
+_STATUS_ORDER = ("differs", "missing_in_rerun", "only_in_rerun", "device_only", "within_tolerance")
+
+
+def tensor_table(report: AuditReport) -> Group:
+    """Checkpoints tensor by tensor: a line per checkpoint, then the tensors that differ most,
+    one small table per status so the tensor name gets the width (names fold, never cut)."""
+    parts: list[RenderableType] = [Text("checkpoints: tensor by tensor", style="italic")]
     if not report.checkpoints:
-        table.add_row("-", "-", "-", "no checkpoint in the replayed steps", "-", "-", "-")
+        parts.append(Text("no checkpoint in the replayed steps"))
     for c in report.checkpoints:
         style = {"bitwise": "green", "within_tolerance": "yellow", "diverged": "red"}[c.verdict]
-        head = [str(c.step), Text(c.verdict, style), f"{c.identical}/{c.tensors}"]
-        if not c.differences:
-            table.add_row(*head, "all bit-identical", "-", "-", "-")
-            continue
-        for i, d in enumerate(c.differences[:MAX_TENSOR_ROWS]):
-            cells = head if i == 0 else ["", "", ""]
-            table.add_row(*cells, d.name, d.status, _num(d.max_abs_diff, 3), _num(d.rel_l2, 3))
+        parts.append(Text.assemble(f"checkpoint {c.step}: ", (_words(c.verdict), style),
+                                   f", {c.identical} of {c.tensors} tensors bit-identical"))
+        shown = c.differences[:MAX_TENSOR_ROWS]
+        for status in _STATUS_ORDER:
+            group = [d for d in shown if d.status == status]
+            if not group:
+                continue
+            total = sum(d.status == status for d in c.differences)
+            table = _table(f"  {_words(status)}: {total} tensor{'s' if total != 1 else ''}",
+                           ["tensor", "max |Δ|", "rel. L2"], right=("max |Δ|", "rel. L2"))
+            table.columns[0].ratio = 1
+            for d in group:
+                table.add_row(d.name, _num(d.max_abs_diff, 3), _num(d.rel_l2, 3))
+            parts.append(table)
         if len(c.differences) > MAX_TENSOR_ROWS:
-            table.add_row("", "", "", f"... {len(c.differences) - MAX_TENSOR_ROWS} more (see --json)", "", "", "")
-    return table
+            parts.append(Text(f"  ... {len(c.differences) - MAX_TENSOR_ROWS} more not bit-identical "
+                              "(--json or --html has all)"))
+    return Group(*parts)
 
 
 def difference_table(report: AuditReport) -> Table:
     """Recorded vs here, most likely to matter first."""
-    table = Table(title="environment, code and data: recorded vs here", title_justify="left")
-    for col in ("likelihood", "category", "what", "recorded", "here"):
-        table.add_column(col, overflow="fold")
+    table = _table("environment, code and data: recorded vs here", ["likely", "category", "what", "recorded", "here"])
+    # The field name is what a reader scans for: keep it whole (the values fold instead).
+    table.columns[2].min_width = min(32, max((len(d.field) for d in report.differences), default=4))
     if not report.differences:
         table.add_row("-", "-", "no difference: same environment, code and data", "-", "-")
     style = {"certain": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
     for d in report.differences[:MAX_DIFFERENCE_ROWS]:
-        table.add_row(Text(d.likelihood, style[d.likelihood]), d.category, d.field, d.recorded or "-", d.here or "-")
+        table.add_row(Text(d.likelihood, style[d.likelihood]), d.category, d.field, short_digest(d.recorded or "-"),
+                      short_digest(d.here or "-"))
     if len(report.differences) > MAX_DIFFERENCE_ROWS:
         table.add_row("", "", f"... {len(report.differences) - MAX_DIFFERENCE_ROWS} more (see --json)", "", "")
     return table
@@ -158,19 +191,22 @@ def cause_panel(report: AuditReport) -> Panel:
     return Panel("\n".join(lines), title=f"likely cause ({a.kind})", title_align="left")
 
 
-def vulnerability_table(report: AuditReport) -> Table | Text:
-    """Known vulnerabilities in the recorded environment, and how much could not be checked."""
+def vulnerability_table(report: AuditReport) -> RenderableType:
+    """Known vulnerabilities in the recorded environment: each package, version and advisory, and the counts."""
     scan = report.vulnerabilities
     if scan is None:
         return Text("")
-    table = Table(title=f"vulnerabilities ({scan.tool}, {scan.service}): {scan.summary()}", title_justify="left")
-    for col in ("package", "version", "id", "aliases", "fixed in"):
-        table.add_column(col)
-    for pkg in scan.packages:
-        for v in pkg.vulnerabilities:
-            table.add_row(pkg.name, pkg.version, v.id + (" (ignored)" if v.ignored else ""),
-                          ", ".join(v.aliases) or "-", ", ".join(v.fix_versions) or "no fix")
-    return table
+    style = {"vulnerable": "bold red", "no_known": "green", "partial": "yellow", "not_checked": "bold yellow"}
+    head = Text.assemble(("vulnerabilities ", "italic"), f"({scan.tool}, {scan.service}): ",
+                         (scan.summary(), style[scan.verdict]))
+    found = [(p, v) for p in scan.packages for v in p.vulnerabilities]
+    if not found:
+        return head
+    table = _table("", ["package", "version", "advisory", "aliases", "fixed in"])
+    for pkg, v in found:
+        table.add_row(pkg.name, pkg.version, v.id + (" (ignored by policy)" if v.ignored else ""),
+                      ", ".join(v.aliases) or "-", ", ".join(v.fix_versions) or "no fix")
+    return Group(head, table)
 
 
 def render(report: AuditReport) -> RenderableType:

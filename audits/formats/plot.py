@@ -8,24 +8,19 @@ on a marked floor line. Rendered with matplotlib's Agg backend (no display neede
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
-from repro import atomic
 from repro.audits.report import AuditReport
+from repro.plotting import new_figure, save_png
 
 _COLOURS = {"bitwise": "#2e7d32", "within_tolerance": "#e65100", "diverged": "#c62828"}
 
 
 def _figure(report: AuditReport, recorded_curve: list[tuple[int, float]]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(9, 6.5), dpi=110, layout="constrained")
+    fig = new_figure(9, 6.5)  # the Agg set-up `repro run --plot` uses too
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     colour = _COLOURS[report.verdict]
 
@@ -90,7 +85,4 @@ def write_plot(report: AuditReport, path: Path, recorded_curve: list[tuple[int, 
     """
     if recorded_curve is None:
         recorded_curve = [(d.step, d.recorded_loss) for d in report.steps if d.recorded_loss is not None]
-    fig = _figure(report, recorded_curve)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    atomic.write_bytes(Path(path), buffer.getvalue())
+    save_png(_figure(report, recorded_curve), Path(path))

@@ -51,7 +51,7 @@ def gated(smoke_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         patch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
         code = main(["gate", "--config", str(config), "--osv-url", server.url, "--json", str(base / "gate.json"),
                      "--junit", str(base / "gate.xml"), "--summary", str(base / "gate.md"),
-                     "--plots", str(base / "plots")])
+                     "--plots", str(base / "plots"), "--html", str(base / "gate.html")])
     return {"code": code, "base": base, "config": config, "manifest": manifest, "step_summary": step_summary}
 
 
@@ -84,6 +84,17 @@ def test_markdown_summary_is_written_and_appended_to_the_step_summary(gated: dic
 def test_a_loss_curve_plot_is_written(gated: dict) -> None:
     [plot] = (gated["base"] / "plots").glob("*.png")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_html_page_shows_the_gate_and_every_manifest(gated: dict) -> None:
+    from tests.browser import assert_verdict_first, render
+
+    rendered = render(gated["base"] / "gate.html", gated["base"] / "gate.png")
+    assert_verdict_first(rendered, "GATE FAIL: known vulnerabilities", "bad")
+    dom = rendered.dom
+    assert "REPRODUCED: bit for bit" in dom  # the manifest's own audit, under the gate's outcome
+    assert "requests" in dom and VULN_ID in dom and "1 known vulnerability in 1 of" in dom
+    assert "loss: recorded vs rerun" in dom and 'id="tensors"' in dom
 
 
 @pytest.fixture(scope="module")

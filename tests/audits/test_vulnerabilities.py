@@ -80,7 +80,9 @@ def test_an_unreachable_service_means_not_checked(recorded: RunManifest, loopbac
         port = sock.getsockname()[1]
     settings = ScanSettings(osv_url=f"http://127.0.0.1:{port}/v1/query", cache_dir=tmp_path, timeout=5)
     report = scan_manifest(recorded, settings)
-    assert report.verdict == "not_checked" and "Connection" in report.error
+    assert report.verdict == "not_checked"
+    assert report.error.startswith("could not reach the vulnerability service") and "Error" not in report.error
+    assert "NOT CHECKED: none of the" in report.summary()
 
 
 def test_packages_pip_audit_skipped_are_not_checked() -> None:
@@ -115,6 +117,6 @@ def test_audit_command_reports_the_scan(smoke_run: Path, recorded: RunManifest, 
                      "--osv-url", server.url, "--json", str(tmp_path / "a.json")])
     out = " ".join(capsys.readouterr().out.split())
     assert code == 0  # informational in an audit: the gate enforces the policy
-    assert "GHSA-test-0000-0001" in out and "1 known vulnerabilities in 1 of" in out
+    assert "GHSA-test-0000-0001" in out and "1 known vulnerability in 1 of" in out
     report = json.loads((tmp_path / "a.json").read_text())
     assert report["vulnerabilities"]["packages"] and report["vulnerabilities"]["service"] == "osv"
