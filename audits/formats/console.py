@@ -141,7 +141,7 @@ def difference_table(report: AuditReport) -> Table:
         table.add_column(col, overflow="fold")
     if not report.differences:
         table.add_row("-", "-", "no difference: same environment, code and data", "-", "-")
-    style = {"certain": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
+    style = {"certain": "bold red", "high": "red", "medium": "yellow", "low": "dim", "none": "dim"}
     for d in report.differences[:MAX_DIFFERENCE_ROWS]:
         table.add_row(Text(d.likelihood, style[d.likelihood]), d.category, d.field, d.recorded or "-", d.here or "-")
     if len(report.differences) > MAX_DIFFERENCE_ROWS:
