@@ -7,12 +7,41 @@ evenly spaced steps between); ``--json`` has every step.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from repro.audits.report import AuditReport, StepDetail
+from repro.audits.report import (
+    Attribution,
+    AuditReport,
+    BatchComparison,
+    CheckpointComparison,
+    Difference,
+    SeriesComparison,
+    StepDetail,
+)
+
+
+class Compared(Protocol):
+    """What the tables below read: an audit's report, or ``repro diff``'s."""
+
+    @property
+    def losses(self) -> SeriesComparison: ...
+    @property
+    def series(self) -> list[SeriesComparison]: ...
+    @property
+    def batches(self) -> BatchComparison: ...
+    @property
+    def steps(self) -> list[StepDetail]: ...
+    @property
+    def checkpoints(self) -> list[CheckpointComparison]: ...
+    @property
+    def differences(self) -> list[Difference]: ...
+    @property
+    def attribution(self) -> Attribution: ...
 
 _VERDICT_STYLE = {
     "bitwise": ("REPRODUCED: bitwise", "bold green"),
@@ -62,7 +91,7 @@ def verdict_panel(report: AuditReport) -> Panel:
     return Panel(body, title="repro audit", title_align="left", border_style=style.split()[-1])
 
 
-def _chosen_steps(report: AuditReport) -> list[StepDetail]:
+def _chosen_steps(report: Compared) -> list[StepDetail]:
     rows = report.steps
     if report.losses.verdict == "bitwise" and report.batches.identical and len(rows) > 6:
         return [*rows[:3], *rows[-2:]]  # nothing to see between: every step is identical
@@ -77,12 +106,13 @@ def _chosen_steps(report: AuditReport) -> list[StepDetail]:
     return [d for d in rows if d.step in wanted][:MAX_STEP_ROWS + 10]
 
 
-def loss_table(report: AuditReport) -> Table:
-    """Per-step losses, recorded vs rerun, with exact differences and ulps."""
+def loss_table(report: Compared, sides: str = "recorded vs rerun") -> Table:
+    """Per-step losses, recorded vs rerun (or A vs B), with exact differences and ulps."""
     rows = _chosen_steps(report)
     caption = None if len(rows) == len(report.steps) else f"{len(rows)} of {len(report.steps)} steps shown; --json has all"
-    table = Table(title="losses: recorded vs rerun", caption=caption, title_justify="left")
-    for col in ("step", "recorded", "rerun", "|Δ|", "rel. Δ", "ulps", "batch", "status"):
+    table = Table(title=f"losses: {sides}", caption=caption, title_justify="left")
+    left, _, right = sides.partition(" vs ")
+    for col in ("step", left, right, "|Δ|", "rel. Δ", "ulps", "batch", "status"):
         table.add_column(col, justify="right" if col not in ("batch", "status") else "left")
     for d in rows:
         if d.abs_diff == 0 and d.batch_match and not d.other_differences and d.ulps == 0:
@@ -97,7 +127,7 @@ def loss_table(report: AuditReport) -> Table:
     return table
 
 
-def series_table(report: AuditReport) -> Table:
+def series_table(report: Compared) -> Table:
     """Each compared quantity in one line: verdict, identical steps, largest difference, growth."""
     table = Table(title="per-step quantities", title_justify="left")
     for col in ("quantity", "verdict", "identical", "max |Δ|", "first beyond tolerance", "how it evolves"):
@@ -113,7 +143,7 @@ def series_table(report: AuditReport) -> Table:
     return table
 
 
-def tensor_table(report: AuditReport) -> Table:
+def tensor_table(report: Compared) -> Table:
     """Checkpoints tensor by tensor: identical counts and the tensors that differ most."""
     table = Table(title="checkpoints: tensor by tensor", title_justify="left")
     for col in ("step", "verdict", "identical", "tensor", "status", "max |Δ|", "rel. L2"):
@@ -134,22 +164,24 @@ def tensor_table(report: AuditReport) -> Table:
     return table
 
 
-def difference_table(report: AuditReport) -> Table:
-    """Recorded vs here, most likely to matter first."""
-    table = Table(title="environment, code and data: recorded vs here", title_justify="left")
-    for col in ("likelihood", "category", "what", "recorded", "here"):
+def difference_table(report: Compared, sides: str = "recorded vs here") -> Table:
+    """Recorded vs here (or A vs B), most likely to matter first."""
+    table = Table(title=f"environment, code and data: {sides}", title_justify="left")
+    left, _, right = sides.partition(" vs ")
+    for col in ("likelihood", "category", "what", left, right):
         table.add_column(col, overflow="fold")
     if not report.differences:
         table.add_row("-", "-", "no difference: same environment, code and data", "-", "-")
     style = {"certain": "bold red", "high": "red", "medium": "yellow", "low": "dim", "none": "dim"}
     for d in report.differences[:MAX_DIFFERENCE_ROWS]:
-        table.add_row(Text(d.likelihood, style[d.likelihood]), d.category, d.field, d.recorded or "-", d.here or "-")
+        what = d.field + (f": {d.note}" if d.note and (d.category == "code" or d.likelihood == "none") else "")
+        table.add_row(Text(d.likelihood, style[d.likelihood]), d.category, what, d.recorded or "-", d.here or "-")
     if len(report.differences) > MAX_DIFFERENCE_ROWS:
         table.add_row("", "", f"... {len(report.differences) - MAX_DIFFERENCE_ROWS} more (see --json)", "", "")
     return table
 
 
-def cause_panel(report: AuditReport) -> Panel:
+def cause_panel(report: Compared) -> Panel:
     """The likely cause, in words."""
     a = report.attribution
     lines = [a.summary]

@@ -19,10 +19,8 @@ the distribution's version and its extension modules stand for them.
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
-import importlib.metadata
-import io
+import json
 import os
 import platform
 import sys
@@ -74,48 +72,81 @@ def _is_stdlib(root: str) -> bool:
     return real.startswith(_stdlib_roots()) and "site-packages" not in real.split(os.sep)
 
 
+class _Dist:
+    """A ``*.dist-info`` folder, read directly (``importlib.metadata`` parses far more than needed)."""
+
+    def __init__(self, info: str) -> None:
+        self.info = info
+        self._record: dict[str, str] | None = None
+        self._meta: tuple[str, str] | None = None
+
+    def text(self, name: str) -> str:
+        try:
+            with open(os.path.join(self.info, name), encoding="utf-8") as handle:
+                return handle.read()
+        except OSError:
+            return ""
+
+    @property
+    def name_version(self) -> tuple[str, str]:
+        """``Name`` and ``Version`` from the METADATA headers."""
+        if self._meta is None:
+            fields: dict[str, str] = {}
+            for line in self.text("METADATA").splitlines():
+                if not line:
+                    break
+                key, _, value = line.partition(":")
+                if key in ("Name", "Version") and key not in fields:
+                    fields[key] = value.strip()
+            base = os.path.basename(self.info).removesuffix(".dist-info")
+            self._meta = (fields.get("Name", base.split("-")[0]), fields.get("Version", base.partition("-")[2]))
+        return self._meta
+
+    @property
+    def record(self) -> dict[str, str]:
+        """RECORD: path relative to the install root -> its hash field (``sha256=<urlsafe b64>`` or '')."""
+        if self._record is None:
+            self._record = {}
+            for line in self.text("RECORD").splitlines():
+                rest = line.rsplit(",", 2)  # path (may hold commas), hash, size
+                if len(rest) == 3:
+                    self._record[rest[0]] = rest[1]  # already a relative POSIX path
+        return self._record
+
+    def top_level(self) -> set[str]:
+        top = self.text("top_level.txt").split()
+        if top:
+            return set(top)
+        return {line.split("/", 1)[0].split(",", 1)[0].split(".")[0] for line in self.text("RECORD").splitlines()}
+
+
 @lru_cache(maxsize=None)
-def _distributions_in(root: str) -> dict[str, list[importlib.metadata.Distribution]]:
+def _distributions_in(root: str) -> dict[str, list[_Dist]]:
     """Top-level import name -> the distributions installed in ``root`` that provide it (cached)."""
-    out: dict[str, list[importlib.metadata.Distribution]] = {}
-    for dist in importlib.metadata.distributions(path=[root]):
-        top = dist.read_text("top_level.txt")
-        names = top.split() if top else sorted({Path(f).parts[0].split(".")[0] for f in dist.files or []})
-        for name in names:
+    out: dict[str, list[_Dist]] = {}
+    try:
+        entries = sorted(e.path for e in os.scandir(root) if e.name.endswith(".dist-info") and e.is_dir())
+    except OSError:
+        return out
+    for info in entries:
+        dist = _Dist(info)
+        for name in dist.top_level():
             out.setdefault(name, []).append(dist)
     return out
 
 
-@lru_cache(maxsize=None)
-def _record(dist: importlib.metadata.Distribution) -> dict[str, str | None]:
-    """A distribution's RECORD: path relative to its root -> recorded SHA-256 (hex), if any."""
-    text = dist.read_text("RECORD") or ""
-    out: dict[str, str | None] = {}
-    for row in csv.reader(io.StringIO(text)):
-        if not row:
-            continue
-        digest = None
-        if len(row) > 1 and row[1].startswith("sha256="):
-            raw = row[1].removeprefix("sha256=")
-            digest = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).hex()
-        out[os.path.normpath(row[0]).replace(os.sep, "/")] = digest
-    return out
+def _record_hash(sha_hex: str) -> str:
+    """A hex SHA-256 in RECORD's form."""
+    return "sha256=" + base64.urlsafe_b64encode(bytes.fromhex(sha_hex)).rstrip(b"=").decode()
 
 
-@lru_cache(maxsize=None)
-def _name_version(dist: importlib.metadata.Distribution) -> tuple[str, str]:
-    """Parsing METADATA is the slow part of importlib.metadata: once per distribution."""
-    meta = dist.metadata
-    return meta["Name"], meta["Version"]
-
-
-def _owner(root: str, relative: str) -> tuple[importlib.metadata.Distribution, str | None] | None:
-    """The distribution whose RECORD lists ``relative`` under ``root``, with the recorded hash."""
+def _owner(root: str, relative: str) -> tuple[_Dist, str] | None:
+    """The distribution whose RECORD lists ``relative`` under ``root``, with the recorded hash field."""
     top = relative.split("/", 1)[0].split(".")[0]
     for dist in _distributions_in(root).get(top, []):
-        record = _record(dist)
-        if relative in record:
-            return dist, record[relative]
+        recorded = dist.record.get(relative)
+        if recorded is not None:
+            return dist, recorded
     return None
 
 
@@ -126,10 +157,52 @@ def _digest(items: list[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-def capture_executed(modules: dict[str, ModuleType] | None = None) -> ExecutedCode:
-    """Fingerprint every module in ``modules`` (default: ``sys.modules``) that has a file."""
+class _DigestCache:
+    """File digests keyed by (size, mtime, ctime, inode), kept between processes, as git's index
+    does: re-hashing ~2,000 unchanged module files on every run would cost more than the 2% budget.
+    An edit changes ``ctime`` (which no user call can set back), so a changed file is re-hashed."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, list[object]] = {}
+        self.changed = False
+        if path is not None:
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+                self.entries = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self.entries = {}
+
+    def sha256(self, path: str) -> str:
+        st = os.stat(path)
+        key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        hit = self.entries.get(path)
+        if isinstance(hit, list) and hit[:4] == key and isinstance(hit[4], str):
+            return hit[4]
+        sha = sha256_file(Path(path))
+        self.entries[path] = [*key, sha]
+        self.changed = True
+        return sha
+
+    def save(self) -> None:
+        if self.path is not None and self.changed:
+            from repro import atomic
+
+            try:
+                atomic.write_text(self.path, json.dumps(self.entries, separators=(",", ":")))
+            except OSError:
+                pass  # a cache that cannot be written only costs time next run
+
+
+def capture_executed(modules: dict[str, ModuleType] | None = None, cache: Path | None = None) -> ExecutedCode:
+    """Fingerprint every module in ``modules`` (default: ``sys.modules``) that has a file.
+
+    ``cache``: a JSON file of file digests by stat signature, reused between runs (see
+    :class:`_DigestCache`); None hashes every file.
+    """
     modules = dict(sys.modules if modules is None else modules)
-    by_dist: dict[str, tuple[importlib.metadata.Distribution, list[tuple[str, str]], list[FileDigest]]] = {}
+    digests = _DigestCache(cache)
+    by_dist: dict[str, tuple[_Dist, list[tuple[str, str]], list[FileDigest]]] = {}
     std: list[tuple[str, str]] = []
     loose: dict[str, FileDigest] = {}
     seen: set[str] = set()
@@ -141,8 +214,8 @@ def capture_executed(modules: dict[str, ModuleType] | None = None) -> ExecutedCo
         spec = getattr(module, "__spec__", None)
         name = spec.name if spec is not None and spec.name else key
         root = _import_root(name, path)
-        relative = os.path.relpath(path, root).replace(os.sep, "/")
-        sha = sha256_file(Path(path))
+        relative = path[len(root):].lstrip(os.sep).replace(os.sep, "/")  # root is a prefix of path
+        sha = digests.sha256(path)
         if _is_stdlib(root):
             std.append((relative, sha))
             continue
@@ -151,17 +224,18 @@ def capture_executed(modules: dict[str, ModuleType] | None = None) -> ExecutedCo
             loose[relative] = FileDigest(path=relative, sha256=sha, size=os.path.getsize(path))
             continue
         dist, recorded = owner
-        entry = by_dist.setdefault(_name_version(dist)[0], (dist, [], []))
+        entry = by_dist.setdefault(dist.name_version[0], (dist, [], []))
         entry[1].append((relative, sha))
-        if recorded is not None and recorded != sha:
+        if recorded.startswith("sha256=") and recorded != _record_hash(sha):
             entry[2].append(FileDigest(path=relative, sha256=sha, size=os.path.getsize(path)))
     distributions = [
         DistributionCode(name=STDLIB, version=platform.python_version(), files=len(std), sha256=_digest(std))
     ] if std else []
     for name, (dist, items, modified) in sorted(by_dist.items(), key=lambda kv: kv[0].lower()):
         distributions.append(DistributionCode(
-            name=name, version=_name_version(dist)[1], files=len(items), sha256=_digest(items),
+            name=name, version=dist.name_version[1], files=len(items), sha256=_digest(items),
             packages=sorted({p.split("/", 1)[0].split(".")[0] for p, _ in items}),
             modified=sorted(modified, key=lambda f: f.path),
         ))
+    digests.save()
     return ExecutedCode(distributions=distributions, files=sorted(loose.values(), key=lambda f: f.path))
