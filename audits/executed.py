@@ -34,10 +34,12 @@ def _top(path: str) -> str:
 
 
 def trainer_files(entry: str) -> tuple[str, ...]:
-    """Path prefixes of the trainer's own module (``mymod:Cls`` -> ``mymod.py``, ``mymod/``)."""
+    """Path prefixes of the trainer's own code: its module (``mymod:Cls`` -> ``mymod.py``,
+    ``mymod/``) and, for a plugin package, the whole top-level package (not repro's own)."""
     module = entry.split(":", 1)[0]
     base = module.replace(".", "/")
-    return (f"{base}.py", f"{base}/", f"{module.split('.')[0]}/")
+    top = module.split(".", 1)[0]
+    return (f"{base}.py", f"{base}/") + ((f"{top}/",) if top != "repro" and "." in module else ())
 
 
 def _file_label(path: str, trainer: tuple[str, ...]) -> str:

@@ -45,11 +45,12 @@ class VariationResult(ReportRecord):
     condition: str = Field(description="What was changed, e.g. 'threads 2 → 1'.")
     status: Status
     sensitive: bool | None = Field(description="True when the numbers differ at all; None if not run.")
-    first_difference_step: int | None = Field(description="First step whose loss (or another quantity) differs.")
-    first_difference_ulps: int | None
+    first_difference_step: int | None = Field(description="First step at which any compared quantity differs.")
+    first_difference_in: str | None = Field(description="Which quantity differs first: loss, grad_norm, batch, ...")
+    first_difference_ulps: int | None = Field(description="Units in the last place of that first difference.")
     first_beyond_tolerance_step: int | None
     max_abs_diff: float | None = Field(description="Largest absolute loss difference.")
-    max_ulps: int | None
+    max_ulps: int | None = Field(description="Largest difference in ulps over every per-step quantity.")
     batches_identical: bool | None
     checkpoints: list[CheckpointComparison] = Field(description="Checkpoints both reruns made, tensor by tensor.")
     note: str | None = Field(None, description="Why a variation was not available.")
@@ -95,23 +96,31 @@ def _judge(name: str, condition: str, ref_steps: list[StepRecord], new_steps: li
     verdicts = [s.verdict for s in series] + [c.verdict for c in checkpoints]
     verdicts += [] if batches.identical else ["diverged"]
     status = max(verdicts, key=_SEVERITY.__getitem__)
-    firsts = [s.first_difference_step for s in series if s.first_difference_step is not None]
-    firsts += [s.unmatched[0] for s in series if s.unmatched]
+    firsts: list[tuple[int, str, int | None]] = [
+        (s.first_difference_step, s.name, s.first_difference_ulps) for s in series if s.first_difference_step is not None
+    ]
+    firsts += [(s.unmatched[0], f"{s.name} (step on one side only)", None) for s in series if s.unmatched]
     if not batches.identical and batches.first_difference_step is not None:
-        firsts.append(batches.first_difference_step)
+        firsts.append((batches.first_difference_step, "batch", None))
+    first = min(firsts, key=lambda f: f[0]) if firsts else None
+    ckpt = next((c for c in checkpoints if c.verdict != "bitwise"), None)
+    if first is None and ckpt is not None:
+        first = (ckpt.step, "checkpoint tensors", None)
     beyond = [s.first_beyond_tolerance_step for s in series if s.first_beyond_tolerance_step is not None]
     return VariationResult(
         name=name, condition=condition, status=status, sensitive=status != "bitwise",  # type: ignore[arg-type]
-        first_difference_step=min(firsts) if firsts else None, first_difference_ulps=losses.first_difference_ulps,
+        first_difference_step=first[0] if first else None, first_difference_in=first[1] if first else None,
+        first_difference_ulps=first[2] if first else None,
         first_beyond_tolerance_step=min(beyond) if beyond else None, max_abs_diff=losses.max_abs_diff,
-        max_ulps=losses.max_ulps, batches_identical=batches.identical, checkpoints=checkpoints,
+        max_ulps=max(s.max_ulps for s in series), batches_identical=batches.identical, checkpoints=checkpoints,
     )
 
 
 def _unavailable(name: str, reason: str) -> VariationResult:
     return VariationResult(
         name=name, condition=f"{name}: not available", status="not_available", sensitive=None,
-        first_difference_step=None, first_difference_ulps=None, first_beyond_tolerance_step=None,
+        first_difference_step=None, first_difference_in=None, first_difference_ulps=None,
+        first_beyond_tolerance_step=None,
         max_abs_diff=None, max_ulps=None, batches_identical=None, checkpoints=[], note=f"not available: {reason}",
     )
 
@@ -187,7 +196,9 @@ def _report(path: Path, checked: integrity.IntegrityResult, steps: int, tol: Tol
     parts = []
     if sensitive:
         parts.append("sensitive to " + ", ".join(
-            f"{r.name} ({r.status.replace('_', ' ')} from step {r.first_difference_step})" for r in results if r.sensitive))
+            f"{r.name} ({r.status.replace('_', ' ')}: {r.first_difference_in} differs from step "
+            f"{r.first_difference_step}, at most {r.max_ulps} ulp{'s' if r.max_ulps != 1 else ''})"
+            for r in results if r.sensitive))
     if immune:
         parts.append("immune to " + ", ".join(immune) + " (bitwise)")
     if unavailable:

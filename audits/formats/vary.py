@@ -21,16 +21,20 @@ def _num(x: float | int | None) -> str:
 
 
 def _row(table: Table, r: VariationResult) -> None:
-    meaning = {None: "-", True: "sensitive", False: "immune"}[r.sensitive]
+    if r.name == "control":
+        meaning = "does not reproduce" if r.status == "diverged" else "reproduces"
+    else:
+        meaning = {None: "-", True: "sensitive", False: "immune"}[r.sensitive]
+    first = "-" if r.first_difference_step is None else f"{r.first_difference_in} at {r.first_difference_step}"
     table.add_row(r.name, r.condition, Text(r.status.replace("_", " "), _STYLE[r.status]), meaning,
-                  _num(r.first_difference_step), _num(r.max_abs_diff), _num(r.max_ulps), r.note or "")
+                  first, _num(r.max_abs_diff), _num(r.max_ulps), r.note or "")
 
 
 def print_vary(report: VaryReport, console: Console) -> None:
     """The table of variations and the one-line verdict."""
     table = Table(title=f"repro audit --vary: {report.manifest.path}, first {report.steps} steps",
                   title_justify="left")
-    for col in ("variation", "condition", "vs control", "the run is", "first diff. step", "max |Δloss|",
+    for col in ("variation", "condition", "vs control", "the run is", "first difference", "max |Δloss|",
                 "max ulps", "note"):
         table.add_column(col, overflow="fold")
     _row(table, report.control)
@@ -54,7 +58,8 @@ def vary_junit_xml(report: VaryReport) -> bytes:
     for r in [report.control, *report.variations]:
         case = ET.SubElement(suite, "testcase", name=r.name, classname=cls, time="0")
         detail = f"{r.condition}: {r.status}" + (
-            f", first difference at step {r.first_difference_step}" if r.first_difference_step else "")
+            f", first difference in {r.first_difference_in} at step {r.first_difference_step}, at most "
+            f"{r.max_ulps} ulps" if r.first_difference_step else "")
         if r.status == "not_available":
             ET.SubElement(case, "skipped", message=r.note or "not available")
         elif r.name == "control" and r.status == "diverged":

@@ -28,6 +28,7 @@ import sysconfig
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from repro.hashing import sha256_file
 from repro.manifest import DistributionCode, ExecutedCode, FileDigest
@@ -42,19 +43,16 @@ def _module_file(module: ModuleType) -> str | None:
     file = getattr(module, "__file__", None)
     if not isinstance(file, str) or not file.endswith(_SUFFIXES):
         return None  # built-in, frozen, namespace package, or a module made in memory
-    return file if os.path.isfile(file) else None
+    return file
 
 
 def _import_root(name: str, path: str) -> str:
     """The folder the module was imported from: ``path`` minus one folder per dotted part."""
     depth = name.count(".") + (1 if os.path.basename(path).startswith("__init__.") else 0)
-    root = os.path.dirname(path)
-    for _ in range(depth):
-        parent = os.path.dirname(root)
-        if parent == root:
-            return os.path.dirname(path)  # the layout does not match the name: the file's folder
-        root = parent
-    return root
+    parts = path.rsplit(os.sep, depth + 1)
+    if len(parts) < depth + 2 or not parts[0]:
+        return os.path.dirname(path)  # the layout does not match the name: the file's folder
+    return parts[0]
 
 
 @lru_cache(maxsize=None)
@@ -157,14 +155,32 @@ def _digest(items: list[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-class _DigestCache:
-    """File digests keyed by (size, mtime, ctime, inode), kept between processes, as git's index
-    does: re-hashing ~2,000 unchanged module files on every run would cost more than the 2% budget.
-    An edit changes ``ctime`` (which no user call can set back), so a changed file is re-hashed."""
+@lru_cache(maxsize=None)
+def _dist_at(info: str) -> _Dist:
+    return _Dist(info)
+
+
+@lru_cache(maxsize=None)
+def _record_key(info: str) -> list[int]:
+    """Stat signature of a RECORD: a reinstall or upgrade changes it."""
+    try:
+        st = os.stat(os.path.join(info, "RECORD"))
+    except OSError:
+        return []
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+class _FileCache:
+    """What is known about each module file, by its stat signature (size, mtime, ctime, inode),
+    kept between processes as git's index does: its SHA-256, where it belongs (standard library,
+    a distribution, none) and whether it still matches the distribution's RECORD. Re-hashing ~2,000
+    unchanged files and re-reading torch's 19,000-line RECORD on every run would cost more than
+    the overhead budget. An edit changes ``ctime`` (no user call can set it back), a reinstall
+    changes the RECORD's signature: either makes the entry stale."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.entries: dict[str, list[object]] = {}
+        self.entries: dict[str, dict[str, Any]] = {}
         self.changed = False
         if path is not None:
             try:
@@ -173,16 +189,25 @@ class _DigestCache:
             except (OSError, ValueError):
                 self.entries = {}
 
-    def sha256(self, path: str) -> str:
+    def lookup(self, path: str, root: str, relative: str) -> dict[str, Any]:
+        """``{"sha", "size", "kind": std|dist|loose, "info", "ok"}`` for one module file."""
         st = os.stat(path)
         key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
         hit = self.entries.get(path)
-        if isinstance(hit, list) and hit[:4] == key and isinstance(hit[4], str):
-            return hit[4]
-        sha = sha256_file(Path(path))
-        self.entries[path] = [*key, sha]
+        if (isinstance(hit, dict) and hit.get("k") == key and hit.get("root") == root
+                and (hit.get("kind") != "dist" or hit.get("rk") == _record_key(hit.get("info", "")))):
+            return hit
+        sha = hit["sha"] if isinstance(hit, dict) and hit.get("k") == key else sha256_file(Path(path))
+        entry: dict[str, Any] = {"k": key, "root": root, "sha": sha, "size": st.st_size, "kind": "loose"}
+        if _is_stdlib(root):
+            entry["kind"] = "std"
+        elif (owner := _owner(_realpath(root), relative)) is not None:
+            dist, recorded = owner
+            entry.update(kind="dist", info=dist.info, rk=_record_key(dist.info),
+                         ok=not recorded.startswith("sha256=") or recorded == _record_hash(sha))
+        self.entries[path] = entry
         self.changed = True
-        return sha
+        return entry
 
     def save(self) -> None:
         if self.path is not None and self.changed:
@@ -197,11 +222,11 @@ class _DigestCache:
 def capture_executed(modules: dict[str, ModuleType] | None = None, cache: Path | None = None) -> ExecutedCode:
     """Fingerprint every module in ``modules`` (default: ``sys.modules``) that has a file.
 
-    ``cache``: a JSON file of file digests by stat signature, reused between runs (see
-    :class:`_DigestCache`); None hashes every file.
+    ``cache``: a JSON file of what is known about each file by its stat signature, reused between
+    runs (see :class:`_FileCache`); None hashes and classifies every file afresh.
     """
     modules = dict(sys.modules if modules is None else modules)
-    digests = _DigestCache(cache)
+    files = _FileCache(cache)
     by_dist: dict[str, tuple[_Dist, list[tuple[str, str]], list[FileDigest]]] = {}
     std: list[tuple[str, str]] = []
     loose: dict[str, FileDigest] = {}
@@ -215,19 +240,21 @@ def capture_executed(modules: dict[str, ModuleType] | None = None, cache: Path |
         name = spec.name if spec is not None and spec.name else key
         root = _import_root(name, path)
         relative = path[len(root):].lstrip(os.sep).replace(os.sep, "/")  # root is a prefix of path
-        sha = digests.sha256(path)
-        if _is_stdlib(root):
+        try:
+            found = files.lookup(path, root, relative)
+        except OSError:
+            continue  # the file is gone (e.g. a module made from a temporary file)
+        sha = found["sha"]
+        if found["kind"] == "std":
             std.append((relative, sha))
-            continue
-        owner = _owner(_realpath(root), relative)
-        if owner is None:
-            loose[relative] = FileDigest(path=relative, sha256=sha, size=os.path.getsize(path))
-            continue
-        dist, recorded = owner
-        entry = by_dist.setdefault(dist.name_version[0], (dist, [], []))
-        entry[1].append((relative, sha))
-        if recorded.startswith("sha256=") and recorded != _record_hash(sha):
-            entry[2].append(FileDigest(path=relative, sha256=sha, size=os.path.getsize(path)))
+        elif found["kind"] == "loose":
+            loose[relative] = FileDigest(path=relative, sha256=sha, size=found["size"])
+        else:
+            dist = _dist_at(found["info"])
+            entry = by_dist.setdefault(dist.name_version[0], (dist, [], []))
+            entry[1].append((relative, sha))
+            if not found["ok"]:
+                entry[2].append(FileDigest(path=relative, sha256=sha, size=found["size"]))
     distributions = [
         DistributionCode(name=STDLIB, version=platform.python_version(), files=len(std), sha256=_digest(std))
     ] if std else []
@@ -237,5 +264,5 @@ def capture_executed(modules: dict[str, ModuleType] | None = None, cache: Path |
             packages=sorted({p.split("/", 1)[0].split(".")[0] for p, _ in items}),
             modified=sorted(modified, key=lambda f: f.path),
         ))
-    digests.save()
+    files.save()
     return ExecutedCode(distributions=distributions, files=sorted(loose.values(), key=lambda f: f.path))
