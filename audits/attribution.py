@@ -72,7 +72,7 @@ def _weights_untouched(losses: SeriesComparison, checkpoints: list[CheckpointCom
 
 def attribute(
     verdict: str, losses: SeriesComparison, series: list[SeriesComparison], batches: BatchComparison,
-    checkpoints: list[CheckpointComparison], differences: list[Difference], code_known: bool = True,
+    checkpoints: list[CheckpointComparison], differences: list[Difference], *, code_known: bool = True,
 ) -> Attribution:
     """The likely cause of the comparison's result; ``differences`` must be ranked already.
 

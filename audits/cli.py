@@ -159,8 +159,8 @@ def cmd_vary(args: argparse.Namespace, options: Any) -> int:
                              "condition at a time")
     handler = _progress(args)
     try:
-        report = run_vary(Path(args.manifest), names, options.steps, options.trusted_keys, options.tolerance,
-                          options.work_dir, handler)
+        report = run_vary(Path(args.manifest), names, steps=options.steps, trusted_keys=options.trusted_keys,
+                          tolerance=options.tolerance, work_dir=options.work_dir, on_event=handler)
     finally:
         handler.close()
     print_vary(report, out_console)

@@ -66,9 +66,9 @@ class DiffReport(ReportRecord):
     attribution: Attribution
 
 
-def _d(category: str, field: str, a: object, b: object, likelihood: str, note: str | None = None) -> Difference:
+def _d(category: str, field: str, a: object, b: object, likelihood: str) -> Difference:
     return Difference(category=category, field=field, recorded=None if a is None else str(a),
-                      here=None if b is None else str(b), likelihood=likelihood, note=note)  # type: ignore[arg-type]
+                      here=None if b is None else str(b), likelihood=likelihood)  # type: ignore[arg-type]
 
 
 _SETTINGS: dict[str, tuple[str, str]] = {
@@ -144,7 +144,8 @@ def run_diff(a_path: Path, b_path: Path, trusted_keys: Path | None = None,
     b_ckpts = {c.step: c for c in b.checkpoints}
     checkpoints = [
         tensors.compare_checkpoint(c.step, va.loaded.folder / c.path, c.tensors,
-                                   vb.loaded.folder / b_ckpts[c.step].path, b_ckpts[c.step].tensors, tol, device_changed)
+                                   vb.loaded.folder / b_ckpts[c.step].path, b_ckpts[c.step].tensors, tol,
+                                   device_changed)
         for c in a.checkpoints if c.step in b_ckpts
     ]
     series = [*others, validation]
@@ -157,10 +158,10 @@ def run_diff(a_path: Path, b_path: Path, trusted_keys: Path | None = None,
         *differences.code_differences(a.code, b.code),
     ], a.executed, b.executed, a.run.trainer.entry)
     found = differences.rank(weighed)
-    cause = attribution.attribute(verdict, losses, series, batches, checkpoints, found, code_known)
+    cause = attribution.attribute(verdict, losses, series, batches, checkpoints, found, code_known=code_known)
     return DiffReport(
         tool_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        a=_info(Path(a_path), va), b=_info(Path(b_path), vb), tolerance=tol, verdict=verdict,  # type: ignore[arg-type]
+        a=_info(Path(a_path), va), b=_info(Path(b_path), vb), tolerance=tol, verdict=verdict,
         reproduced=verdict != "diverged", summary=_summary(verdict, losses, checkpoints, cause.summary),
         steps_compared=losses.compared, losses=losses, series=series, batches=batches, steps=details,
         validation=val_details, checkpoints=checkpoints,
@@ -196,4 +197,4 @@ def write_diff_schema(folder: Path) -> Path:
 
 
 if __name__ == "__main__":
-    print(write_diff_schema(Path(sys.argv[1] if len(sys.argv) > 1 else "docs")))
+    sys.stdout.write(f"{write_diff_schema(Path(sys.argv[1] if len(sys.argv) > 1 else 'docs'))}\n")

@@ -28,8 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("a", metavar="A.json", help="the first run's manifest (the reference)")
     p.add_argument("b", metavar="B.json", help="the second run's manifest")
     p.add_argument("--trusted-keys", metavar="FILE", help="trust list: both runs must be signed by a listed key")
-    p.add_argument("--atol", type=float, default=DEFAULT_LOSS_ATOL, help=f"absolute tolerance per step (default {DEFAULT_LOSS_ATOL:g})")
-    p.add_argument("--rtol", type=float, default=DEFAULT_LOSS_RTOL, help=f"relative tolerance per step (default {DEFAULT_LOSS_RTOL:g})")
+    p.add_argument("--atol", type=float, default=DEFAULT_LOSS_ATOL,
+                   help=f"absolute tolerance per step (default {DEFAULT_LOSS_ATOL:g})")
+    p.add_argument("--rtol", type=float, default=DEFAULT_LOSS_RTOL,
+                   help=f"relative tolerance per step (default {DEFAULT_LOSS_RTOL:g})")
     p.add_argument("--grad-rtol", type=float, default=DEFAULT_GRAD_RTOL,
                    help=f"relative tolerance on gradient norms (default {DEFAULT_GRAD_RTOL:g})")
     p.add_argument("--tensor-rtol", type=float, default=DEFAULT_TENSOR_RTOL,

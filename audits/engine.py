@@ -144,7 +144,7 @@ def run_audit(manifest_path: Path, options: AuditOptions | None = None,
         *differences.code_differences(m.code, code_here),
     ], m.executed, runs[0].result.executed, m.run.trainer.entry)
     found = differences.rank(weighed)
-    cause = attribution.attribute(verdict, losses, series, batches, checkpoints, found, code_known)
+    cause = attribution.attribute(verdict, losses, series, batches, checkpoints, found, code_known=code_known)
     clock.append(time.perf_counter())
     return AuditReport(
         tool_version=__version__,

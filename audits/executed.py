@@ -141,11 +141,9 @@ def mark_unimported(differences: Iterable[Difference], recorded: ExecutedCode | 
         return list(differences)
     out = []
     for d in differences:
-        if d.field.startswith("package ") and d.category == "packages":
-            name = _norm(d.field.removeprefix("package "))
-            if name not in a and name not in b:
-                d = d.model_copy(update={"likelihood": "none", "note": UNIMPORTED_NOTE})
-        out.append(d)
+        name = _norm(d.field.removeprefix("package "))
+        unused = d.field.startswith("package ") and d.category == "packages" and name not in a and name not in b
+        out.append(d.model_copy(update={"likelihood": "none", "note": UNIMPORTED_NOTE}) if unused else d)
     return out
 
 

@@ -87,9 +87,11 @@ def parse_variations(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _judge(name: str, condition: str, ref_steps: list[StepRecord], new_steps: list[StepRecord],
-           ref_val: list[ValidationRecord], new_val: list[ValidationRecord],
-           checkpoints: list[CheckpointComparison], tolerance: Tolerance) -> VariationResult:
+def _judge(name: str, condition: str, ref: tuple[list[StepRecord], list[ValidationRecord]],
+           new: tuple[list[StepRecord], list[ValidationRecord]], checkpoints: list[CheckpointComparison], *,
+           tolerance: Tolerance) -> VariationResult:
+    """One rerun (``new``: steps, validation) against a reference one."""
+    (ref_steps, ref_val), (new_steps, new_val) = ref, new
     losses, others, batches, _ = comparison.compare_steps(ref_steps, new_steps, tolerance)
     validation, _ = comparison.compare_validation(ref_val, new_val, tolerance)
     series = [losses, *others, validation]
@@ -97,7 +99,8 @@ def _judge(name: str, condition: str, ref_steps: list[StepRecord], new_steps: li
     verdicts += [] if batches.identical else ["diverged"]
     status = max(verdicts, key=_SEVERITY.__getitem__)
     firsts: list[tuple[int, str, int | None]] = [
-        (s.first_difference_step, s.name, s.first_difference_ulps) for s in series if s.first_difference_step is not None
+        (s.first_difference_step, s.name, s.first_difference_ulps)
+        for s in series if s.first_difference_step is not None
     ]
     firsts += [(s.unmatched[0], f"{s.name} (step on one side only)", None) for s in series if s.unmatched]
     if not batches.identical and batches.first_difference_step is not None:
@@ -108,7 +111,7 @@ def _judge(name: str, condition: str, ref_steps: list[StepRecord], new_steps: li
         first = (ckpt.step, "checkpoint tensors", None)
     beyond = [s.first_beyond_tolerance_step for s in series if s.first_beyond_tolerance_step is not None]
     return VariationResult(
-        name=name, condition=condition, status=status, sensitive=status != "bitwise",  # type: ignore[arg-type]
+        name=name, condition=condition, status=status, sensitive=status != "bitwise",
         first_difference_step=first[0] if first else None, first_difference_in=first[1] if first else None,
         first_difference_ulps=first[2] if first else None,
         first_beyond_tolerance_step=min(beyond) if beyond else None, max_abs_diff=losses.max_abs_diff,
@@ -135,7 +138,7 @@ def _plan(resolved: ResolvedRun, condition: Condition) -> ResolvedRun:
                        settings=settings, config=resolved.config)
 
 
-def run_vary(manifest_path: Path, names: list[str], steps: int | None = None, trusted_keys: Path | None = None,
+def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None, trusted_keys: Path | None = None,
              tolerance: Tolerance | None = None, work_dir: Path | None = None,
              on_event: EventHandler | None = None) -> VaryReport:
     """Rerun the recorded configuration as recorded and once per variation; compare each with the control."""
@@ -154,8 +157,8 @@ def run_vary(manifest_path: Path, names: list[str], steps: int | None = None, tr
         if on_event is not None:
             on_event({"event": "notice", "message": message})
 
-    with rerun.work_folder(work_dir) as work:
-        work = work.resolve()
+    with rerun.work_folder(work_dir) as kept:
+        work = kept.resolve()  # the cwd variation runs elsewhere: every path the job names is absolute
         notify(f"control: steps 1-{stop} as recorded")
         control = rerun.rerun(resolved, loaded, work / "control", None, stop, on_event)
         ref_steps, ref_val = control.result.steps, control.result.validation
@@ -163,8 +166,9 @@ def run_vary(manifest_path: Path, names: list[str], steps: int | None = None, tr
             tensors.compare_checkpoint(c.step, loaded.folder / c.path, c.tensors, made[0], made[1], tol, False)
             for c in m.checkpoints if (made := control.checkpoint(c.step)) is not None
         ]
-        recorded = _judge("control", "as recorded (vs the record)", [s for s in m.steps if s.step <= stop], ref_steps,
-                          [v for v in m.validation if v.step <= stop], ref_val, control_ckpts, tol)
+        recorded = _judge("control", "as recorded (vs the record)",
+                          ([s for s in m.steps if s.step <= stop], [v for v in m.validation if v.step <= stop]),
+                          (ref_steps, ref_val), control_ckpts, tolerance=tol)
         results = []
         for name, condition in conditions.items():
             if isinstance(condition, str):
@@ -174,21 +178,24 @@ def run_vary(manifest_path: Path, names: list[str], steps: int | None = None, tr
             folder = work / f"vary-{name}"
             folder.mkdir(parents=True, exist_ok=True)
             plan = _plan(resolved, condition)
-            made = rerun.rerun(plan, loaded, folder, None, stop, on_event, condition.env, condition.working_dir(folder))
+            varied = rerun.rerun(plan, loaded, folder, None, stop, on_event, extra_env=condition.env,
+                               cwd=condition.working_dir(folder))
             device_changed = plan.settings.device != resolved.settings.device
             ckpts = []
             for saved in control.result.checkpoints:
-                other = made.checkpoint(saved.step)
+                other = varied.checkpoint(saved.step)
                 if other is not None:
                     ckpts.append(tensors.compare_checkpoint(saved.step, Path(saved.path), saved.tensors, other[0],
                                                             other[1], tol, device_changed))
-            results.append(_judge(name, condition.description, ref_steps, made.result.steps, ref_val,
-                                  made.result.validation, ckpts, tol))
-    return _report(manifest_path, checked, stop, tol, recorded, results)
+            results.append(_judge(name, condition.description, (ref_steps, ref_val),
+                                  (varied.result.steps, varied.result.validation), ckpts, tolerance=tol))
+    return _report(manifest_path, checked, stop, tol, [recorded, *results])
 
 
-def _report(path: Path, checked: integrity.IntegrityResult, steps: int, tol: Tolerance, control: VariationResult,
-            results: list[VariationResult]) -> VaryReport:
+def _report(path: Path, checked: integrity.IntegrityResult, steps: int, tol: Tolerance,
+            rows: list[VariationResult]) -> VaryReport:
+    """The report: ``rows`` are the control, then the variations."""
+    control, results = rows[0], rows[1:]
     m = checked.loaded.manifest
     sensitive = [r.name for r in results if r.sensitive]
     immune = [r.name for r in results if r.sensitive is False]
@@ -234,4 +241,4 @@ def write_vary_schema(folder: Path) -> Path:
 
 
 if __name__ == "__main__":
-    print(write_vary_schema(Path(sys.argv[1] if len(sys.argv) > 1 else "docs")))
+    sys.stdout.write(f"{write_vary_schema(Path(sys.argv[1] if len(sys.argv) > 1 else 'docs'))}\n")

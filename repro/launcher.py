@@ -31,7 +31,7 @@ def _error_class(name: str) -> type[errors.ReproError]:
     return errors.ReproError
 
 
-def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | None = None,
+def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | None = None, *,
            extra_env: Mapping[str, str] | None = None, cwd: Path | None = None) -> JobResult:
     """Run ``job`` in a child process; return its result or raise the error it reported.
 

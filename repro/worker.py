@@ -142,11 +142,12 @@ def run_job(job: Job, events: _Events) -> JobResult:
 
     # Last, so modules imported lazily during training are included.
     fingerprint_start = time.perf_counter()
-    executed = capture_executed(cache=Path(job.cache_dir) / "module-digests.json")
+    executed = capture_executed(cache_file=Path(job.cache_dir) / "module-digests.json")
     fingerprint_seconds = time.perf_counter() - fingerprint_start
     files = sum(d.files for d in executed.distributions) + len(executed.files)
-    print(f"repro: fingerprinted {files} imported module files in {fingerprint_seconds:.3f} s "
-          f"(training {train_seconds:.3f} s)", flush=True)
+    sys.stdout.write(f"repro: fingerprinted {files} imported module files in {fingerprint_seconds:.3f} s "
+                     f"(training {train_seconds:.3f} s)\n")
+    sys.stdout.flush()
     return JobResult(
         environment=environment,
         executed=executed,

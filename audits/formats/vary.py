@@ -76,7 +76,8 @@ def vary_junit_xml(report: VaryReport) -> bytes:
                       failures=suite.get("failures", "0"))
     root.append(suite)
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"
 
 
 def write_vary_junit(report: VaryReport, path: Path) -> None:

@@ -19,13 +19,14 @@ the distribution's version and its extension modules stand for them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import platform
 import sys
 import sysconfig
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -55,16 +56,16 @@ def _import_root(name: str, path: str) -> str:
     return parts[0]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stdlib_roots() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     return tuple({os.path.realpath(paths[k]) + os.sep for k in ("stdlib", "platstdlib") if k in paths})
 
 
-_realpath = lru_cache(maxsize=None)(os.path.realpath)
+_realpath = cache(os.path.realpath)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _is_stdlib(root: str) -> bool:
     real = os.path.realpath(root) + os.sep
     return real.startswith(_stdlib_roots()) and "site-packages" not in real.split(os.sep)
@@ -118,7 +119,7 @@ class _Dist:
         return {line.split("/", 1)[0].split(",", 1)[0].split(".")[0] for line in self.text("RECORD").splitlines()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _distributions_in(root: str) -> dict[str, list[_Dist]]:
     """Top-level import name -> the distributions installed in ``root`` that provide it (cached)."""
     out: dict[str, list[_Dist]] = {}
@@ -140,7 +141,7 @@ def _record_hash(sha_hex: str) -> str:
 
 def _owner(root: str, relative: str) -> tuple[_Dist, str] | None:
     """The distribution whose RECORD lists ``relative`` under ``root``, with the recorded hash field."""
-    top = relative.split("/", 1)[0].split(".")[0]
+    top = relative.split("/", 1)[0].split(".", 1)[0]
     for dist in _distributions_in(root).get(top, []):
         recorded = dist.record.get(relative)
         if recorded is not None:
@@ -155,12 +156,12 @@ def _digest(items: list[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dist_at(info: str) -> _Dist:
     return _Dist(info)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _record_key(info: str) -> list[int]:
     """Stat signature of a RECORD: a reinstall or upgrade changes it."""
     try:
@@ -213,20 +214,18 @@ class _FileCache:
         if self.path is not None and self.changed:
             from repro import atomic
 
-            try:
+            with contextlib.suppress(OSError):  # a cache that cannot be written only costs time next run
                 atomic.write_text(self.path, json.dumps(self.entries, separators=(",", ":")))
-            except OSError:
-                pass  # a cache that cannot be written only costs time next run
 
 
-def capture_executed(modules: dict[str, ModuleType] | None = None, cache: Path | None = None) -> ExecutedCode:
+def capture_executed(modules: dict[str, ModuleType] | None = None, cache_file: Path | None = None) -> ExecutedCode:
     """Fingerprint every module in ``modules`` (default: ``sys.modules``) that has a file.
 
-    ``cache``: a JSON file of what is known about each file by its stat signature, reused between
+    ``cache_file``: a JSON file of what is known about each file by its stat signature, reused between
     runs (see :class:`_FileCache`); None hashes and classifies every file afresh.
     """
     modules = dict(sys.modules if modules is None else modules)
-    files = _FileCache(cache)
+    files = _FileCache(cache_file)
     by_dist: dict[str, tuple[_Dist, list[tuple[str, str]], list[FileDigest]]] = {}
     std: list[tuple[str, str]] = []
     loose: dict[str, FileDigest] = {}

@@ -111,7 +111,8 @@ def test_an_edited_or_shadowed_file_of_an_installed_distribution_is_named(
     _edit(module)  # edited in site-packages: the RECORD still has the installed hash
     code, report = _audit(out, tmp_path / "edited.json")
     assert code == 1
-    assert report["attribution"]["causes"][0] == "tinymlp.py differs from the installed tinymlp-plugin 1.2.3 as recorded"
+    expected = "tinymlp.py differs from the installed tinymlp-plugin 1.2.3 as recorded"
+    assert report["attribution"]["causes"][0] == expected
     module.write_bytes(original)
 
     vendor = tmp_path / "vendor"  # an edited copy placed first on the path shadows the installed one
