@@ -74,8 +74,10 @@ def _loose(recorded: list[FileDigest], here: list[FileDigest], trainer: tuple[st
         elif path in a and path in b:
             out.append(_diff(f"file {path}", _short(a[path]), _short(b[path]), "high", _file_label(path, trainer)))
         else:
+            # Usually a lazy import on a path only one side took (a prefix audit stops before
+            # validation); a changed file shows as a change, not here.
             side = "the recording" if path in a else "the rerun"
-            out.append(_diff(f"file {path}", _short(a.get(path)), _short(b.get(path)), "medium",
+            out.append(_diff(f"file {path}", _short(a.get(path)), _short(b.get(path)), "low",
                              f"code imported only by {side}: {path}"))
     return out
 
@@ -96,9 +98,9 @@ def _distribution(a: DistributionCode, b: DistributionCode, explained: set[str])
                              f"{path} differs from {what} as recorded"))
     if not out and _norm(a.name) not in explained:
         what = ("Python standard library" if a.name == STDLIB else a.name) + f" {a.version}"
-        out.append(_diff(f"files of {a.name}", f"{a.files} files", f"{b.files} files",
-                         "high" if a.name == STDLIB else "medium",
-                         f"{what}: the loaded module files differ (another set of modules, or edited files)"))
+        # No loaded file differs from its RECORD hash: another set of modules was imported.
+        out.append(_diff(f"files of {a.name}", f"{a.files} files", f"{b.files} files", "low",
+                         f"{what}: another set of its modules was imported"))
     return out
 
 
@@ -128,7 +130,7 @@ def executed_differences(recorded: ExecutedCode | None, here: ExecutedCode | Non
             assert d is not None
             side = "the recording" if a is not None else "the rerun"
             out.append(_diff(f"package {d.name} imported", f"{a.version}" if a else "(not imported)",
-                             f"{b.version}" if b else "(not imported)", "medium",
+                             f"{b.version}" if b else "(not imported)", "low",
                              f"{d.name} was imported only by {side}"))
     return out
 

@@ -142,7 +142,12 @@ def _record_hash(sha_hex: str) -> str:
 def _owner(root: str, relative: str) -> tuple[_Dist, str] | None:
     """The distribution whose RECORD lists ``relative`` under ``root``, with the recorded hash field."""
     top = relative.split("/", 1)[0].split(".", 1)[0]
-    for dist in _distributions_in(root).get(top, []):
+    candidates = _distributions_in(root).get(top, [])
+    if not candidates and "/" not in relative:
+        # A module file at the top of site-packages that no top_level.txt names (an editable
+        # install's finder, for one): ask every distribution's RECORD there.
+        candidates = [d for ds in _distributions_in(root).values() for d in ds]
+    for dist in candidates:
         recorded = dist.record.get(relative)
         if recorded is not None:
             return dist, recorded
