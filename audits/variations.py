@@ -29,13 +29,15 @@ class Condition:
     env: dict[str, str] = field(default_factory=dict)
     move: bool = False
 
-    def working_dir(self, folder: Path) -> Path | None:
-        """The training process's working directory for a rerun writing to ``folder``."""
-        if not self.move:
-            return None
-        where = folder / ELSEWHERE
+    def rerun_folder(self, folder: Path) -> Path:
+        """Where the rerun writes (its checkpoints, log, tokenizer): deeper when paths are varied."""
+        where = folder / ELSEWHERE if self.move else folder
         where.mkdir(parents=True, exist_ok=True)
         return where
+
+    def working_dir(self, folder: Path) -> Path | None:
+        """The training process's working directory for a rerun writing to ``folder``."""
+        return folder if self.move else None
 
 
 @dataclass(frozen=True)

@@ -175,8 +175,7 @@ def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None,
                 results.append(_unavailable(name, condition))
                 continue
             notify(f"{name}: {condition.description}")
-            folder = work / f"vary-{name}"
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = condition.rerun_folder(work / f"vary-{name}")
             plan = _plan(resolved, condition)
             varied = rerun.rerun(plan, loaded, folder, None, stop, on_event, extra_env=condition.env,
                                cwd=condition.working_dir(folder))
