@@ -9,9 +9,12 @@ The evidence, in the order it is weighed:
    that step are bit-identical. Numeric nondeterminism does not leave weights untouched: the
    recorded numbers were most likely edited.
 4. **Environment or code** differences ranked by :mod:`audits.differences`: the top ones.
-5. Nothing differs and the rerun still differs: nondeterminism in the trainer, a bug. When the
+5. Nothing differs and the rerun still differs: nondeterminism in the trainer, a bug, but only
+   when the code both processes executed is known to be identical (the executed-code
+   fingerprint); a manifest without one cannot rule out a code change outside git. When the
    losses jump from bit-identical to far apart in one step (float drift starts at an ulp and
-   grows), edited records are named as the other candidate.
+   grows), edited records are named as the other candidate. Differences of likelihood ``none``
+   (packages the training never imported) are never offered as causes.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ _LABELS = {
 
 def label(difference: Difference) -> str:
     """A difference in a few words: ``torch 2.13.0 → 2.14.1``."""
+    if difference.category == "code" and difference.note and not difference.field.startswith("code."):
+        return difference.note  # executed-code differences say it in words: "trainer code changed: x.py"
     name = _LABELS.get(difference.field) or difference.field.split(".", 1)[-1]
     if difference.field.startswith(("package ", "data file ")):
         name = difference.field
@@ -67,9 +72,12 @@ def _weights_untouched(losses: SeriesComparison, checkpoints: list[CheckpointCom
 
 def attribute(
     verdict: str, losses: SeriesComparison, series: list[SeriesComparison], batches: BatchComparison,
-    checkpoints: list[CheckpointComparison], differences: list[Difference],
+    checkpoints: list[CheckpointComparison], differences: list[Difference], *, code_known: bool = True,
 ) -> Attribution:
-    """The likely cause of the comparison's result; ``differences`` must be ranked already."""
+    """The likely cause of the comparison's result; ``differences`` must be ranked already.
+
+    ``code_known``: both sides recorded the code they executed, so "nothing differs" includes code.
+    """
     relevant = [d for d in differences if d.likelihood in ("certain", "high", "medium")]
     if verdict == "bitwise":
         if relevant:
@@ -100,15 +108,22 @@ def attribute(
         kind = "code" if numeric[0].category in ("code", "trainer") else "environment"
         return Attribution(kind=kind, summary=f"{first}; " + "; ".join(label(d) for d in numeric[:3]),
                            causes=[label(d) for d in numeric])
-    low = [label(d) for d in differences]
-    summary = (f"{first}; the environment is identical and the rerun still differs: nondeterminism in the "
-               "trainer, a bug")
-    if low:
-        summary = (f"{first}; only differences unlikely to matter ({'; '.join(low[:2])}): most likely "
-                   "nondeterminism in the trainer, a bug")
-    causes = ["nondeterminism in the trainer (a bug)"]
+    low = [label(d) for d in differences if d.likelihood == "low"]
+    if not code_known:
+        summary = (f"{first}; no recorded difference, but the code the training process executed was not "
+                   "recorded on both sides: an unrecorded code change (outside git) or nondeterminism in the "
+                   "trainer")
+        causes = ["an unrecorded code change", "nondeterminism in the trainer (a bug)"]
+    elif low:
+        summary = (f"{first}; code, data and config identical; only differences unlikely to change numbers "
+                   f"({'; '.join(low[:2])}): rule them out, else nondeterminism in the trainer (a bug)")
+        causes = [*low, "nondeterminism in the trainer (a bug)"]
+    else:
+        summary = (f"{first}; the code executed, data, config and environment are identical and the rerun "
+                   "still differs: nondeterminism in the trainer, a bug")
+        causes = ["nondeterminism in the trainer (a bug)"]
     if _abrupt(losses):
         summary += (f" (or edited records: the losses jump from bit-identical to {losses.first_difference_ulps} "
                     "ulps apart in one step, which float drift does not do)")
         causes.append("edited or fabricated records")
-    return Attribution(kind="nondeterminism", summary=summary, causes=[*causes, *low])
+    return Attribution(kind="nondeterminism" if code_known else "unknown", summary=summary, causes=causes)

@@ -56,6 +56,10 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
                    help="also scan the recorded environment with pip-audit (informational; the gate enforces policy)")
     p.add_argument("--osv-url", metavar="URL", help="OSV-compatible mirror for the scan (default: pip-audit's PyPI service)")
     p.add_argument("--work-dir", metavar="DIR", help="keep the rerun's checkpoints and log here (default: temporary)")
+    p.add_argument("--vary", metavar="LIST",
+                   help="rerun a prefix (--steps, default 20) as recorded and once per changed condition: "
+                        "threads, hashseed, cwd, locale, timezone, device, or all; report what the run is "
+                        "sensitive to (schema: docs/vary-report.schema.json)")
     p.set_defaults(func=cmd_audit)
 
 
@@ -111,6 +115,63 @@ def _scan_settings(args: argparse.Namespace) -> Any:
         raise UsageError(f"--osv-url {args.osv_url}: {exc.errors()[0]['msg']}") from exc
 
 
+def _progress(args: argparse.Namespace) -> Any:
+    """An event handler that prints notices and shows a training bar; ``.close()`` ends the bar."""
+    from repro.console import TrainingProgress, err_console
+
+    class Handler:
+        def __init__(self) -> None:
+            self.progress: TrainingProgress | None = None
+
+        def __call__(self, event: dict[str, Any]) -> None:
+            if event.get("event") == "notice":
+                self.close()  # one bar per rerun
+                err_console.print(f"[bold]audit:[/] {event['message']}", highlight=False)
+                return
+            if self.progress is None:
+                self.progress = TrainingProgress(f"audit {Path(args.manifest).name}")
+                self.progress.__enter__()
+            self.progress(event)
+
+        def close(self) -> None:
+            if self.progress is not None:
+                self.progress.__exit__(None, None, None)
+                self.progress = None
+
+    return Handler()
+
+
+def cmd_vary(args: argparse.Namespace, options: Any) -> int:
+    """``--vary``: rerun under changed conditions; 0 if the control reproduces the record, else 1."""
+    from repro.audits.formats.vary import print_vary, write_vary_json, write_vary_junit
+    from repro.audits.vary import parse_variations, run_vary
+    from repro.cli import EXIT_NOT_REPRODUCED, EXIT_OK
+    from repro.console import err_console, out_console
+    from repro.errors import UsageError
+
+    names = parse_variations(args.vary)
+    for flag, value in (("--segments", args.segments), ("--device", args.device), ("--threads", args.threads),
+                        ("--plot", args.plot), ("--scan-vulnerabilities", args.scan_vulnerabilities or None),
+                        ("--allow-data-change", args.allow_data_change or None)):
+        if value is not None:
+            raise UsageError(f"--vary and {flag} exclude each other: --vary reruns as recorded and changes one "
+                             "condition at a time")
+    handler = _progress(args)
+    try:
+        report = run_vary(Path(args.manifest), names, steps=options.steps, trusted_keys=options.trusted_keys,
+                          tolerance=options.tolerance, work_dir=options.work_dir, on_event=handler)
+    finally:
+        handler.close()
+    print_vary(report, out_console)
+    if args.json:
+        write_vary_json(report, Path(args.json))
+        err_console.print(f"wrote {args.json}", highlight=False)
+    if args.junit:
+        write_vary_junit(report, Path(args.junit))
+        err_console.print(f"wrote {args.junit}", highlight=False)
+    return EXIT_OK if report.reproduced else EXIT_NOT_REPRODUCED
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit a manifest; print the report; write the requested files; 0 if reproduced, else 1."""
     from repro.audits.engine import audit_verified, check_options
@@ -122,6 +183,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     options = _options(args)
     check_options(options)
     _check_outputs(args)
+    if args.vary is not None:
+        return cmd_vary(args, options)
     settings = _scan_settings(args) if args.scan_vulnerabilities else None
     progress = TrainingProgress(f"audit {Path(args.manifest).name}")
     started = False

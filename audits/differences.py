@@ -23,7 +23,7 @@ CATEGORY_ORDER = (
     "device", "torch", "cuda", "blas", "cpu", "threads", "determinism", "hashseed",
     "code", "data", "trainer", "packages", "platform", "tool",
 )
-_LIKELIHOOD_ORDER: dict[str, int] = {"certain": 0, "high": 1, "medium": 2, "low": 3}
+_LIKELIHOOD_ORDER: dict[str, int] = {"certain": 0, "high": 1, "medium": 2, "low": 3, "none": 4}
 
 NUMERIC_PACKAGES = frozenset({
     "numpy", "scipy", "sentencepiece", "tokenizers", "safetensors", "triton", "mkl", "intel-openmp",

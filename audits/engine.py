@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from repro import __version__
-from repro.audits import attribution, comparison, differences, integrity, rerun, spotcheck, tensors
+from repro.audits import attribution, comparison, differences, executed, integrity, rerun, spotcheck, tensors
 from repro.audits.options import AuditOptions
 from repro.audits.report import (
     AuditReport,
@@ -30,7 +30,7 @@ from repro.capture.git import capture_code
 from repro.config import ResolvedRun
 from repro.errors import CouldNotCheckError, UsageError
 from repro.launcher import EventHandler
-from repro.manifest import RunManifest
+from repro.manifest import RunManifest, incomplete_marker, replaced_folder, run_folder
 from repro.verify import VerifyResult
 
 _SEVERITY = {"bitwise": 0, "within_tolerance": 1, "diverged": 2}
@@ -120,7 +120,11 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
         _notify(on_event, f"data differs before the rerun: {change.kind} {change.path} {change.status}")
     clock.append(time.perf_counter())
     plan = _plan(m, options)
-    code_here = capture_code(Path(options.code_path or Path.cwd()))
+    # The run's own outputs (and the audit's work folder) are not code, tracked by git or not.
+    path = Path(manifest_path)
+    outputs = [path, run_folder(path), incomplete_marker(path), replaced_folder(path),
+               *([options.work_dir] if options.work_dir else [])]
+    code_here = capture_code(Path(options.code_path or Path.cwd()), exclude=outputs)
     clock.append(time.perf_counter())
 
     with rerun.work_folder(options.work_dir) as work:
@@ -149,14 +153,15 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
 
     env_here = runs[0].result.environment
     assert env_here is not None  # a successful job always reports its environment
-    found = differences.rank([
+    weighed, code_known = executed.refine([
         *data_found,
         *differences.run_differences(m.run, plan.resolved.trainer, plan.resolved.settings.device,
                                      plan.resolved.config.model_dump(mode="json"), __version__),
         *differences.environment_differences(m.environment, env_here),
         *differences.code_differences(m.code, code_here),
-    ])
-    cause = attribution.attribute(verdict, losses, series, batches, checkpoints, found)
+    ], m.executed, runs[0].result.executed, m.run.trainer.entry)
+    found = differences.rank(weighed)
+    cause = attribution.attribute(verdict, losses, series, batches, checkpoints, found, code_known=code_known)
     clock.append(time.perf_counter())
     return AuditReport(
         tool_version=__version__,

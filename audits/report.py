@@ -25,8 +25,9 @@ Verdict = Literal["bitwise", "within_tolerance", "diverged"]
 """``bitwise``: every compared bit equal. ``within_tolerance``: every difference inside the
 documented thresholds and the same batches. ``diverged``: anything else."""
 
-Likelihood = Literal["certain", "high", "medium", "low"]
-"""How likely a difference between recorded and here is to change the numbers."""
+Likelihood = Literal["certain", "high", "medium", "low", "none"]
+"""How likely a difference between recorded and here is to change the numbers (``none``: it cannot,
+e.g. a package the training process never imported)."""
 
 Mode = Literal["full", "prefix", "spot-check"]
 
@@ -169,7 +170,7 @@ class Difference(ReportRecord):
 class Attribution(ReportRecord):
     """The most likely cause of what the comparison found."""
 
-    kind: Literal["none", "data", "data_order", "environment", "code", "nondeterminism", "records"]
+    kind: Literal["none", "data", "data_order", "environment", "code", "nondeterminism", "records", "unknown"]
     summary: str = Field(description="One line, e.g. 'first difference at step 2, 1 ulp; threads 2 → 1'.")
     causes: list[str] = Field(description="Candidate causes, most likely first.")
 

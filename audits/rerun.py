@@ -115,7 +115,8 @@ def work_folder(keep: Path | None) -> Iterator[Path]:
 
 def rerun(
     resolved: ResolvedRun, loaded: LoadedManifest, folder: Path, start: CheckpointRecord | None,
-    stop: int, on_event: EventHandler | None = None,
+    stop: int, on_event: EventHandler | None = None, *, extra_env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Rerun:
     """Train from ``start`` (a recorded checkpoint, hash-verified; None: from scratch) to ``stop``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,7 @@ def rerun(
         overrides["start_checkpoint_sha256"] = start.sha256
     job = build_job(resolved, folder, scratch, **overrides)
     began = time.perf_counter()
-    result = launch(job, scratch / "job.json", folder / "train.log", on_event)
+    result = launch(job, scratch / "job.json", folder / "train.log", on_event, extra_env=extra_env, cwd=cwd)
     seconds = time.perf_counter() - began
     expected_start = start.step if start is not None else 0
     if result.start_step != expected_start:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from repro import __version__, attest_cli, errors, show_cli
-from repro.audits import gate_cli  # CLI wiring only: the core never imports audits
+from repro.audits import diff_cli, gate_cli  # CLI wiring only: the core never imports audits
 from repro.audits.cli import add_audit_command
 
 EXIT_OK, EXIT_NOT_REPRODUCED, EXIT_USAGE, EXIT_INTEGRITY, EXIT_COULD_NOT_CHECK = 0, 1, 2, 3, 4
@@ -194,7 +194,7 @@ def cmd_trainers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_verify, _add_keygen, _add_trainers, attest_cli.add_parser, show_cli.add_parser, gate_cli.add_parser, add_audit_command]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_verify, _add_keygen, _add_trainers, attest_cli.add_parser, show_cli.add_parser, gate_cli.add_parser, add_audit_command, diff_cli.add_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

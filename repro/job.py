@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.checkpoint import SavedCheckpoint
-from repro.manifest import DataSource, EnvironmentRecord, FileDigest, RunSettings, StepRecord, ValidationRecord
+from repro.manifest import DataSource, EnvironmentRecord, ExecutedCode, FileDigest, RunSettings, StepRecord, ValidationRecord
 
 
 class JobModel(BaseModel):
@@ -67,6 +67,7 @@ class JobTiming(JobModel):
     checkpoint_seconds: float
     capture_seconds: float
     step_seconds: list[float]
+    fingerprint_seconds: float = Field(0.0, description="Fingerprinting the executed code (in capture_seconds).")
 
 
 class JobResult(JobModel):
@@ -79,4 +80,5 @@ class JobResult(JobModel):
     validation: list[ValidationRecord] = Field(default_factory=list)
     checkpoints: list[SavedCheckpoint] = Field(default_factory=list)
     timing: JobTiming | None = None
+    executed: ExecutedCode | None = None
     failure: WorkerFailure | None = None

@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,19 @@ def _error_class(name: str) -> type[errors.ReproError]:
     return errors.ReproError
 
 
-def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | None = None) -> JobResult:
-    """Run ``job`` in a child process; return its result or raise the error it reported."""
+def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | None = None, *,
+           extra_env: Mapping[str, str] | None = None, cwd: Path | None = None) -> JobResult:
+    """Run ``job`` in a child process; return its result or raise the error it reported.
+
+    ``extra_env`` and ``cwd`` change the child's conditions on purpose (``repro audit --vary``).
+    """
     atomic.write_text(job_path, job.model_dump_json(indent=1))
     # A result left by an earlier attempt (e.g. a run killed after its child finished) must not
     # be mistaken for this child's.
     Path(job.result_path).unlink(missing_ok=True)
     read_fd, write_fd = os.pipe()
     env = controlled_environment(job.settings)
+    env.update(extra_env or {})
     env["REPRO_EVENT_FD"] = str(write_fd)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -46,7 +51,7 @@ def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | No
             proc = subprocess.Popen(
                 [sys.executable, "-m", "repro.worker", str(job_path)],
                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,),
+                pass_fds=(write_fd,), cwd=cwd,
             )
             os.close(write_fd)
             write_fd = -1

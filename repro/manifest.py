@@ -124,6 +124,30 @@ class FileDigest(Record):
     size: int
 
 
+class DistributionCode(Record):
+    """An installed distribution's modules that the training process imported."""
+
+    name: str = Field(description="Distribution name ('python-stdlib': the standard library).")
+    version: str
+    files: int = Field(description="How many of its module files were loaded.")
+    packages: list[str] = Field(default_factory=list, description="Top-level import names of the loaded files.")
+    sha256: str = Field(description="SHA-256 over the sorted (path, SHA-256) of the loaded files.")
+    modified: list[FileDigest] = Field(
+        default_factory=list,
+        description="Loaded files whose bytes differ from the distribution's RECORD (edited after install).",
+    )
+
+
+class ExecutedCode(Record):
+    """Every module the training process imported, fingerprinted at the end of training."""
+
+    distributions: list[DistributionCode] = Field(description="One digest per distribution imported from.")
+    files: list[FileDigest] = Field(
+        description="Modules in no distribution (plugins on PYTHONPATH, the project's own code), by path "
+                    "relative to their import root."
+    )
+
+
 class DataSource(Record):
     """Where the data came from: an installed distribution, a path on disk, or the trainer itself."""
 
@@ -211,6 +235,9 @@ class ManifestBody(Record):
     checkpoints: list[CheckpointRecord]
     artifacts: list[FileDigest] = Field(description="Other files (e.g. the SBOM), manifest-relative.")
     timing: Timing
+    executed: ExecutedCode | None = Field(
+        None, description="The code the training process imported; None in manifests made before it was recorded."
+    )
 
 
 class RunManifest(ManifestBody):

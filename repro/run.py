@@ -233,5 +233,6 @@ def _assemble(
             step_seconds=step_seconds,
             resumed_from_step=result.start_step if result.start_step else None,
         ),
+        executed=result.executed,
     )
     return sign_manifest(body, key)

@@ -59,6 +59,7 @@ def _call(trainer_name: str, what: str, func: Any, *args: Any) -> Any:
 def run_job(job: Job, events: _Events) -> JobResult:
     """Run a job in this process (which must have the controlled environment)."""
     from repro.capture.environment import capture_environment
+    from repro.capture.modules import capture_executed
     from repro.determinism import apply_determinism, load_rng_state_tensors, rng_state_tensors
     from repro.registry import import_reference
     from repro.trainer_api import TrainerContext
@@ -139,8 +140,17 @@ def run_job(job: Job, events: _Events) -> JobResult:
             ckpt_seconds += ckpt.seconds
             events.emit(event="checkpoint", step=step, seconds=ckpt.seconds)
 
+    # Last, so modules imported lazily during training are included.
+    fingerprint_start = time.perf_counter()
+    executed = capture_executed(cache_file=Path(job.cache_dir) / "module-digests.json")
+    fingerprint_seconds = time.perf_counter() - fingerprint_start
+    files = sum(d.files for d in executed.distributions) + len(executed.files)
+    sys.stdout.write(f"repro: fingerprinted {files} imported module files in {fingerprint_seconds:.3f} s "
+                     f"(training {train_seconds:.3f} s)\n")
+    sys.stdout.flush()
     return JobResult(
         environment=environment,
+        executed=executed,
         data=DataResult(
             source=summary.source, files=summary.files, corpus_sha256=summary.corpus_sha256,
             tokenizer_path=str(summary.tokenizer_file) if summary.tokenizer_file else None,
@@ -153,8 +163,8 @@ def run_job(job: Job, events: _Events) -> JobResult:
         checkpoints=saved,
         timing=JobTiming(
             setup_seconds=setup_seconds, train_seconds=train_seconds, eval_seconds=eval_seconds,
-            checkpoint_seconds=ckpt_seconds, capture_seconds=capture_seconds,
-            step_seconds=step_seconds,
+            checkpoint_seconds=ckpt_seconds, capture_seconds=capture_seconds + fingerprint_seconds,
+            step_seconds=step_seconds, fingerprint_seconds=fingerprint_seconds,
         ),
     )
 

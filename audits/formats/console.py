@@ -7,13 +7,42 @@ evenly spaced steps between); ``--json`` has every step.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from repro.audits.report import AuditReport, StepDetail
+from repro.audits.report import (
+    Attribution,
+    AuditReport,
+    BatchComparison,
+    CheckpointComparison,
+    Difference,
+    SeriesComparison,
+    StepDetail,
+)
 from repro.hashing import short_digest
+
+
+class Compared(Protocol):
+    """What the tables below read: an audit's report, or ``repro diff``'s."""
+
+    @property
+    def losses(self) -> SeriesComparison: ...
+    @property
+    def series(self) -> list[SeriesComparison]: ...
+    @property
+    def batches(self) -> BatchComparison: ...
+    @property
+    def steps(self) -> list[StepDetail]: ...
+    @property
+    def checkpoints(self) -> list[CheckpointComparison]: ...
+    @property
+    def differences(self) -> list[Difference]: ...
+    @property
+    def attribution(self) -> Attribution: ...
 
 _VERDICT_STYLE = {
     "bitwise": ("REPRODUCED: bitwise", "bold green"),
@@ -80,7 +109,7 @@ def verdict_panel(report: AuditReport) -> Panel:
     return Panel(body, title="repro audit", title_align="left", border_style=style.split()[-1])
 
 
-def _chosen_steps(report: AuditReport) -> list[StepDetail]:
+def _chosen_steps(report: Compared) -> list[StepDetail]:
     rows = report.steps
     if report.losses.verdict == "bitwise" and report.batches.identical and len(rows) > 6:
         return [*rows[:3], *rows[-2:]]  # nothing to see between: every step is identical
@@ -95,13 +124,13 @@ def _chosen_steps(report: AuditReport) -> list[StepDetail]:
     return [d for d in rows if d.step in wanted][:MAX_STEP_ROWS + 10]
 
 
-def loss_table(report: AuditReport) -> Table:
-    """Per-step losses, recorded vs rerun, with exact differences and ulps."""
+def loss_table(report: Compared, sides: str = "recorded vs rerun") -> Table:
+    """Per-step losses, recorded vs rerun (or A vs B), with exact differences and ulps."""
     rows = _chosen_steps(report)
     caption = None if len(rows) == len(report.steps) else f"{len(rows)} of {len(report.steps)} steps shown; --json has all"
-    table = _table("losses: recorded vs rerun",
-                   ["step", "recorded", "rerun", "|Δ|", "rel. Δ", "ulps", "batch", "status"],
-                   right=("step", "recorded", "rerun", "|Δ|", "rel. Δ", "ulps"), caption=caption)
+    left, _, right = sides.partition(" vs ")
+    table = _table(f"losses: {sides}", ["step", left, right, "|Δ|", "rel. Δ", "ulps", "batch", "status"],
+                   right=("step", left, right, "|Δ|", "rel. Δ", "ulps"), caption=caption)
     for d in rows:
         if d.abs_diff == 0 and d.batch_match and not d.other_differences and d.ulps == 0:
             status = Text("identical", "green")
@@ -115,7 +144,7 @@ def loss_table(report: AuditReport) -> Table:
     return table
 
 
-def series_table(report: AuditReport) -> Group:
+def series_table(report: Compared) -> Group:
     """Each compared quantity in one line (verdict, identical steps, largest difference), then how
     each one that differs evolves, in words under the table (so the table fits 80 columns)."""
     table = _table("per-step quantities", ["quantity", "verdict", "identical", "max |Δ|", "first beyond tol."],
@@ -138,7 +167,7 @@ def series_table(report: AuditReport) -> Group:
 _STATUS_ORDER = ("differs", "missing_in_rerun", "only_in_rerun", "device_only", "within_tolerance")
 
 
-def tensor_table(report: AuditReport) -> Group:
+def tensor_table(report: Compared) -> Group:
     """Checkpoints tensor by tensor: a line per checkpoint, then the tensors that differ most,
     one small table per status so the tensor name gets the width (names fold, never cut)."""
     parts: list[RenderableType] = [Text("checkpoints: tensor by tensor", style="italic")]
@@ -166,23 +195,25 @@ def tensor_table(report: AuditReport) -> Group:
     return Group(*parts)
 
 
-def difference_table(report: AuditReport) -> Table:
-    """Recorded vs here, most likely to matter first."""
-    table = _table("environment, code and data: recorded vs here", ["likely", "category", "what", "recorded", "here"])
+def difference_table(report: Compared, sides: str = "recorded vs here") -> Table:
+    """Recorded vs here (or A vs B), most likely to matter first."""
+    left, _, right = sides.partition(" vs ")
+    table = _table(f"environment, code and data: {sides}", ["likely", "category", "what", left, right])
     # The field name is what a reader scans for: keep it whole (the values fold instead).
     table.columns[2].min_width = min(32, max((len(d.field) for d in report.differences), default=4))
     if not report.differences:
         table.add_row("-", "-", "no difference: same environment, code and data", "-", "-")
-    style = {"certain": "bold red", "high": "red", "medium": "yellow", "low": "dim"}
+    style = {"certain": "bold red", "high": "red", "medium": "yellow", "low": "dim", "none": "dim"}
     for d in report.differences[:MAX_DIFFERENCE_ROWS]:
-        table.add_row(Text(d.likelihood, style[d.likelihood]), d.category, d.field, short_digest(d.recorded or "-"),
+        what = d.field + (f": {d.note}" if d.note and (d.category == "code" or d.likelihood == "none") else "")
+        table.add_row(Text(d.likelihood, style[d.likelihood]), d.category, what, short_digest(d.recorded or "-"),
                       short_digest(d.here or "-"))
     if len(report.differences) > MAX_DIFFERENCE_ROWS:
         table.add_row("", "", f"... {len(report.differences) - MAX_DIFFERENCE_ROWS} more (see --json)", "", "")
     return table
 
 
-def cause_panel(report: AuditReport) -> Panel:
+def cause_panel(report: Compared) -> Panel:
     """The likely cause, in words."""
     a = report.attribution
     lines = [a.summary]

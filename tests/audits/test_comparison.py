@@ -143,8 +143,15 @@ def test_attribution_rules() -> None:
     assert attribute("diverged", jump, [], same_batches, moved_ckpt, [_diff("data", "certain"), _diff("device")]).kind == "data"
     assert attribute("diverged", jump, [], other_batches, moved_ckpt, []).kind == "data_order"
     assert attribute("diverged", jump, [], same_batches, bitwise_ckpt, [_diff("threads")]).kind == "records"
-    plain = attribute("diverged", drift, [], same_batches, moved_ckpt, [_diff("platform", "low")])
+    plain = attribute("diverged", drift, [], same_batches, moved_ckpt, [_diff("packages", "none")])
     assert plain.kind == "nondeterminism" and "nondeterminism in the trainer, a bug" in plain.summary
+    assert plain.causes == ["nondeterminism in the trainer (a bug)"]  # an unimported package is no cause
+    low = attribute("diverged", drift, [], same_batches, moved_ckpt, [_diff("platform", "low")])
+    assert low.kind == "nondeterminism" and low.causes == ["x a → b", "nondeterminism in the trainer (a bug)"]
+    assert "nondeterminism in the trainer, a bug" not in low.summary  # not said while something differs
+    unknown = attribute("diverged", drift, [], same_batches, moved_ckpt, [], code_known=False)
+    assert unknown.kind == "unknown" and "an unrecorded code change" in unknown.summary
+    assert "nondeterminism in the trainer, a bug" not in unknown.summary
     abrupt = attribute("diverged", jump, [], same_batches, moved_ckpt, [])
     assert abrupt.kind == "nondeterminism" and "edited records" in abrupt.summary
     assert attribute("bitwise", drift, [], same_batches, [], []).kind == "none"

@@ -1,0 +1,85 @@
+"""The ``--vary`` report as a console table, JSON and JUnit XML (one test case per variation)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from repro import atomic
+from repro.audits.vary import VariationResult, VaryReport
+
+_STYLE = {"bitwise": "green", "within_tolerance": "yellow", "diverged": "red", "not_available": "dim"}
+
+
+def _num(x: float | int | None) -> str:
+    return "-" if x is None else (str(x) if isinstance(x, int) else f"{x:.3g}")
+
+
+def _row(table: Table, r: VariationResult) -> None:
+    if r.name == "control":
+        meaning = "does not reproduce" if r.status == "diverged" else "reproduces"
+    else:
+        meaning = {None: "-", True: "sensitive", False: "immune"}[r.sensitive]
+    first = "-" if r.first_difference_step is None else f"{r.first_difference_in} at {r.first_difference_step}"
+    table.add_row(r.name, r.condition, Text(r.status.replace("_", " "), _STYLE[r.status]), meaning,
+                  first, _num(r.max_abs_diff), _num(r.max_ulps), r.note or "")
+
+
+def print_vary(report: VaryReport, console: Console) -> None:
+    """The table of variations and the one-line verdict."""
+    table = Table(title=f"repro audit --vary: {report.manifest.path}, first {report.steps} steps",
+                  title_justify="left")
+    for col in ("variation", "condition", "vs control", "the run is", "first difference", "max |Δloss|",
+                "max ulps", "note"):
+        table.add_column(col, overflow="fold")
+    _row(table, report.control)
+    for r in report.variations:
+        _row(table, r)
+    style = "green" if report.reproduced else "red"
+    console.print(Group(table, Panel(report.summary, title="sensitivity", title_align="left", border_style=style)))
+
+
+def write_vary_json(report: VaryReport, path: Path) -> None:
+    """Write the report as indented JSON (schema: ``docs/vary-report.schema.json``), atomically."""
+    atomic.write_text(Path(path), report.model_dump_json(indent=1) + "\n")
+
+
+def vary_junit_xml(report: VaryReport) -> bytes:
+    """JUnit XML: the control fails if it does not reproduce the record; a variation the run is
+    sensitive to is reported in its ``<system-out>`` (sensitivity is a finding, not a failure);
+    one that is not available here is skipped."""
+    suite = ET.Element("testsuite", name="repro audit --vary", timestamp=report.created_at)
+    cls = f"repro.vary.{report.manifest.preset or report.manifest.trainer}"
+    for r in [report.control, *report.variations]:
+        case = ET.SubElement(suite, "testcase", name=r.name, classname=cls, time="0")
+        detail = f"{r.condition}: {r.status}" + (
+            f", first difference in {r.first_difference_in} at step {r.first_difference_step}, at most "
+            f"{r.max_ulps} ulps" if r.first_difference_step else "")
+        if r.status == "not_available":
+            ET.SubElement(case, "skipped", message=r.note or "not available")
+        elif r.name == "control" and r.status == "diverged":
+            ET.SubElement(case, "failure", message=detail, type="NotReproduced").text = detail
+        else:
+            ET.SubElement(case, "system-out").text = detail
+    cases = suite.findall("testcase")
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+    suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
+    suite.set("errors", "0")
+    ET.SubElement(suite, "system-out").text = report.summary
+    root = ET.Element("testsuites", name="repro audit --vary", tests=suite.get("tests", "0"),
+                      failures=suite.get("failures", "0"))
+    root.append(suite)
+    ET.indent(root)
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"
+
+
+def write_vary_junit(report: VaryReport, path: Path) -> None:
+    """Write the JUnit XML atomically."""
+    atomic.write_bytes(Path(path), vary_junit_xml(report))

@@ -1,0 +1,243 @@
+"""``repro audit MANIFEST --vary threads,hashseed,…``: what the run is sensitive to, found on purpose.
+
+After the audit's integrity checks, the recorded configuration is rerun once as recorded (the
+control, itself compared with the record) and once per variation (:mod:`repro.audits.variations`),
+over the same short prefix. Each variation is compared with the control exactly as an audit
+compares a rerun with a record: per-step losses and scalars (bits, ulps, tolerance), batch
+fingerprints, validation losses, and checkpoint tensors made by both. A variation whose rerun is
+bit-identical to the control shows the run is immune to that condition; any difference shows it
+is sensitive. The report's JSON Schema is ``docs/vary-report.schema.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from repro import __version__
+from repro.audits import comparison, integrity, rerun, tensors
+from repro.audits.options import Tolerance
+from repro.audits.report import CheckpointComparison, ManifestInfo, ReportRecord
+from repro.audits.variations import VARIATIONS, Condition
+from repro.config import ResolvedRun
+from repro.errors import UsageError
+from repro.launcher import EventHandler
+from repro.manifest import StepRecord, ValidationRecord
+
+VARY_SCHEMA_FILE = "vary-report.schema.json"
+DEFAULT_VARY_STEPS = 20
+"""Steps each variation reruns by default: differences of thread count show within the first ten
+steps of the GPT (docs/audit.md, "Tolerances")."""
+
+Status = Literal["bitwise", "within_tolerance", "diverged", "not_available"]
+_SEVERITY = {"bitwise": 0, "within_tolerance": 1, "diverged": 2}
+
+
+class VariationResult(ReportRecord):
+    """One rerun under a changed condition, compared with the control (or the control with the record)."""
+
+    name: str = Field(description="Variation name, or 'control' (the rerun as recorded, vs the record).")
+    condition: str = Field(description="What was changed, e.g. 'threads 2 → 1'.")
+    status: Status
+    sensitive: bool | None = Field(description="True when the numbers differ at all; None if not run.")
+    first_difference_step: int | None = Field(description="First step at which any compared quantity differs.")
+    first_difference_in: str | None = Field(description="Which quantity differs first: loss, grad_norm, batch, ...")
+    first_difference_ulps: int | None = Field(description="Units in the last place of that first difference.")
+    first_beyond_tolerance_step: int | None
+    max_abs_diff: float | None = Field(description="Largest absolute loss difference.")
+    max_ulps: int | None = Field(description="Largest difference in ulps over every per-step quantity.")
+    batches_identical: bool | None
+    checkpoints: list[CheckpointComparison] = Field(description="Checkpoints both reruns made, tensor by tensor.")
+    note: str | None = Field(None, description="Why a variation was not available.")
+
+
+class VaryReport(ReportRecord):
+    """The result of ``repro audit --vary`` (schema version 1)."""
+
+    schema_version: Literal[1] = 1
+    kind: Literal["repro.vary-report"] = "repro.vary-report"
+    tool_version: str
+    created_at: str
+    manifest: ManifestInfo
+    steps: int = Field(description="Steps each rerun ran (a prefix of the recorded run).")
+    tolerance: Tolerance
+    control: VariationResult = Field(description="The rerun as recorded, compared with the record.")
+    variations: list[VariationResult]
+    sensitive_to: list[str]
+    immune_to: list[str]
+    not_available: list[str]
+    reproduced: bool = Field(description="Whether the control reproduced the record (bitwise or within tolerance).")
+    summary: str
+
+
+def parse_variations(text: str) -> list[str]:
+    """``threads,hashseed`` (or ``all``) -> variation names, checked against the registry."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return list(VARIATIONS)
+    unknown = [n for n in names if n not in VARIATIONS]
+    if unknown or not names:
+        raise UsageError(f"--vary {text}: unknown variation {', '.join(unknown) or '(none)'}; "
+                         f"choose from {', '.join(VARIATIONS)} or all")
+    return list(dict.fromkeys(names))
+
+
+def _judge(name: str, condition: str, ref: tuple[list[StepRecord], list[ValidationRecord]],
+           new: tuple[list[StepRecord], list[ValidationRecord]], checkpoints: list[CheckpointComparison], *,
+           tolerance: Tolerance) -> VariationResult:
+    """One rerun (``new``: steps, validation) against a reference one."""
+    (ref_steps, ref_val), (new_steps, new_val) = ref, new
+    losses, others, batches, _ = comparison.compare_steps(ref_steps, new_steps, tolerance)
+    validation, _ = comparison.compare_validation(ref_val, new_val, tolerance)
+    series = [losses, *others, validation]
+    verdicts = [s.verdict for s in series] + [c.verdict for c in checkpoints]
+    verdicts += [] if batches.identical else ["diverged"]
+    status = max(verdicts, key=_SEVERITY.__getitem__)
+    firsts: list[tuple[int, str, int | None]] = [
+        (s.first_difference_step, s.name, s.first_difference_ulps)
+        for s in series if s.first_difference_step is not None
+    ]
+    firsts += [(s.unmatched[0], f"{s.name} (step on one side only)", None) for s in series if s.unmatched]
+    if not batches.identical and batches.first_difference_step is not None:
+        firsts.append((batches.first_difference_step, "batch", None))
+    first = min(firsts, key=lambda f: f[0]) if firsts else None
+    ckpt = next((c for c in checkpoints if c.verdict != "bitwise"), None)
+    if first is None and ckpt is not None:
+        first = (ckpt.step, "checkpoint tensors", None)
+    beyond = [s.first_beyond_tolerance_step for s in series if s.first_beyond_tolerance_step is not None]
+    return VariationResult(
+        name=name, condition=condition, status=status, sensitive=status != "bitwise",
+        first_difference_step=first[0] if first else None, first_difference_in=first[1] if first else None,
+        first_difference_ulps=first[2] if first else None,
+        first_beyond_tolerance_step=min(beyond) if beyond else None, max_abs_diff=losses.max_abs_diff,
+        max_ulps=max(s.max_ulps for s in series), batches_identical=batches.identical, checkpoints=checkpoints,
+    )
+
+
+def _unavailable(name: str, reason: str) -> VariationResult:
+    return VariationResult(
+        name=name, condition=f"{name}: not available", status="not_available", sensitive=None,
+        first_difference_step=None, first_difference_in=None, first_difference_ulps=None,
+        first_beyond_tolerance_step=None,
+        max_abs_diff=None, max_ulps=None, batches_identical=None, checkpoints=[], note=f"not available: {reason}",
+    )
+
+
+def _plan(resolved: ResolvedRun, condition: Condition) -> ResolvedRun:
+    if not condition.settings:
+        return resolved
+    settings = resolved.settings.model_copy(update=condition.settings)
+    if settings.device == "cuda":
+        rerun.check_cuda()
+    return ResolvedRun(trainer=resolved.trainer, trainer_class=resolved.trainer_class, preset=resolved.preset,
+                       settings=settings, config=resolved.config)
+
+
+def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None, trusted_keys: Path | None = None,
+             tolerance: Tolerance | None = None, work_dir: Path | None = None,
+             on_event: EventHandler | None = None) -> VaryReport:
+    """Rerun the recorded configuration as recorded and once per variation; compare each with the control."""
+    tol = tolerance or Tolerance()
+    checked = integrity.check_integrity(Path(manifest_path), trusted_keys, allow_data_change=False)
+    loaded = checked.loaded
+    m = loaded.manifest
+    resolved = rerun.plan(m, None, None)
+    total = resolved.config.steps
+    if steps is not None and steps > total:
+        raise UsageError(f"--steps {steps}: the run has only {total} steps")
+    stop = steps or min(DEFAULT_VARY_STEPS, total)
+    conditions: dict[str, Condition | str] = {name: VARIATIONS[name].make(m) for name in names}
+
+    def notify(message: str) -> None:
+        if on_event is not None:
+            on_event({"event": "notice", "message": message})
+
+    with rerun.work_folder(work_dir) as kept:
+        work = kept.resolve()  # the cwd variation runs elsewhere: every path the job names is absolute
+        notify(f"control: steps 1-{stop} as recorded")
+        control = rerun.rerun(resolved, loaded, work / "control", None, stop, on_event)
+        ref_steps, ref_val = control.result.steps, control.result.validation
+        control_ckpts = [
+            tensors.compare_checkpoint(c.step, loaded.folder / c.path, c.tensors, made[0], made[1], tol, False)
+            for c in m.checkpoints if (made := control.checkpoint(c.step)) is not None
+        ]
+        recorded = _judge("control", "as recorded (vs the record)",
+                          ([s for s in m.steps if s.step <= stop], [v for v in m.validation if v.step <= stop]),
+                          (ref_steps, ref_val), control_ckpts, tolerance=tol)
+        results = []
+        for name, condition in conditions.items():
+            if isinstance(condition, str):
+                results.append(_unavailable(name, condition))
+                continue
+            notify(f"{name}: {condition.description}")
+            folder = condition.rerun_folder(work / f"vary-{name}")
+            plan = _plan(resolved, condition)
+            varied = rerun.rerun(plan, loaded, folder, None, stop, on_event, extra_env=condition.env,
+                               cwd=condition.working_dir(folder))
+            device_changed = plan.settings.device != resolved.settings.device
+            ckpts = []
+            for saved in control.result.checkpoints:
+                other = varied.checkpoint(saved.step)
+                if other is not None:
+                    ckpts.append(tensors.compare_checkpoint(saved.step, Path(saved.path), saved.tensors, other[0],
+                                                            other[1], tol, device_changed))
+            results.append(_judge(name, condition.description, (ref_steps, ref_val),
+                                  (varied.result.steps, varied.result.validation), ckpts, tolerance=tol))
+    return _report(manifest_path, checked, stop, tol, [recorded, *results])
+
+
+def _report(path: Path, checked: integrity.IntegrityResult, steps: int, tol: Tolerance,
+            rows: list[VariationResult]) -> VaryReport:
+    """The report: ``rows`` are the control, then the variations."""
+    control, results = rows[0], rows[1:]
+    m = checked.loaded.manifest
+    sensitive = [r.name for r in results if r.sensitive]
+    immune = [r.name for r in results if r.sensitive is False]
+    unavailable = [r.name for r in results if r.status == "not_available"]
+    parts = []
+    if sensitive:
+        parts.append("sensitive to " + ", ".join(
+            f"{r.name} ({r.status.replace('_', ' ')}: {r.first_difference_in} differs from step "
+            f"{r.first_difference_step}, at most {r.max_ulps} ulp{'s' if r.max_ulps != 1 else ''})"
+            for r in results if r.sensitive))
+    if immune:
+        parts.append("immune to " + ", ".join(immune) + " (bitwise)")
+    if unavailable:
+        parts.append("not available: " + ", ".join(unavailable))
+    reproduced = control.status != "diverged"
+    head = f"control {control.status.replace('_', ' ')} vs the record over {steps} steps"
+    return VaryReport(
+        tool_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        manifest=ManifestInfo(
+            path=str(path), key_id=checked.key_id, trusted=checked.trusted, trainer=m.run.trainer.name,
+            trainer_version=m.run.trainer.version, preset=m.run.preset, config_sha256=m.run.config_sha256,
+            recorded_steps=len(m.steps), recorded_device=m.run.settings.device,
+            recorded_threads=m.run.settings.threads,
+        ),
+        steps=steps, tolerance=tol, control=control, variations=results, sensitive_to=sensitive,
+        immune_to=immune, not_available=unavailable, reproduced=reproduced,
+        summary="; ".join([head, *parts]),
+    )
+
+
+def vary_schema_text() -> str:
+    """The JSON Schema of :class:`VaryReport` as stable, indented text."""
+    return json.dumps(VaryReport.model_json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def write_vary_schema(folder: Path) -> Path:
+    """Write ``vary-report.schema.json`` into ``folder``."""
+    from repro import atomic
+
+    path = Path(folder) / VARY_SCHEMA_FILE
+    atomic.write_text(path, vary_schema_text())
+    return path
+
+
+if __name__ == "__main__":
+    sys.stdout.write(f"{write_vary_schema(Path(sys.argv[1] if len(sys.argv) > 1 else 'docs'))}\n")
