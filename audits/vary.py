@@ -143,7 +143,8 @@ def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None,
              on_event: EventHandler | None = None) -> VaryReport:
     """Rerun the recorded configuration as recorded and once per variation; compare each with the control."""
     tol = tolerance or Tolerance()
-    checked = integrity.check_integrity(Path(manifest_path), trusted_keys, allow_data_change=False)
+    checked = integrity.check_integrity(integrity.verify_for_audit(Path(manifest_path), trusted_keys),
+                                        allow_data_change=False)
     loaded = checked.loaded
     m = loaded.manifest
     resolved = rerun.plan(m, None, None)

@@ -62,7 +62,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from repro.keys import load_trusted_keys
     from repro.manifest import incomplete_marker
     from repro.pages import Banner, Verification, show_page, write_html
-    from repro.verify import check_artifacts, check_data, verify_manifest
+    from repro.artifacts import check_data, check_run_files
+    from repro.verify import verify_manifest
 
     path = Path(args.manifest)
     trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys else None
@@ -80,7 +81,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         banner = _failure_banner(exc)
         checks = []
         if loaded is not None and isinstance(exc, ArtifactMismatchError | MissingArtifactError):
-            checks = [(c.kind, c.path, c.status) for c in check_data(loaded) + check_artifacts(loaded)]
+            checks = [(c.kind, c.path, c.status)
+                      for c in check_data(loaded.manifest.data) + check_run_files(loaded.manifest, loaded.folder)]
 
     if loaded is not None:
         out_console.print(run_summary(loaded.manifest, str(path), title=f"run: {path}"))

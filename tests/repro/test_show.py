@@ -111,9 +111,10 @@ def test_hostile_strings_in_a_signed_manifest_stay_text(smoke_copy: Path, tmp_pa
 
     _resign(smoke_copy, poison)
     page = tmp_path / "hostile.html"
-    # The checkpoint's tensor list changed, but not its file: verify still passes (the list is metadata).
+    # The tensor list and the package list no longer match the checkpoint and SBOM files, so the
+    # manifest fails verification (3); the page is still written, showing it as unverified, escaped.
     code = main(["show", str(smoke_copy), "--html", str(page)])
-    assert code == 0
+    assert code == 3
     html = page.read_text()
     assert HOSTILE not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in html
