@@ -1,7 +1,7 @@
 """``repro audit``: the command line of the audit engine.
 
 Registered in :data:`repro.cli.COMMANDS` through :func:`add_audit_command`. Errors propagate to
-``repro.cli.main``, which maps them to exit codes; this module maps only the verdict: reproduced
+``repro.cli.main``, which exits with their code (:mod:`repro.errors`); this module maps only the verdict: reproduced
 (``bitwise`` or ``within_tolerance``) exits 0, ``diverged`` exits 1. Heavy imports (pydantic
 models, torch, matplotlib) happen when the command runs, not when ``repro`` starts.
 """
@@ -18,9 +18,9 @@ Rerun the configuration a manifest records, through the same trainer, and judge 
 against it: integrity first (exit 3 if tampered or untrusted), data checked before compute,
 then per-step losses (exact bits), batch fingerprints, checkpoints tensor by tensor and
 validation losses, with the likely cause of any difference. Exit codes: 0 reproduced (bitwise
-or within tolerance), 1 not reproduced, 2 usage or input error, 3 integrity failure, 4 could not
-check (missing artifact or data, changed data, device unavailable, trainer not installed).
-See docs/audit.md."""
+or within tolerance), 1 not reproduced, 2 usage or input error, 3 integrity failure (also a
+changed data file), 4 could not check (missing artifact or data, device unavailable, trainer not
+installed), 70 internal error. See docs/audit.md."""
 
 
 def add_audit_command(sub: argparse._SubParsersAction) -> None:
@@ -116,8 +116,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     """Audit a manifest; print the report; write the requested files; 0 if reproduced, else 1."""
     from repro.audits.engine import run_audit
     from repro.audits.formats.console import print_report
-    from repro.cli import EXIT_NOT_REPRODUCED, EXIT_OK
     from repro.console import TrainingProgress, err_console, out_console
+    from repro.errors import ExitCode
 
     options = _options(args)
     _check_outputs(args)
@@ -159,4 +159,4 @@ def cmd_audit(args: argparse.Namespace) -> int:
         curve = [(s.step, s.loss) for s in load_manifest(Path(args.manifest)).manifest.steps]
         write_plot(report, Path(args.plot), curve)
         err_console.print(f"wrote {args.plot}", highlight=False)
-    return EXIT_OK if report.reproduced else EXIT_NOT_REPRODUCED
+    return ExitCode.OK if report.reproduced else ExitCode.NOT_REPRODUCED

@@ -5,7 +5,7 @@ the checkpoints and other artifacts belong to the recorded run: a changed one is
 failure (exit 3) and a missing one means the audit cannot be done (exit 4), so nothing is rerun.
 The data files belong to *this* machine: they are checked here, before any compute, and a
 difference is reported by file name. By default the audit then stops (:class:`DataChangedError`,
-exit 4: a rerun on other data says nothing about the recorded run); with
+exit 3 as in ``verify``: a rerun on other data says nothing about the recorded run); with
 ``allow_data_change`` it goes on and the data difference is attributed.
 """
 
@@ -15,14 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.audits.report import DataCheck
-from repro.errors import CouldNotCheckError, MissingArtifactError
+from repro.errors import DataChangedError, MissingArtifactError
 from repro.keys import load_trusted_keys
 from repro.manifest import LoadedManifest
 from repro.verify import ArtifactCheck, check_artifacts, check_data, load_authentic, raise_for_checks
 
-
-class DataChangedError(CouldNotCheckError):
-    """Data files here differ from the recorded ones, so a rerun would train on other data."""
+__all__ = ["DataChangedError", "IntegrityResult", "check_integrity"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ def check_integrity(path: Path, trusted_keys: Path | None, allow_data_change: bo
 
     Raises :class:`~repro.errors.SignatureError`, :class:`~repro.errors.UntrustedKeyError` or
     :class:`~repro.errors.ArtifactMismatchError` (exit 3); :class:`MissingArtifactError` for a
-    missing artifact or data file and :class:`DataChangedError` for a changed data file (exit 4).
+    missing artifact or data file (exit 4) and :class:`DataChangedError` for a changed data file (exit 3).
     """
     trusted = load_trusted_keys(trusted_keys) if trusted_keys is not None else None
     # Signature before schema: any edit to a signed manifest is an integrity failure (exit 3).

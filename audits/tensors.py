@@ -10,10 +10,14 @@ Integer tensors (step counters, RNG states) have no tolerance: they match exactl
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from repro.audits.options import Tolerance
 from repro.audits.report import CheckpointComparison, TensorDifference
+from repro.errors import ArtifactMismatchError, ReproError, TrainingProcessError
 
 DEVICE_RNG_PREFIX = "repro.rng.cuda"
 """RNG states that exist only in processes that used CUDA; on one side only when devices differ."""
@@ -53,13 +57,44 @@ def _one_side(name: str, status: str) -> TensorDifference:
                             differing_elements=None, elements=None)
 
 
+def _unreadable(path: Path, step: int, recorded: bool, why: str) -> ReproError:
+    # The recorded file matched its signed SHA-256, so it is what the signer shipped: a file that
+    # is not the tensors the manifest lists is an integrity failure. The rerun's own file: a crash.
+    if recorded:
+        return ArtifactMismatchError(
+            f"checkpoint {path} (step {step}) is not the tensors its manifest records ({why}); "
+            "do not trust this run's checkpoints"
+        )
+    return TrainingProcessError(f"the rerun's checkpoint {path} (step {step}) cannot be read ({why})")
+
+
+@contextmanager
+def _open(path: Path, step: int, recorded: bool) -> Iterator[Any]:
+    """``safe_open`` with every way a file can be malformed turned into a repro error."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        handle = safe_open(str(path), framework="pt")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _unreadable(path, step, recorded, f"not a readable safetensors file: {exc}") from exc
+    with handle as opened:
+        yield opened
+
+
+def _tensor(handle: Any, name: str, path: Path, step: int, recorded: bool) -> torch.Tensor:  # noqa: F821
+    from safetensors import SafetensorError
+
+    try:
+        return handle.get_tensor(name)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _unreadable(path, step, recorded, f"tensor {name!r}: {exc}") from exc
+
+
 def compare_checkpoint(
     step: int, recorded_file: Path, recorded_digests: dict[str, str], rerun_file: Path,
     rerun_digests: dict[str, str], tolerance: Tolerance, device_changed: bool,
 ) -> CheckpointComparison:
     """Compare one checkpoint; tensors whose digests match are identical without being read."""
-    from safetensors import safe_open
-
     names = sorted(set(recorded_digests) | set(rerun_digests))
     identical = [n for n in names if recorded_digests.get(n) == rerun_digests.get(n)]
     differences: list[TensorDifference] = []
@@ -72,9 +107,10 @@ def compare_checkpoint(
         else:
             differences.append(_one_side(name, "only_in_rerun" if name in rerun_digests else "missing_in_rerun"))
     if changed:
-        with safe_open(str(recorded_file), framework="pt") as rec, safe_open(str(rerun_file), framework="pt") as new:
+        with _open(recorded_file, step, recorded=True) as rec, _open(rerun_file, step, recorded=False) as new:
             for name in changed:
-                differences.append(_measure(name, rec.get_tensor(name), new.get_tensor(name), tolerance))
+                differences.append(_measure(name, _tensor(rec, name, recorded_file, step, True),
+                                            _tensor(new, name, rerun_file, step, False), tolerance))
     differences.sort(key=lambda d: (d.status == "device_only", d.status == "within_tolerance", -(d.rel_l2 or 0.0), d.name))
     if any(d.status in ("differs", "missing_in_rerun", "only_in_rerun") for d in differences):
         verdict = "diverged"

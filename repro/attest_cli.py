@@ -22,8 +22,8 @@ def cmd_attest(args: argparse.Namespace) -> int:
     """Verify, then attest."""
     from repro import atomic
     from repro.attest import build_statement, default_output, envelope_bytes, public_key_pem, sign_statement
-    from repro.cli import EXIT_OK
     from repro.console import out_console
+    from repro.errors import ExitCode
     from repro.keys import default_key_path, load_key, load_trusted_keys
     from repro.verify import verify_manifest
 
@@ -41,4 +41,4 @@ def cmd_attest(args: argparse.Namespace) -> int:
         f"[bold green]attested[/] {args.manifest}: {len(statement.subject)} subjects, "
         f"signed by {key.key_id}{signer} -> {out}", highlight=False,
     )
-    return EXIT_OK
+    return ExitCode.OK
