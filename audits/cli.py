@@ -66,7 +66,7 @@ def _options(args: argparse.Namespace) -> Any:
 
     try:
         return AuditOptions(
-            trusted_keys=Path(args.trusted_keys) if args.trusted_keys else None,
+            trusted_keys=Path(args.trusted_keys) if args.trusted_keys is not None else None,
             steps=args.steps, segments=args.segments, seed=args.seed, device=args.device, threads=args.threads,
             tolerance=Tolerance(atol=args.atol, rtol=args.rtol, grad_rtol=args.grad_rtol,
                                 tensor_rtol=args.tensor_rtol),

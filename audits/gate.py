@@ -185,7 +185,12 @@ class Gate:
             reproduction, message = "internal_error", _internal(exc)
         if audit is not None and self.plots_dir is not None:
             plot = self._plot(audit, policy_path)
-        vuln_status, vulns = self._scan(path, policy_path)
+        try:
+            vuln_status, vulns = self._scan(path, policy_path)
+        except errors.ReproError as exc:  # e.g. a contradictory recorded environment: never a pass
+            vuln_status, vulns = "not_scanned", None
+            if reproduction == "reproduced":
+                reproduction, message = _classify(exc), f"vulnerability scan refused: {exc}"
         return ManifestResult(
             manifest=str(policy_path), reproduction=reproduction, message=message, audit=audit,
             vulnerability_status=vuln_status, vulnerabilities=vulns, plot=plot,

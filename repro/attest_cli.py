@@ -27,7 +27,7 @@ def cmd_attest(args: argparse.Namespace) -> int:
     from repro.keys import default_key_path, load_key, load_trusted_keys
     from repro.verify import verify_manifest
 
-    trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys else None
+    trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys is not None else None
     key = load_key(Path(args.key) if args.key else default_key_path())
     # Integrity first: an attestation must never vouch for a changed or untrusted run.
     verified = verify_manifest(Path(args.manifest), trusted)

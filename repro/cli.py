@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 from repro import __version__, errors
 from repro.errors import ExitCode, exit_code_for
@@ -97,7 +97,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from repro.manifest import incomplete_marker
     from repro.verify import verify_manifest
 
-    trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys else None
+    trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys is not None else None
     result = verify_manifest(Path(args.manifest), trusted)
     if incomplete_marker(Path(args.manifest)).exists():
         err_console.print(
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = _Parser(prog="repro", description="Make training runs checkable: record, sign, audit.")
     parser.add_argument("--version", action="version", version=f"repro {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = cast("Subparsers", parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
     for reference in COMMANDS:
         _command(reference)(sub)
     return parser
@@ -231,7 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _interrupted()
     except SystemExit as exc:  # --help and --version, or a library that calls sys.exit
         return exc.code if isinstance(exc.code, int) else (ExitCode.OK if exc.code is None else ExitCode.USAGE)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback, never exit 1
+    except BaseException as exc:  # noqa: BLE001 - the last line of defence: no traceback, never exit 1
+        # BaseException: an extension's panic (pyo3's PanicException) is not an Exception.
+        if isinstance(exc, GeneratorExit):
+            raise
         try:
             return _internal_error(exc)
         except KeyboardInterrupt:
