@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _interrupted()
     except SystemExit as exc:  # --help and --version, or a library that calls sys.exit
         return exc.code if isinstance(exc.code, int) else (ExitCode.OK if exc.code is None else ExitCode.USAGE)
-    except BaseException as exc:  # noqa: BLE001 - the last line of defence: no traceback, never exit 1
+    except BaseException as exc:  # the last line of defence: no traceback, never exit 1
         # BaseException: an extension's panic (pyo3's PanicException) is not an Exception.
         if isinstance(exc, GeneratorExit):
             raise

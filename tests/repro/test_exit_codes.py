@@ -194,7 +194,8 @@ CONDITIONS = [
     Condition(manifest_is_a_folder, ExitCode.USAGE),
     Condition(newer_schema_version, ExitCode.USAGE),
 ]
-ROWS = [(c, command) for c in CONDITIONS for command in COMMANDS if not (c.prepare is untouched and command != "verify")]
+ROWS = [(c, command) for c in CONDITIONS for command in COMMANDS
+        if not (c.prepare is untouched and command != "verify")]
 
 
 @pytest.mark.parametrize(("condition", "command"), ROWS, ids=[f"{c.prepare.__name__}-{cmd}" for c, cmd in ROWS])

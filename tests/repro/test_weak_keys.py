@@ -54,7 +54,8 @@ def test_every_small_order_or_non_canonical_key_is_refused(raw: bytes) -> None:
 def test_generated_keys_are_accepted() -> None:
     for _ in range(50):
         public = Ed25519PrivateKey.generate().public_key()
-        assert public_key_problem(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)) is None
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        assert public_key_problem(raw) is None
 
 
 def _forge(manifest: Path, public: bytes) -> None:
@@ -107,7 +108,9 @@ def test_an_empty_trust_list_is_an_error_never_no_trust_list(
 
 
 @pytest.mark.parametrize("command", ["verify", "audit", "attest"])
-def test_an_empty_trusted_keys_argument_is_an_error(command: str, smoke_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_empty_trusted_keys_argument_is_an_error(
+    command: str, smoke_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([command, str(smoke_run), "--trusted-keys", ""]) == 2
     assert "trust list" in capsys.readouterr().err
 
