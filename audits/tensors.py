@@ -13,17 +13,20 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro.audits.options import Tolerance
 from repro.audits.report import CheckpointComparison, TensorDifference
 from repro.errors import ArtifactMismatchError, ReproError, TrainingProcessError
 
+if TYPE_CHECKING:
+    import torch
+
 DEVICE_RNG_PREFIX = "repro.rng.cuda"
 """RNG states that exist only in processes that used CUDA; on one side only when devices differ."""
 
 
-def _measure(name: str, recorded: torch.Tensor, rerun: torch.Tensor, tolerance: Tolerance) -> TensorDifference:  # noqa: F821
+def _measure(name: str, recorded: torch.Tensor, rerun: torch.Tensor, tolerance: Tolerance) -> TensorDifference:
     import torch
 
     dtype, shape = str(recorded.dtype).removeprefix("torch."), list(recorded.shape)
@@ -81,13 +84,14 @@ def _open(path: Path, step: int, recorded: bool) -> Iterator[Any]:
         yield opened
 
 
-def _tensor(handle: Any, name: str, path: Path, step: int, recorded: bool) -> torch.Tensor:  # noqa: F821
+def _tensor(handle: Any, name: str, path: Path, step: int, recorded: bool) -> torch.Tensor:
     from safetensors import SafetensorError
 
     try:
-        return handle.get_tensor(name)
+        tensor: torch.Tensor = handle.get_tensor(name)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise _unreadable(path, step, recorded, f"tensor {name!r}: {exc}") from exc
+    return tensor
 
 
 def compare_checkpoint(

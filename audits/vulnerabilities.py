@@ -26,7 +26,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -193,7 +193,7 @@ def _last_error_line(stderr: str) -> str:
     return (lines[-1] if lines else "no message")[:300]
 
 
-def _parse_vulnerability(raw: Mapping, ignore: set[str]) -> Vulnerability:
+def _parse_vulnerability(raw: Mapping[str, Any], ignore: set[str]) -> Vulnerability:
     ids = {raw["id"], *raw.get("aliases", [])}
     return Vulnerability(
         id=raw["id"], aliases=sorted(set(raw.get("aliases", [])) - {raw["id"]}),
@@ -202,7 +202,7 @@ def _parse_vulnerability(raw: Mapping, ignore: set[str]) -> Vulnerability:
     )
 
 
-def _merged(deps: list[Mapping], ignore: set[str]) -> list[Vulnerability]:
+def _merged(deps: list[Mapping[str, Any]], ignore: set[str]) -> list[Vulnerability]:
     """Every vulnerability any of ``deps`` names, once per id."""
     found: dict[str, Vulnerability] = {}
     for dep in deps:
@@ -213,14 +213,14 @@ def _merged(deps: list[Mapping], ignore: set[str]) -> list[Vulnerability]:
 
 
 def findings_from_output(
-    output: Mapping, distributions: Mapping[str, str], ignore: set[str]
+    output: Mapping[str, Any], distributions: Mapping[str, str], ignore: set[str]
 ) -> list[PackageFinding]:
     """Turn pip-audit's JSON report into one finding per distribution in ``distributions``.
 
     Nothing the service returned is dropped: several entries for one package are merged, and an
     entry for a package the manifest did not name becomes a finding of its own.
     """
-    by_name: dict[str, list[Mapping]] = {}
+    by_name: dict[str, list[Mapping[str, Any]]] = {}
     for dep in output.get("dependencies", []):
         by_name.setdefault(canonicalize_name(dep["name"]), []).append(dep)
     findings = []
