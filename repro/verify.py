@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from repro.errors import ArtifactMismatchError, ManifestFormatError, MissingArtifactError
+from repro.errors import ArtifactMismatchError, InputError, ManifestFormatError, MissingArtifactError
 from repro.hashing import sha256_concat, sha256_file
 from repro.manifest import DataSource, LoadedManifest, check_not_newer, manifest_from_json, read_manifest_json
 from repro.signing import verify_document
@@ -57,7 +57,11 @@ def data_source_root(source: DataSource) -> Path | None:
 def _check_file(kind: str, path: Path, label: str, sha256: str) -> ArtifactCheck:
     if not path.is_file():
         return ArtifactCheck(kind, label, "missing")
-    return ArtifactCheck(kind, label, "ok" if sha256_file(path) == sha256 else "changed")
+    try:
+        actual = sha256_file(path)
+    except OSError as exc:  # e.g. /proc/self/mem (EIO), a file this user may not read
+        raise InputError(f"cannot read {kind} {label}: {exc.strerror or exc}; check the file and its permissions") from exc
+    return ArtifactCheck(kind, label, "ok" if actual == sha256 else "changed")
 
 
 def check_data(loaded: LoadedManifest) -> list[ArtifactCheck]:

@@ -133,6 +133,11 @@ def small_order_key(case: Case) -> None:
     case.manifest.write_text(json.dumps(raw))
 
 
+def artifact_path_into_proc(case: Case) -> None:
+    """A signed manifest naming /proc/self/mem (EIO when read). Path confinement may make this 3."""
+    _resign(case.manifest, lambda raw: raw["artifacts"][0].update(path="/proc/self/mem"))
+
+
 def unfinished_run(case: Case) -> None:
     case.manifest.unlink()
     incomplete_marker(case.manifest).write_text("")
@@ -193,6 +198,7 @@ CONDITIONS = [
     Condition(malformed_manifest, ExitCode.USAGE),
     Condition(manifest_is_a_folder, ExitCode.USAGE),
     Condition(newer_schema_version, ExitCode.USAGE),
+    Condition(artifact_path_into_proc, ExitCode.USAGE),
 ]
 ROWS = [(c, command) for c in CONDITIONS for command in COMMANDS
         if not (c.prepare is untouched and command != "verify")]
