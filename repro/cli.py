@@ -3,7 +3,8 @@
 Exit codes: :class:`repro.errors.ExitCode` (README, "Exit codes"); each error class carries its
 own. Subcommands outside the core (``audit``, ``gate``, ``attest``) are named in :data:`COMMANDS`
 as ``"module:function"`` strings and imported when the parser is built, so no module of the core
-imports ``repro.audits`` at import time and the CLI starts with nothing but the standard library.
+imports ``repro.audits`` at import time and the CLI module needs only the standard library and
+:mod:`repro.errors`.
 """
 
 from __future__ import annotations
