@@ -1,7 +1,7 @@
 """``repro audit``: the command line of the audit engine.
 
 Registered in :data:`repro.cli.COMMANDS` through :func:`add_audit_command`. Errors propagate to
-``repro.cli.main``, which maps them to exit codes; this module maps only the verdict: reproduced
+``repro.cli.main``, which exits with their code (:mod:`repro.errors`); this module maps only the verdict: reproduced
 (``bitwise`` or ``within_tolerance``) exits 0, ``diverged`` exits 1. Heavy imports (pydantic
 models, torch, matplotlib) happen when the command runs, not when ``repro`` starts.
 """
@@ -18,9 +18,9 @@ Rerun the configuration a manifest records, through the same trainer, and judge 
 against it: integrity first (exit 3 if tampered or untrusted), data checked before compute,
 then per-step losses (exact bits), batch fingerprints, checkpoints tensor by tensor and
 validation losses, with the likely cause of any difference. Exit codes: 0 reproduced (bitwise
-or within tolerance), 1 not reproduced, 2 usage or input error, 3 integrity failure, 4 could not
-check (missing artifact or data, changed data, device unavailable, trainer not installed).
-See docs/audit.md."""
+or within tolerance), 1 not reproduced, 2 usage or input error, 3 integrity failure (also a
+changed data file), 4 could not check (missing artifact or data, device unavailable, trainer not
+installed), 70 internal error. See docs/audit.md."""
 
 
 def add_audit_command(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +71,7 @@ def _options(args: argparse.Namespace) -> Any:
 
     try:
         return AuditOptions(
-            trusted_keys=Path(args.trusted_keys) if args.trusted_keys else None,
+            trusted_keys=Path(args.trusted_keys) if args.trusted_keys is not None else None,
             steps=args.steps, segments=args.segments, seed=args.seed, device=args.device, threads=args.threads,
             tolerance=Tolerance(atol=args.atol, rtol=args.rtol, grad_rtol=args.grad_rtol,
                                 tensor_rtol=args.tensor_rtol),
@@ -145,7 +145,7 @@ def cmd_vary(args: argparse.Namespace, options: Any) -> int:
     """``--vary``: rerun under changed conditions; 0 if the control reproduces the record, else 1."""
     from repro.audits.formats.vary import print_vary, write_vary_json, write_vary_junit
     from repro.audits.vary import parse_variations, run_vary
-    from repro.cli import EXIT_NOT_REPRODUCED, EXIT_OK
+    from repro.errors import ExitCode
     from repro.console import err_console, out_console
     from repro.errors import UsageError
 
@@ -169,7 +169,7 @@ def cmd_vary(args: argparse.Namespace, options: Any) -> int:
     if args.junit:
         write_vary_junit(report, Path(args.junit))
         err_console.print(f"wrote {args.junit}", highlight=False)
-    return EXIT_OK if report.reproduced else EXIT_NOT_REPRODUCED
+    return ExitCode.OK if report.reproduced else ExitCode.NOT_REPRODUCED
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -177,8 +177,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from repro.audits.engine import audit_verified, check_options
     from repro.audits.formats.console import print_report
     from repro.audits.integrity import verify_for_audit
-    from repro.cli import EXIT_NOT_REPRODUCED, EXIT_OK
     from repro.console import TrainingProgress, err_console, out_console
+    from repro.errors import ExitCode
 
     options = _options(args)
     check_options(options)
@@ -233,4 +233,4 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
         write_audit_html(report, Path(args.html), manifest)
         err_console.print(f"wrote {args.html}", highlight=False)
-    return EXIT_OK if report.reproduced else EXIT_NOT_REPRODUCED
+    return ExitCode.OK if report.reproduced else ExitCode.NOT_REPRODUCED

@@ -57,7 +57,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         tensor_table,
     )
     from repro.audits.options import Tolerance
-    from repro.cli import EXIT_NOT_REPRODUCED, EXIT_OK
+    from repro.errors import ExitCode
     from repro.console import err_console, out_console
     from repro.errors import UsageError
 
@@ -88,4 +88,4 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         atomic.write_text(Path(args.json), report.model_dump_json(indent=1) + "\n")
         err_console.print(f"wrote {args.json}", highlight=False)
-    return EXIT_OK if report.reproduced else EXIT_NOT_REPRODUCED
+    return ExitCode.OK if report.reproduced else ExitCode.NOT_REPRODUCED

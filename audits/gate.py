@@ -14,10 +14,12 @@ outcome              exit meaning
 ``input_error``        2  a manifest is malformed or unreadable (the policy itself: also 2)
 ``could_not_check``    4  an artifact, device or trainer was missing, or (``on_unchecked =
                           "fail"``) the vulnerability service could not answer
+``internal_error``    70  a bug in repro stopped a manifest's audit (traceback in a file)
 ``pass``               0  every manifest reproduced and nothing the policy forbids was found
 ==================== ==== ===========================================================
 
-Only the CLI (``repro.audits.gate_cli``) turns the outcome into an exit code.
+Each outcome's exit code is in :data:`OUTCOME_EXIT_CODES` (from :class:`repro.errors.ExitCode`);
+a manifest's error is classified by its error class's own exit code, as every command does.
 """
 
 from __future__ import annotations
@@ -40,13 +42,26 @@ from repro.canonical import canonical_bytes
 from repro.hashing import sha256_bytes
 from repro.verify import VerifyResult
 
-Outcome = Literal["integrity_failure", "not_reproduced", "vulnerable", "input_error", "could_not_check", "pass"]
+Outcome = Literal["integrity_failure", "not_reproduced", "vulnerable", "input_error", "could_not_check",
+                  "internal_error", "pass"]
 OUTCOME_ORDER: tuple[Outcome, ...] = (
-    "integrity_failure", "not_reproduced", "vulnerable", "input_error", "could_not_check", "pass"
+    "integrity_failure", "not_reproduced", "vulnerable", "input_error", "could_not_check", "internal_error", "pass"
 )
 """Most serious first: the gate's outcome is the first of these that any manifest has."""
 
-ReproductionStatus = Literal["reproduced", "not_reproduced", "integrity_failure", "input_error", "could_not_check"]
+OUTCOME_EXIT_CODES: dict[Outcome, errors.ExitCode] = {
+    "integrity_failure": errors.ExitCode.INTEGRITY,
+    "not_reproduced": errors.ExitCode.NOT_REPRODUCED,
+    "vulnerable": errors.ExitCode.NOT_REPRODUCED,
+    "input_error": errors.ExitCode.USAGE,
+    "could_not_check": errors.ExitCode.COULD_NOT_CHECK,
+    "internal_error": errors.ExitCode.INTERNAL,
+    "pass": errors.ExitCode.OK,
+}
+"""The gate's exit code for each outcome."""
+
+ReproductionStatus = Literal["reproduced", "not_reproduced", "integrity_failure", "input_error", "could_not_check",
+                             "internal_error"]
 VulnerabilityStatus = Literal["pass", "fail", "accepted", "unchecked_warning", "unchecked_failure", "not_scanned", "disabled"]
 """``accepted``: vulnerable but the policy does not fail on it. ``unchecked_*``: some packages could
 not be checked (a warning or a failure per policy). ``not_scanned``: the manifest did not verify."""
@@ -102,12 +117,15 @@ def worst(outcomes: list[Outcome]) -> Outcome:
     return min(outcomes, key=OUTCOME_ORDER.index, default="pass")
 
 
+_STATUS_OF_CODE: dict[errors.ExitCode, ReproductionStatus] = {
+    errors.ExitCode.INTEGRITY: "integrity_failure",
+    errors.ExitCode.COULD_NOT_CHECK: "could_not_check",
+}
+
+
 def _classify(exc: errors.ReproError) -> ReproductionStatus:
-    if isinstance(exc, errors.IntegrityError):
-        return "integrity_failure"
-    if isinstance(exc, errors.CouldNotCheckError):
-        return "could_not_check"
-    return "input_error"
+    """The status of a manifest whose audit raised ``exc``: by the error's own exit code."""
+    return _STATUS_OF_CODE.get(errors.exit_code_for(exc), "input_error")
 
 
 def _vulnerability_status(report: VulnerabilityReport, loaded: LoadedPolicy) -> VulnerabilityStatus:
@@ -167,9 +185,16 @@ class Gate:
             message = audit.summary
         except errors.ReproError as exc:
             reproduction, message = _classify(exc), str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug must not cost the other manifests or the report
+            reproduction, message = "internal_error", _internal(exc)
         if audit is not None and self.plots_dir is not None:
             plot = self._plot(audit, policy_path)
-        vuln_status, vulns = self._scan(verified, policy_path)
+        try:
+            vuln_status, vulns = self._scan(verified, policy_path)
+        except errors.ReproError as exc:  # e.g. a contradictory recorded environment: never a pass
+            vuln_status, vulns = "not_scanned", None
+            if reproduction == "reproduced":
+                reproduction, message = _classify(exc), f"vulnerability scan refused: {exc}"
         return ManifestResult(
             manifest=str(policy_path), reproduction=reproduction, message=message, audit=audit,
             vulnerability_status=vuln_status, vulnerabilities=vulns, plot=plot,
@@ -211,6 +236,16 @@ class Gate:
             self._scans[digest] = scan_manifest(manifest.manifest, self.loaded.scan_settings())
         report = self._scans[digest]
         return _vulnerability_status(report, self.loaded), report
+
+
+def _internal(exc: Exception) -> str:
+    from repro.crashlog import write_crash_report
+
+    try:
+        where = f"traceback written to {write_crash_report(exc)}"
+    except OSError:
+        where = "the traceback could not be written"
+    return f"internal error: {type(exc).__name__}: {exc} ({where}; please report it)"
 
 
 def _first_reason(report: VulnerabilityReport) -> str:

@@ -1,7 +1,6 @@
 """``repro gate``: command-line wiring of :mod:`repro.audits.gate` (registered in ``repro.cli``).
 
-Exit codes: 0 pass, 1 not reproduced or a forbidden vulnerability, 2 missing or invalid policy
-(or a malformed manifest), 3 integrity failure, 4 could not check. See ``docs/ci.md``.
+The exit code is the outcome's (:data:`repro.audits.gate.OUTCOME_EXIT_CODES`); see ``docs/ci.md``.
 """
 
 from __future__ import annotations
@@ -54,8 +53,8 @@ def _audited(result: Any, path: Path) -> Any:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     """Load the policy, run the gate, write the reports, return the outcome's exit code."""
-    from repro import atomic, cli
-    from repro.audits.gate import run_gate
+    from repro import atomic
+    from repro.audits.gate import OUTCOME_EXIT_CODES, run_gate
     from repro.audits.gate_outputs import VERDICT_WORDS, json_bytes, junit_bytes, markdown
     from repro.audits.policy import PolicyError, load_policy
     from repro.console import err_console, out_console
@@ -96,11 +95,4 @@ def cmd_gate(args: argparse.Namespace) -> int:
         err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     colour = "green" if report.outcome == "pass" else "red"
     out_console.print(f"[bold {colour}]gate: {VERDICT_WORDS[report.outcome]}[/]", highlight=False)
-    return {
-        "pass": cli.EXIT_OK,
-        "not_reproduced": cli.EXIT_NOT_REPRODUCED,
-        "vulnerable": cli.EXIT_NOT_REPRODUCED,
-        "integrity_failure": cli.EXIT_INTEGRITY,
-        "input_error": cli.EXIT_USAGE,
-        "could_not_check": cli.EXIT_COULD_NOT_CHECK,
-    }[report.outcome]
+    return OUTCOME_EXIT_CODES[report.outcome]

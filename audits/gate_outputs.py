@@ -21,6 +21,7 @@ VERDICT_WORDS = {
     "integrity_failure": "FAIL: integrity",
     "input_error": "ERROR: bad input",
     "could_not_check": "COULD NOT CHECK",
+    "internal_error": "INTERNAL ERROR (please report it)",
 }
 
 _VULN_WORDS = {

@@ -6,7 +6,7 @@ the checkpoints and other artifacts belong to the recorded run: a changed one is
 failure (exit 3) and a missing one means the audit cannot be done (exit 4), so nothing is rerun.
 The data files belong to *this* machine: they are checked here, before any compute, and a
 difference is reported by file name. By default the audit then stops (:class:`DataChangedError`,
-exit 4: a rerun on other data says nothing about the recorded run); with
+exit 3 as in ``verify``: a rerun on other data says nothing about the recorded run); with
 ``allow_data_change`` it goes on and the data difference is attributed.
 """
 
@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.audits.report import DataCheck
-from repro.errors import CouldNotCheckError, MissingArtifactError
+from repro.errors import DataChangedError, MissingArtifactError
 from repro.keys import load_trusted_keys
 from repro.manifest import LoadedManifest
 from repro.verify import ArtifactCheck, VerifyResult, verify_manifest
 
-
-class DataChangedError(CouldNotCheckError):
-    """Data files here differ from the recorded ones, so a rerun would train on other data."""
+__all__ = ["DataChangedError", "IntegrityResult", "check_integrity"]
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,20 @@ def policy_from_table(table: Any, source: Path) -> LoadedPolicy:
     except ValidationError as exc:
         raise PolicyError(f"{source}: invalid [{POLICY_TABLE}] policy: {_describe(exc)}") from None
     source = Path(source).resolve()
-    return LoadedPolicy(policy=policy, source=source, root=source.parent)
+    loaded = LoadedPolicy(policy=policy, source=source, root=source.parent)
+    _check_trust_list(loaded)
+    return loaded
+
+
+def _check_trust_list(loaded: LoadedPolicy) -> None:
+    """An unusable trust list is a policy error before any audit, never "no trust list"."""
+    from repro.errors import InputError
+    from repro.keys import load_trusted_keys
+
+    try:
+        load_trusted_keys(loaded.resolve(loaded.policy.trusted_keys))
+    except InputError as exc:
+        raise PolicyError(f"{loaded.source}: trusted_keys: {exc}") from None
 
 
 def load_policy(pyproject: Path) -> LoadedPolicy:
@@ -156,7 +169,9 @@ def load_policy(pyproject: Path) -> LoadedPolicy:
         raise PolicyError(f"cannot read {pyproject}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{pyproject} is not valid TOML: {exc}") from None
-    table = data.get("tool", {}).get("repro", {}).get("gate")
+    table: Any = data
+    for part in ("tool", "repro", "gate"):  # any of them may be something other than a table
+        table = table.get(part) if isinstance(table, dict) else None
     if table is None:
         raise PolicyError(
             f"{pyproject} has no [{POLICY_TABLE}] table, so the gate has nothing to check; add one "

@@ -10,20 +10,25 @@ Integer tensors (step counters, RNG states) have no tolerance: they match exactl
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro.audits.options import Tolerance
 from repro.audits.report import CheckpointComparison, TensorDifference
 from repro.confine import open_recorded
-from repro.errors import ArtifactMismatchError, MissingArtifactError
+from repro.errors import ArtifactMismatchError, MissingArtifactError, ReproError, TrainingProcessError
 from repro.hashing import sha256_bytes
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_RNG_PREFIX = "repro.rng.cuda"
 """RNG states that exist only in processes that used CUDA; on one side only when devices differ."""
 
 
-def _measure(name: str, recorded: torch.Tensor, rerun: torch.Tensor, tolerance: Tolerance) -> TensorDifference:  # noqa: F821
+def _measure(name: str, recorded: torch.Tensor, rerun: torch.Tensor, tolerance: Tolerance) -> TensorDifference:
     import torch
 
     dtype, shape = str(recorded.dtype).removeprefix("torch."), list(recorded.shape)
@@ -57,23 +62,60 @@ def _one_side(name: str, status: str) -> TensorDifference:
                             differing_elements=None, elements=None)
 
 
+def _unreadable(path: Path, step: int, recorded: bool, why: str) -> ReproError:
+    # The recorded file matched its signed SHA-256, so it is what the signer shipped: a file that
+    # is not the tensors the manifest lists is an integrity failure. The rerun's own file: a crash.
+    if recorded:
+        return ArtifactMismatchError(
+            f"checkpoint {path} (step {step}) is not the tensors its manifest records ({why}); "
+            "do not trust this run's checkpoints"
+        )
+    return TrainingProcessError(f"the rerun's checkpoint {path} (step {step}) cannot be read ({why})")
+
+
+@contextmanager
+def _open(path: Path, step: int, recorded: bool) -> Iterator[Any]:
+    """``safe_open`` with every way a file can be malformed turned into a repro error."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        handle = safe_open(str(path), framework="pt")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _unreadable(path, step, recorded, f"not a readable safetensors file: {exc}") from exc
+    with handle as opened:
+        yield opened
+
+
+def _tensor(handle: Any, name: str, path: Path, step: int, recorded: bool) -> torch.Tensor:
+    from safetensors import SafetensorError
+
+    try:
+        tensor: torch.Tensor = handle.get_tensor(name)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _unreadable(path, step, recorded, f"tensor {name!r}: {exc}") from exc
+    return tensor
+
+
 def _recorded_tensors(recorded_file: Path | str, root: Path | None, sha256: str | None,
-                      names: list[str]) -> dict[str, Any]:
+                      names: list[str], step: int) -> dict[str, Any]:
     """The recorded checkpoint's tensors ``names``; read confined to ``root`` when given."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError
     from safetensors.torch import load
 
     if root is None:
-        with safe_open(str(recorded_file), framework="pt") as rec:
-            return {name: rec.get_tensor(name) for name in names}
+        with _open(Path(recorded_file), step, recorded=True) as rec:
+            return {name: _tensor(rec, name, Path(recorded_file), step, True) for name in names}
     with open_recorded(root, str(recorded_file), "checkpoint") as handle:
         if handle is None:
             raise MissingArtifactError(f"checkpoint {recorded_file} disappeared during the audit; restore it")
         data = handle.read()
     if sha256 is not None and sha256_bytes(data) != sha256:
         raise ArtifactMismatchError(f"checkpoint {recorded_file} changed during the audit, after it was verified")
-    loaded = load(data)
-    return {name: loaded[name] for name in names}
+    try:
+        loaded = load(data)
+        return {name: loaded[name] for name in names}
+    except (SafetensorError, ValueError, KeyError) as exc:
+        raise _unreadable(Path(recorded_file), step, True, f"not the recorded tensors: {exc}") from exc
 
 
 def compare_checkpoint(
@@ -86,8 +128,6 @@ def compare_checkpoint(
     With ``recorded_root``, ``recorded_file`` is the manifest's relative path, read through
     :mod:`repro.confine` and checked against ``recorded_sha256`` before use.
     """
-    from safetensors import safe_open
-
     names = sorted(set(recorded_digests) | set(rerun_digests))
     identical = [n for n in names if recorded_digests.get(n) == rerun_digests.get(n)]
     differences: list[TensorDifference] = []
@@ -100,10 +140,11 @@ def compare_checkpoint(
         else:
             differences.append(_one_side(name, "only_in_rerun" if name in rerun_digests else "missing_in_rerun"))
     if changed:
-        recorded = _recorded_tensors(recorded_file, recorded_root, recorded_sha256, changed)
-        with safe_open(str(rerun_file), framework="pt") as new:
+        recorded = _recorded_tensors(recorded_file, recorded_root, recorded_sha256, changed, step)
+        with _open(Path(rerun_file), step, recorded=False) as new:
             for name in changed:
-                differences.append(_measure(name, recorded[name], new.get_tensor(name), tolerance))
+                differences.append(_measure(name, recorded[name], _tensor(new, name, Path(rerun_file), step, False),
+                                            tolerance))
     differences.sort(key=lambda d: (d.status == "device_only", d.status == "within_tolerance", -(d.rel_l2 or 0.0), d.name))
     if any(d.status in ("differs", "missing_in_rerun", "only_in_rerun") for d in differences):
         verdict = "diverged"

@@ -26,19 +26,21 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
+from repro.errors import ManifestFormatError
 from repro.manifest import RunManifest
 
 PackageStatus = Literal["vulnerable", "no_known", "not_checked"]
 ScanVerdict = Literal["vulnerable", "no_known", "partial", "not_checked"]
 """``partial``: none known among the packages checked, but some could not be checked."""
 
-_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+"""A distribution name (PEP 508), matched in full: ``$`` would let a trailing newline through."""
 
 
 class _Model(BaseModel):
@@ -142,16 +144,38 @@ def pip_audit_version() -> str | None:
         return None
 
 
+def _collisions(distributions: Mapping[str, str]) -> None:
+    """Refuse two recorded names for one package: one answer would hide the other's (exit 2)."""
+    seen: dict[str, str] = {}
+    for name in sorted(distributions):
+        if not _NAME.fullmatch(name):
+            continue
+        key = canonicalize_name(name)
+        if key in seen:
+            raise ManifestFormatError(
+                f"the recorded environment names {seen[key]!r} and {name!r}, which are the same package "
+                f"({key}); an environment has each package once, so this record cannot be scanned"
+            )
+        seen[key] = name
+
+
 def requirements_text(distributions: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     """Pinned requirements for the scannable distributions, and the reason each other one is not.
 
-    pip-audit aborts the whole scan on one unparsable line, so names and versions are checked here
-    and the bad ones are set aside as not checked.
+    Names and versions come from a manifest, so they are untrusted input: pip-audit aborts the whole
+    scan on one unparsable line, so each is checked in full here (no whitespace, no line breaks) and
+    a bad one is set aside as not checked. Two names for one package raise
+    :class:`~repro.errors.ManifestFormatError`.
     """
+    _collisions(distributions)
     lines, rejected = [], {}
     for name, version in sorted(distributions.items()):
-        if not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             rejected[name] = f"{name!r} is not a valid distribution name"
+            continue
+        # packaging strips surrounding whitespace, so "1.0\n" would parse: refuse any whitespace.
+        if not isinstance(version, str) or any(c.isspace() for c in version):
+            rejected[name] = f"version {version!r} is not a PEP 440 version, so it cannot be looked up"
             continue
         try:
             Version(version)
@@ -207,7 +231,7 @@ def failure_words(returncode: int, stderr: str, settings: ScanSettings) -> str:
     return f"pip-audit exited {returncode} without a report: {message}"
 
 
-def _parse_vulnerability(raw: Mapping, ignore: set[str]) -> Vulnerability:
+def _parse_vulnerability(raw: Mapping[str, Any], ignore: set[str]) -> Vulnerability:
     ids = {raw["id"], *raw.get("aliases", [])}
     return Vulnerability(
         id=raw["id"], aliases=sorted(set(raw.get("aliases", [])) - {raw["id"]}),
@@ -216,28 +240,51 @@ def _parse_vulnerability(raw: Mapping, ignore: set[str]) -> Vulnerability:
     )
 
 
+def _merged(deps: list[Mapping[str, Any]], ignore: set[str]) -> list[Vulnerability]:
+    """Every vulnerability any of ``deps`` names, once per id."""
+    found: dict[str, Vulnerability] = {}
+    for dep in deps:
+        for raw in dep.get("vulns", []):
+            vuln = _parse_vulnerability(raw, ignore)
+            found.setdefault(vuln.id, vuln)
+    return list(found.values())
+
+
 def findings_from_output(
-    output: Mapping, distributions: Mapping[str, str], ignore: set[str]
+    output: Mapping[str, Any], distributions: Mapping[str, str], ignore: set[str]
 ) -> list[PackageFinding]:
-    """Turn pip-audit's JSON report into one finding per distribution in ``distributions``."""
-    by_name = {}
+    """Turn pip-audit's JSON report into one finding per distribution in ``distributions``.
+
+    Nothing the service returned is dropped: several entries for one package are merged, and an
+    entry for a package the manifest did not name becomes a finding of its own.
+    """
+    by_name: dict[str, list[Mapping[str, Any]]] = {}
     for dep in output.get("dependencies", []):
-        by_name[canonicalize_name(dep["name"])] = dep
+        by_name.setdefault(canonicalize_name(dep["name"]), []).append(dep)
     findings = []
     for name, version in sorted(distributions.items()):
-        dep = by_name.get(canonicalize_name(name))
-        if dep is None:
-            findings.append(PackageFinding(name=name, version=version, status="not_checked",
-                                           reason="pip-audit did not report on it"))
-        elif "skip_reason" in dep:
-            findings.append(PackageFinding(name=name, version=version, status="not_checked",
-                                           reason=str(dep["skip_reason"])))
-        else:
-            vulns = [_parse_vulnerability(v, ignore) for v in dep.get("vulns", [])]
+        deps = by_name.pop(canonicalize_name(name), [])
+        vulns = _merged(deps, ignore)
+        answered = [d for d in deps if "skip_reason" not in d]
+        if vulns:
             active = [v for v in vulns if not v.ignored]
             findings.append(PackageFinding(name=name, version=version,
-                                           status="vulnerable" if active else "no_known",
-                                           vulnerabilities=vulns))
+                                           status="vulnerable" if active else "no_known", vulnerabilities=vulns))
+        elif not deps:
+            findings.append(PackageFinding(name=name, version=version, status="not_checked",
+                                           reason="pip-audit did not report on it"))
+        elif not answered:
+            findings.append(PackageFinding(name=name, version=version, status="not_checked",
+                                           reason=str(deps[0]["skip_reason"])))
+        else:
+            findings.append(PackageFinding(name=name, version=version, status="no_known"))
+    for deps in by_name.values():  # answers about packages the manifest did not name: kept, not dropped
+        vulns = _merged(deps, ignore)
+        if vulns:
+            findings.append(PackageFinding(
+                name=str(deps[0]["name"]), version=str(deps[0].get("version", "")), vulnerabilities=vulns,
+                status="vulnerable" if any(not v.ignored for v in vulns) else "no_known",
+            ))
     return findings
 
 

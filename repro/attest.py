@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from repro.canonical import canonical_bytes, parse_json
 from repro.errors import InputError, SignatureError, UntrustedKeyError
 from repro.hashing import sha256_bytes
-from repro.keys import SigningKey, key_id
+from repro.keys import SigningKey, key_id, public_key_problem
 from repro.verify import VerifyResult
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -154,6 +154,8 @@ def verify_envelope(data: bytes, trusted: dict[str, bytes]) -> Statement:
         public = trusted[sig.keyid]
         if key_id(public) != sig.keyid:
             raise UntrustedKeyError(f"trusted key {sig.keyid} does not match its id")
+        if problem := public_key_problem(public):
+            raise SignatureError(f"trusted key {sig.keyid} is refused: {problem}")
         try:
             Ed25519PublicKey.from_public_bytes(public).verify(_b64(sig.sig, "signature"), pae(envelope.payloadType, payload))
         except InvalidSignature as exc:

@@ -22,12 +22,12 @@ def cmd_attest(args: argparse.Namespace) -> int:
     """Verify, then attest."""
     from repro import atomic
     from repro.attest import build_statement, default_output, envelope_bytes, public_key_pem, sign_statement
-    from repro.cli import EXIT_OK
     from repro.console import out_console
+    from repro.errors import ExitCode
     from repro.keys import default_key_path, load_key, load_trusted_keys
     from repro.verify import verify_manifest
 
-    trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys else None
+    trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys is not None else None
     key = load_key(Path(args.key) if args.key else default_key_path())
     # Integrity first: an attestation must never vouch for a changed or untrusted run.
     verified = verify_manifest(Path(args.manifest), trusted)
@@ -41,4 +41,4 @@ def cmd_attest(args: argparse.Namespace) -> int:
         f"[bold green]attested[/] {args.manifest}: {len(statement.subject)} subjects, "
         f"signed by {key.key_id}{signer} -> {out}", highlight=False,
     )
-    return EXIT_OK
+    return ExitCode.OK

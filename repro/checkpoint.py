@@ -142,6 +142,10 @@ def load_state(path: Path, expected_sha256: str | None = None) -> dict[str, torc
     try:
         return load(data)
     except (SafetensorError, ValueError) as exc:
+        if expected_sha256 is not None:  # the bytes are the recorded ones: the record vouches for garbage
+            raise ArtifactMismatchError(
+                f"checkpoint {path} matches its recorded SHA-256 but is not a readable safetensors file ({exc})"
+            ) from exc
         raise InputError(f"checkpoint {path} is not a readable safetensors file: {exc}") from exc
 
 

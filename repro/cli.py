@@ -1,41 +1,26 @@
 """The ``repro`` command line. The only place that prints errors and chooses exit codes.
 
-Exit codes (every command):
-  0  ok (verified / reproduced)
-  1  not reproduced (audit, gate)
-  2  usage or input error: bad arguments, malformed or unreadable manifest, bad key file
-  3  integrity failure: bad signature, untrusted key, artifact hash mismatch
-  4  could not check: missing artifact, incomplete run, device unavailable, trainer missing
+Exit codes: :class:`repro.errors.ExitCode` (README, "Exit codes"); each error class carries its
+own. Subcommands outside the core (``audit``, ``gate``, ``attest``) are named in :data:`COMMANDS`
+as ``"module:function"`` strings and imported when the parser is built, so no module of the core
+imports ``repro.audits`` at import time and the CLI module needs only the standard library and
+:mod:`repro.errors`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeAlias, cast
 
-from repro import __version__, attest_cli, errors, show_cli
-from repro.audits import diff_cli, gate_cli  # CLI wiring only: the core never imports audits
-from repro.audits.cli import add_audit_command
+from repro import __version__, errors
+from repro.errors import ExitCode, exit_code_for
 
-EXIT_OK, EXIT_NOT_REPRODUCED, EXIT_USAGE, EXIT_INTEGRITY, EXIT_COULD_NOT_CHECK = 0, 1, 2, 3, 4
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-_EXIT_CODES: list[tuple[type[errors.ReproError], int]] = [
-    (errors.IntegrityError, EXIT_INTEGRITY),
-    (errors.CouldNotCheckError, EXIT_COULD_NOT_CHECK),
-    (errors.UsageError, EXIT_USAGE),
-    (errors.InputError, EXIT_USAGE),
-    (errors.OutputError, EXIT_USAGE),
-    (errors.SigningKeyError, EXIT_USAGE),
-    (errors.ReproError, EXIT_USAGE),
-]
-
-
-def exit_code_for(exc: errors.ReproError) -> int:
-    """The documented exit code of an error type."""
-    return next(code for cls, code in _EXIT_CODES if isinstance(exc, cls))
+__all__ = ["COMMANDS", "ExitCode", "build_parser", "exit_code_for", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,25 +30,21 @@ class _Parser(argparse.ArgumentParser):
         raise errors.UsageError(f"{self.prog}: {message}")
 
 
-@contextmanager
-def _reported(outcome: list[int]) -> Iterator[None]:
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\n"))
+
+
+def _print_error(exc: errors.ReproError) -> None:
     from rich.markup import escape
 
     from repro.console import err_console
 
-    try:
-        yield
-    except errors.ReproError as exc:
-        # One line, whatever the message quotes (paths, JSON keys), and never read as rich markup.
-        message = escape(" ".join(str(exc).split("\n")))
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
-        outcome.append(exit_code_for(exc))
-    except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]")
-        outcome.append(130)
+    # One line, whatever the message quotes (paths, JSON keys), and never read as rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(_one_line(str(exc)))}", highlight=False, markup=True,
+                      soft_wrap=True)
 
 
-def _add_run(sub: argparse._SubParsersAction) -> None:
+def _add_run(sub: Subparsers) -> None:
     p = sub.add_parser("run", help="train a preset and write a signed manifest")
     p.add_argument("preset", nargs="?", default=None, help="preset name, e.g. baseline, smoke")
     p.add_argument("--trainer", help="trainer name or package.module:Class")
@@ -109,10 +90,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         write_run_plot(outcome.manifest, Path(args.plot))
         err_console.print(f"wrote {args.plot}", highlight=False, markup=False)
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def _add_verify(sub: argparse._SubParsersAction) -> None:
+def _add_verify(sub: Subparsers) -> None:
     p = sub.add_parser("verify", help="check a manifest's signature and artifacts without rerunning")
     p.add_argument("manifest")
     p.add_argument("--trusted-keys", help="trust list: a valid signature from another key fails")
@@ -128,7 +109,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from repro.manifest import incomplete_marker
     from repro.verify import verify_manifest
 
-    trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys else None
+    trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys is not None else None
     result = verify_manifest(Path(args.manifest), trusted)
     if incomplete_marker(Path(args.manifest)).exists():
         err_console.print(
@@ -141,10 +122,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"[bold green]verified[/] {escape(str(args.manifest))}: signature by {result.key_id} ({trust}); "
         f"{len(result.checks)} artifacts match", highlight=False,
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def _add_keygen(sub: argparse._SubParsersAction) -> None:
+def _add_keygen(sub: Subparsers) -> None:
     p = sub.add_parser("keygen", help="create an Ed25519 signing key pair")
     p.add_argument("--key", help="where to write the private key (default ~/.config/repro/signing-key.pem)")
     p.add_argument("--force", action="store_true", help="overwrite an existing key")
@@ -159,10 +140,10 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     path = Path(args.key) if args.key else default_key_path()
     key = generate_key(path, overwrite=args.force)
     out_console.print(f"private key: {path} (mode 600)\npublic key:  {public_key_path(path)}\nkey id:      {key.key_id}", highlight=False)
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def _add_trainers(sub: argparse._SubParsersAction) -> None:
+def _add_trainers(sub: Subparsers) -> None:
     p = sub.add_parser("trainers", help="list installed trainer plugins")
     p.set_defaults(func=cmd_trainers)
 
@@ -191,29 +172,86 @@ def cmd_trainers(args: argparse.Namespace) -> int:
     out_console.print(table)
     for line in problems:
         out_console.print(line, highlight=False, markup=False, soft_wrap=True)
-    return EXIT_OK
+    return ExitCode.OK
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_verify, _add_keygen, _add_trainers, attest_cli.add_parser, show_cli.add_parser, gate_cli.add_parser, add_audit_command, diff_cli.add_parser]
+def _command(reference: str) -> Callable[[Subparsers], None]:
+    import importlib
+
+    module, _, function = reference.partition(":")
+    add: Callable[[Subparsers], None] = getattr(importlib.import_module(module), function)
+    return add
+
+
+COMMANDS: list[str] = [
+    "repro.cli:_add_run", "repro.cli:_add_verify", "repro.cli:_add_keygen", "repro.cli:_add_trainers",
+    "repro.attest_cli:add_parser", "repro.show_cli:add_parser", "repro.audits.gate_cli:add_parser",
+    "repro.audits.cli:add_audit_command", "repro.audits.diff_cli:add_parser",
+]
+"""Every subcommand, as ``"module:function"`` adding it to the subparsers; imported lazily."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = _Parser(prog="repro", description="Make training runs checkable: record, sign, audit.")
     parser.add_argument("--version", action="version", version=f"repro {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in COMMANDS:
-        add(sub)
+    sub = cast("Subparsers", parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
+    for reference in COMMANDS:
+        _command(reference)(sub)
     return parser
 
 
+def _run(argv: list[str]) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except errors.ReproError as exc:
+        _print_error(exc)
+        return exit_code_for(exc)
+
+
+def _interrupted() -> int:
+    try:
+        sys.stderr.write("interrupted\n")
+        sys.stderr.flush()
+    except (OSError, ValueError, KeyboardInterrupt):
+        pass
+    return ExitCode.INTERRUPTED
+
+
+def _internal_error(exc: BaseException) -> int:
+    """One line naming a file that holds the traceback; never a traceback on the console."""
+    from repro.crashlog import write_crash_report
+
+    try:
+        where = f"traceback written to {write_crash_report(exc)}"
+    except Exception as problem:  # noqa: BLE001 - the report must not turn one crash into two
+        where = f"the traceback could not be written ({type(problem).__name__})"
+    detail = _one_line(f"{type(exc).__name__}: {exc}")[:300]
+    try:
+        sys.stderr.write(f"internal error: {detail} ({where}; please report it)\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    return ExitCode.INTERNAL
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; return the exit code (the console script exits with it)."""
-    outcome: list[int] = []
-    with _reported(outcome):
-        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        return args.func(args)
-    return outcome[0]
+    """Run the CLI; return the exit code (the console script exits with it). Never raises."""
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        return _interrupted()
+    except SystemExit as exc:  # --help and --version, or a library that calls sys.exit
+        return exc.code if isinstance(exc.code, int) else (ExitCode.OK if exc.code is None else ExitCode.USAGE)
+    except BaseException as exc:  # the last line of defence: no traceback, never exit 1
+        # BaseException: an extension's panic (pyo3's PanicException) is not an Exception.
+        if isinstance(exc, GeneratorExit):
+            raise
+        try:
+            return _internal_error(exc)
+        except KeyboardInterrupt:
+            return _interrupted()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import os
 import random
 from collections.abc import Mapping
 
-from repro.errors import DeviceUnavailableError, ReproError
+from repro.errors import DeviceUnavailableError, ProcessEnvironmentError
 from repro.manifest import RunSettings
 
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
@@ -40,7 +40,7 @@ def apply_determinism(settings: RunSettings) -> torch.device:  # noqa: F821
     """
     expected = str(settings.pythonhashseed)
     if os.environ.get("PYTHONHASHSEED") != expected:
-        raise ReproError(
+        raise ProcessEnvironmentError(
             f"training process started with PYTHONHASHSEED={os.environ.get('PYTHONHASHSEED')!r}, "
             f"expected {expected}; start runs through the repro launcher"
         )

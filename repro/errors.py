@@ -1,24 +1,57 @@
-"""The exception hierarchy of repro.
+"""The exception hierarchy of repro and the exit codes it maps to: the one source of both.
 
 Every failure a user can cause or meet is one of these types. Each message says what is wrong and
-what to do about it, in one line. Only the CLI (``repro.cli``) turns them into exit codes, so the
-mapping lives in exactly one place; library code raises and never exits.
+what to do about it, in one line. Each class carries its exit code (``exit_code``), so every
+command gives the same code for the same condition; library code raises and never exits, and only
+the CLI (``repro.cli.main``) turns an error into its code. Nothing else holds a copy of the map.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit codes of every ``repro`` command (README, "Exit codes")."""
+
+    OK = 0
+    """Verified, reproduced, gate passed."""
+    NOT_REPRODUCED = 1
+    """An audit or gate ran and the run did not reproduce (or a forbidden vulnerability was found)."""
+    USAGE = 2
+    """Usage or input error: bad arguments, malformed or unreadable input, bad key, unwritable output."""
+    INTEGRITY = 3
+    """Integrity failure: bad signature, untrusted key, an artifact or data file differs."""
+    COULD_NOT_CHECK = 4
+    """Could not check: missing artifact, unfinished run, device or trainer unavailable, child died."""
+    INTERNAL = 70
+    """A bug in repro (an unexpected exception); EX_SOFTWARE of sysexits.h. Never 1, which CI reads
+    as "not reproduced". The traceback is written to a file the one-line message names."""
+    INTERRUPTED = 130
+    """Interrupted by Ctrl-C (SIGINT), as shells report it."""
+
 
 class ReproError(Exception):
-    """Base of every error repro reports to a user."""
+    """Base of every error repro reports to a user; raise a subclass, which says the category.
+
+    ``exit_code`` is a class attribute; an instance may override it (an error sent back by the
+    training child keeps the category it had there, see :mod:`repro.launcher`).
+    """
+
+    exit_code: ExitCode = ExitCode.USAGE
 
 
 # -- usage and input (exit 2) -------------------------------------------------------------------
 class UsageError(ReproError):
     """A command was called wrongly: bad option, unknown preset, invalid override."""
 
+    exit_code = ExitCode.USAGE
+
 
 class InputError(ReproError):
     """An input file cannot be used: unreadable, malformed, empty, wrong schema version."""
+
+    exit_code = ExitCode.USAGE
 
 
 class ManifestFormatError(InputError):
@@ -28,14 +61,24 @@ class ManifestFormatError(InputError):
 class OutputError(ReproError):
     """An output cannot be written: folder missing or read-only, permission denied, disk full."""
 
+    exit_code = ExitCode.USAGE
+
+
+class SigningKeyError(ReproError):
+    """A signing key is missing, malformed or unsafely stored (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
 
 # -- integrity (exit 3) ---------------------------------------------------------------------------
 class IntegrityError(ReproError):
     """What was recorded and what is here do not match, or the record is not authentic."""
 
+    exit_code = ExitCode.INTEGRITY
+
 
 class SignatureError(IntegrityError):
-    """A manifest's signature does not verify over its contents."""
+    """A manifest's signature does not verify over its contents (or its public key is unusable)."""
 
 
 class UntrustedKeyError(IntegrityError):
@@ -54,13 +97,19 @@ class InconsistentManifestError(IntegrityError):
     """A validly signed manifest contradicts itself (e.g. steps not numbered 1..N): not a valid record."""
 
 
-class SigningKeyError(ReproError):
-    """A signing key is missing, malformed or unsafely stored (exit 2)."""
+class DataChangedError(ArtifactMismatchError):
+    """Data files here differ from the recorded ones, so a rerun would train on other data.
+
+    An integrity failure like any other changed artifact (exit 3) in verify, audit and gate; an
+    audit with ``--allow-data-change`` reruns anyway and attributes the difference.
+    """
 
 
 # -- could not check (exit 4) ---------------------------------------------------------------------
 class CouldNotCheckError(ReproError):
     """The check could not be carried out; nothing is claimed about reproducibility."""
+
+    exit_code = ExitCode.COULD_NOT_CHECK
 
 
 class MissingArtifactError(CouldNotCheckError):
@@ -81,3 +130,28 @@ class TrainerNotFoundError(CouldNotCheckError):
 
 class TrainerError(CouldNotCheckError):
     """A trainer plugin failed or broke the trainer contract; the message names the trainer."""
+
+
+class TrainingProcessError(CouldNotCheckError):
+    """The training child process died (killed by the OS, crashed) without a usable result."""
+
+
+class ProcessEnvironmentError(CouldNotCheckError):
+    """The training process was not started with the environment determinism needs (PYTHONHASHSEED)."""
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The documented exit code of an exception: its ``exit_code``, INTERNAL for a non-repro one."""
+    if isinstance(exc, ReproError):
+        return ExitCode(exc.exit_code)
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    return ExitCode.INTERNAL
+
+
+def category(exc: ReproError) -> type[ReproError]:
+    """The nearest class of this module in ``exc``'s type (a plugin's own subclass maps to its base)."""
+    for cls in type(exc).__mro__:
+        if cls.__module__ == __name__ and isinstance(cls, type) and issubclass(cls, ReproError):
+            return cls
+    return ReproError

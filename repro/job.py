@@ -52,10 +52,16 @@ class DataResult(JobModel):
 
 
 class WorkerFailure(JobModel):
-    """Why a training child failed: the repro error type name and its one-line message."""
+    """Why a training child failed: its category (a :mod:`repro.errors` class), exit code and message.
+
+    ``error_type`` is the nearest class of :mod:`repro.errors` in the error's type, so a plugin's
+    own subclass keeps its category; ``exit_code`` is the error's own code (it may override it).
+    """
 
     error_type: str
     message: str
+    exit_code: int | None = Field(None, description="The error's exit code in the child.")
+    original_type: str | None = Field(None, description="The error's own class name, e.g. a plugin's.")
 
 
 class JobTiming(JobModel):

@@ -135,8 +135,56 @@ def load_or_create_key(path: Path | None) -> tuple[SigningKey, bool]:
     return generate_key(path), True
 
 
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+
+
+def _decode_point(raw: bytes) -> tuple[int, int] | None:
+    """The affine point a 32-byte Ed25519 encoding names (RFC 8032 5.1.3), or None if none."""
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    sign = raw[31] >> 7
+    if y >= _P:  # non-canonical: refused, as RFC 8032 says
+        return None
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    x = (u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P)) % _P
+    if (v * x * x - u) % _P != 0:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+        if (v * x * x - u) % _P != 0:
+            return None
+    if x == 0 and sign:
+        return None
+    if x & 1 != sign:
+        x = _P - x
+    return x, y
+
+
+def _double(point: tuple[int, int]) -> tuple[int, int]:
+    x, y = point
+    t = _D * x * x * y * y % _P
+    return ((2 * x * y) * pow(1 + t, _P - 2, _P) % _P, (y * y + x * x) * pow(1 - t, _P - 2, _P) % _P)
+
+
+def public_key_problem(raw: bytes) -> str | None:
+    """Why ``raw`` cannot be an honest Ed25519 public key, or None if it can.
+
+    OpenSSL (through ``cryptography``) accepts keys of small order, e.g. the identity point, with
+    which a constant "signature" verifies over any content. Such a key (8P is the identity) is never
+    produced by key generation, so it is refused wherever a public key is read.
+    """
+    if len(raw) != 32:
+        return f"an Ed25519 public key is 32 bytes, this one is {len(raw)}"
+    point = _decode_point(raw)
+    if point is None:
+        return "it is not a valid Ed25519 public key (not a point on the curve)"
+    for _ in range(3):
+        point = _double(point)
+    if point == (0, 1):
+        return "it is a weak Ed25519 public key of small order, with which forged signatures verify"
+    return None
+
+
 def parse_public_key(text: str, where: str) -> bytes:
-    """Parse one trust-list entry: ``ed25519 <base64>``, a bare base64 key, or a PEM public key."""
+    """Parse one trust-list entry: ``ed25519 <base64> [comment]``, a bare base64 key, or a PEM public key."""
     text = text.strip()
     if text.startswith("-----BEGIN"):
         try:
@@ -145,24 +193,54 @@ def parse_public_key(text: str, where: str) -> bytes:
             raise InputError(f"{where}: not a PEM public key") from exc
         if not isinstance(public, Ed25519PublicKey):
             raise InputError(f"{where}: not an Ed25519 public key")
-        return public_key_bytes(public)
-    fields = text.split()
-    encoded = fields[1] if fields[0] == "ed25519" and len(fields) > 1 else fields[0]
-    try:
-        raw = base64.b64decode(encoded, validate=True)
-    except ValueError as exc:
-        raise InputError(f"{where}: {encoded[:20]!r} is not base64") from exc
-    if len(raw) != 32:
-        raise InputError(f"{where}: an Ed25519 public key is 32 bytes, this one is {len(raw)}")
+        raw = public_key_bytes(public)
+    else:
+        fields = text.split()
+        if fields[0] == "ed25519" and len(fields) > 1:
+            encoded = fields[1]
+        elif len(fields) == 1:
+            encoded = fields[0]
+        else:
+            raise InputError(f"{where}: expected 'ed25519 <base64 key> [comment]', found {fields[0][:20]!r} first")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except ValueError as exc:
+            raise InputError(f"{where}: {encoded[:20]!r} is not base64") from exc
+    if problem := public_key_problem(raw):
+        raise InputError(f"{where}: {problem}; remove or replace this key")
     return raw
 
 
-def load_trusted_keys(path: Path) -> dict[str, bytes]:
-    """Read a trust list: one public key per line (``#`` comments), or one PEM block.
+def _entries(text: str, path: Path) -> list[tuple[str, str]]:
+    """Every key entry of a trust list with where it is; a line that is not one is an error."""
+    entries: list[tuple[str, str]] = []
+    block: list[str] = []
+    start = 0
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if block:
+            block.append(stripped)
+            if stripped.startswith("-----END"):
+                entries.append((f"{path}:{start}", "\n".join(block)))
+                block = []
+        elif stripped.startswith("-----BEGIN"):
+            block, start = [stripped], n
+        elif stripped and not stripped.startswith("#"):
+            entries.append((f"{path}:{n}", stripped))
+    if block:
+        raise InputError(f"{path}:{start}: a PEM block that never ends; complete or remove it")
+    return entries
 
-    Returns key id -> raw public key.
+
+def load_trusted_keys(path: Path) -> dict[str, bytes]:
+    """Read a trust list: one public key per line (``#`` comments) and/or PEM public-key blocks.
+
+    Returns key id -> raw public key. Every entry must parse (an error names its line); a list
+    with no key, a folder, or an empty path is an error, never "no trust list".
     """
     path = Path(path)
+    if str(path) in ("", ".") or path.is_dir():
+        raise InputError(f"trust list {path} is a folder; name the trust-list file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -170,16 +248,7 @@ def load_trusted_keys(path: Path) -> dict[str, bytes]:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read trust list {path}; check the file") from exc
     keys: dict[str, bytes] = {}
-    if "-----BEGIN" in text:
-        blocks = [b + "-----END PUBLIC KEY-----" for b in text.split("-----END PUBLIC KEY-----")]
-        entries = [(f"{path}", b) for b in blocks if "-----BEGIN" in b]
-    else:
-        entries = [
-            (f"{path}:{n}", line)
-            for n, line in enumerate(text.splitlines(), 1)
-            if line.strip() and not line.lstrip().startswith("#")
-        ]
-    for where, entry in entries:
+    for where, entry in _entries(text, path):
         raw = parse_public_key(entry, where)
         keys[key_id(raw)] = raw
     if not keys:

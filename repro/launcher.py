@@ -19,16 +19,29 @@ from typing import Any
 
 from repro import atomic, errors
 from repro.determinism import controlled_environment
-from repro.job import Job, JobResult
+from repro.job import Job, JobResult, WorkerFailure
 
 EventHandler = Callable[[dict[str, Any]], None]
 
 
 def _error_class(name: str) -> type[errors.ReproError]:
+    """The :mod:`repro.errors` class the child named; a name not there is a crash of the child."""
     cls = getattr(errors, name, None)
     if isinstance(cls, type) and issubclass(cls, errors.ReproError):
         return cls
-    return errors.ReproError
+    return errors.TrainingProcessError
+
+
+def _error_from(failure: WorkerFailure, log_path: Path) -> errors.ReproError:
+    """The error the child reported, with its category and exit code kept."""
+    cls = _error_class(failure.error_type)
+    message = failure.message
+    if cls in (errors.TrainerError, errors.TrainingProcessError) or cls is errors.ReproError:
+        message += f" (log: {log_path})"
+    exc = cls(message)
+    if failure.exit_code is not None and failure.exit_code in set(errors.ExitCode):
+        exc.exit_code = errors.ExitCode(failure.exit_code)
+    return exc
 
 
 def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | None = None, *,
@@ -72,12 +85,8 @@ def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | No
     result_path = Path(job.result_path)
     if not result_path.exists():
         how = f"was killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
-        raise errors.ReproError(f"the training process {how} without a result; see {log_path}")
+        raise errors.TrainingProcessError(f"the training process {how} without a result; see {log_path}")
     result = JobResult.model_validate_json(result_path.read_text(encoding="utf-8"))
     if result.failure is not None:
-        cls = _error_class(result.failure.error_type)
-        message = result.failure.message
-        if cls in (errors.TrainerError, errors.ReproError):
-            message += f" (log: {log_path})"
-        raise cls(message)
+        raise _error_from(result.failure, log_path)
     return result

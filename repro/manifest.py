@@ -59,7 +59,8 @@ class TrainerRef(Record):
 class RunSettings(Record):
     """Settings repro itself controls for every trainer: seeding, device, threads, cadence."""
 
-    seed: int = Field(1337, ge=0, description="Seed for every random source.")
+    # torch seeds are 64-bit; at most 2**63 - 1 so a trainer's seed + offset stays a valid seed.
+    seed: int = Field(1337, ge=0, le=2**63 - 1, description="Seed for every random source.")
     device: Literal["cpu", "cuda"] = Field("cpu", description="Device the run trains on.")
     threads: int = Field(2, ge=1, le=512, description="torch intra-op threads (and OMP/MKL).")
     pythonhashseed: int = Field(1337, ge=0, le=4294967295, description="PYTHONHASHSEED.")
@@ -339,6 +340,8 @@ def read_manifest_bytes(path: Path) -> bytes:
     read or is not a regular file.
     """
     path = Path(path)
+    if path.is_dir():  # also ".", "/": names with no file name, which the checks below cannot use
+        raise InputError(f"manifest {path} is a folder; name the manifest's .json file, e.g. {path / 'run.json'}")
     incomplete = incomplete_marker(path)
     if incomplete.exists() and replaced_folder(path).exists():
         raise IncompleteRunError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,16 +44,24 @@ def installed_trainers() -> dict[str, TrainerEntry]:
     return dict(sorted(found.items()))
 
 
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 def import_reference(entry: str) -> type:
     """Import ``package.module:Class`` and return the class, checked against the contract."""
     module_name, sep, attr = entry.partition(":")
-    if not sep or not module_name or not attr:
+    # Dotted identifiers only: no relative import (".x"), no empty part, nothing importlib rejects.
+    if not sep or not _DOTTED.fullmatch(module_name) or not _DOTTED.fullmatch(attr):
         raise UsageError(f"trainer reference {entry!r} must look like 'package.module:Class'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise TrainerNotFoundError(
             f"cannot import trainer module {module_name!r} ({exc}); install it or fix PYTHONPATH"
+        ) from exc
+    except Exception as exc:  # third-party code failed while being imported
+        raise TrainerError(
+            f"importing trainer module {module_name!r} failed: {type(exc).__name__}: {exc}"
         ) from exc
     obj: Any = module
     for part in attr.split("."):

@@ -56,7 +56,7 @@ def _failure_banner(exc: ReproError) -> Banner:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Verify, print the summary and loss curve, optionally write the HTML page; exit as verify would."""
-    from repro.cli import EXIT_OK
+    from repro.errors import ExitCode
     from repro.console import err_console, loss_curve_lines, out_console, run_summary
     from repro.errors import ArtifactMismatchError, MissingArtifactError, ReproError
     from repro.keys import load_trusted_keys
@@ -98,4 +98,4 @@ def cmd_show(args: argparse.Namespace) -> int:
     if failure is not None:
         raise failure  # the CLI prints it and maps it to verify's exit code
     out_console.print(f"[bold green]verified[/]: {banner.summary}; signed by {banner.details[0][1]}", highlight=False)
-    return EXIT_OK
+    return ExitCode.OK

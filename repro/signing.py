@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from repro.canonical import canonical_bytes
 from repro.errors import SignatureError, UntrustedKeyError
-from repro.keys import SigningKey, key_id
+from repro.keys import SigningKey, key_id, public_key_problem
 from repro.manifest import ManifestBody, RunManifest, Signature
 
 DOMAIN = b"repro.run-manifest.v1\n"
@@ -97,8 +97,8 @@ def verify_document(raw: dict[str, Any], where: str, trusted: dict[str, bytes] |
     """
     sig = signature_block(raw, where)
     public = _decode(sig.public_key, "public key", where)
-    if len(public) != 32:
-        raise SignatureError(f"the public key in {where} is not 32 bytes; it was altered")
+    if problem := public_key_problem(public):
+        raise SignatureError(f"the public key in {where} is refused: {problem}; it was altered or forged")
     if key_id(public) != sig.key_id:
         raise SignatureError(f"the key id in {where} does not match its public key; it was altered")
     signature = _decode(sig.value, "signature", where)

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from repro import atomic
 from repro.checkpoint import CheckpointRecords, load_records, load_state, save_checkpoint
 from repro.crashpoint import crash_point
-from repro.errors import ReproError, TrainerError
+from repro.errors import ReproError, TrainerError, TrainingProcessError, category
 from repro.hashing import sha256_tensor
 from repro.job import DataResult, Job, JobResult, JobTiming, WorkerFailure
 from repro.manifest import StepRecord, ValidationRecord
@@ -220,6 +220,12 @@ def _check_restored(name: str, loaded: dict[str, Any], restored: dict[str, Any])
             )
 
 
+def _failure(exc: ReproError) -> WorkerFailure:
+    """What the launcher needs to raise the same category of error with the same exit code."""
+    return WorkerFailure(error_type=category(exc).__name__, message=str(exc),
+                         exit_code=int(exc.exit_code), original_type=type(exc).__name__)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the child: run the job file, write the result, exit 0 (or 1 on failure)."""
     args = sys.argv[1:] if argv is None else argv
@@ -230,13 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         result = run_job(job, events)
         code = 0
     except ReproError as exc:
-        result = JobResult(failure=WorkerFailure(error_type=type(exc).__name__, message=str(exc)))
+        result = JobResult(failure=_failure(exc))
         code = 1
     except Exception as exc:  # a bug in repro itself: keep the traceback in the log
         traceback.print_exc()
-        result = JobResult(failure=WorkerFailure(
-            error_type="ReproError", message=f"training process crashed: {type(exc).__name__}: {exc}"
-        ))
+        result = JobResult(failure=_failure(TrainingProcessError(
+            f"training process crashed: {type(exc).__name__}: {exc}"
+        )))
         code = 1
     atomic.write_text(Path(job.result_path), result.model_dump_json())
     return code

@@ -35,7 +35,16 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def _trust_list(tmp_path: Path, text: str | None = None) -> None:
+    from repro.keys import generate_key
+
+    if text is None:
+        text = generate_key(tmp_path / "signer.pem").public_line()
+    (tmp_path / "keys.txt").write_text(text)
+
+
 def test_a_valid_policy_resolves_paths_beside_the_pyproject(tmp_path: Path) -> None:
+    _trust_list(tmp_path)
     loaded = load_policy(_write(tmp_path, GOOD))
     assert loaded.manifests == [tmp_path.resolve() / "manifests/run.json"]
     options = loaded.audit_options()
@@ -70,3 +79,21 @@ def test_gate_exits_2_without_a_policy(tmp_path: Path, capsys) -> None:
     assert "does not exist" in capsys.readouterr().err
     assert main(["gate", "--config", str(_write(tmp_path, "[project]\nname = 'x'\n"))]) == 2
     assert "has no [tool.repro.gate] table" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (None, "keys.txt does not exist"),
+    ("", "names no keys"),
+    ("  \n\t\n# only a comment\n", "names no keys"),
+    ("ed25519 AAAA\n", "keys.txt:1: an Ed25519 public key is 32 bytes"),
+])
+def test_an_unusable_policy_trust_list_is_a_policy_error_never_no_trust_list(
+    tmp_path: Path, text: str | None, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if text is not None:
+        _trust_list(tmp_path, text)
+    config = _write(tmp_path, GOOD)
+    with pytest.raises(PolicyError, match=f"trusted_keys: .*{message}"):
+        load_policy(config)
+    assert main(["gate", "--config", str(config)]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,44 @@
+"""The ``repro`` console script and ``python -m repro``: start-up that cannot print a traceback.
+
+Importing the CLI takes a moment; a Ctrl-C in that moment would otherwise end in a Python
+traceback and exit 1 (which CI reads as "not reproduced"). So the interrupt is handled from the
+first instant: one line, exit 130. The handler is set when the console script imports this
+module, which needs nothing but ``signal`` and ``sys``; only the interpreter's own start-up
+(before any line of repro runs) is out of its reach.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+INTERRUPTED = 130  # repro.errors.ExitCode.INTERRUPTED, not imported: start-up must stay minimal
+
+
+def _interrupted_at_startup(signum: int, frame: object) -> None:
+    import os
+
+    os.write(2, b"interrupted\n")
+    os._exit(INTERRUPTED)
+
+
+# At import, not in run(): the console script imports this module first, so the window in which
+# a Ctrl-C can still raise is only the interpreter's own start-up.
+if __name__ in ("__main__", "repro.__main__") and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_at_startup)
+
+
+def run() -> int:
+    """Import the CLI with Ctrl-C handled, then run it with Python's usual KeyboardInterrupt."""
+    previous = signal.signal(signal.SIGINT, _interrupted_at_startup)
+    from repro.cli import main
+
+    # From here main() turns a KeyboardInterrupt into "interrupted" and exit 130 itself.
+    if previous is _interrupted_at_startup:
+        previous = signal.default_int_handler
+    signal.signal(signal.SIGINT, previous)
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(run())
