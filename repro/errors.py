@@ -46,6 +46,11 @@ class ArtifactMismatchError(IntegrityError):
     """A file the manifest names (data, tokenizer, checkpoint) has different bytes now."""
 
 
+class DataConfigMismatchError(IntegrityError):
+    """A manifest's config names other data than its verified data record (repro never writes
+    such a manifest); an audit refuses it before reading any data."""
+
+
 class SigningKeyError(ReproError):
     """A signing key is missing, malformed or unsafely stored (exit 2)."""
 

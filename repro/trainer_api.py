@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from repro.errors import InputError
+from repro.errors import DataConfigMismatchError, InputError
 from repro.hashing import sha256_structure
 from repro.manifest import DataSource, FileDigest, RunSettings
 
@@ -153,6 +153,70 @@ def _relative_name(root: Path, path: Path) -> str:
 
 
 @dataclass(frozen=True)
+class VerifiedData:
+    """The data an audit verified before its rerun (:attr:`TrainerContext.data`).
+
+    A manifest is someone else's input: its config may name any path on the auditor's machine.
+    So in an audit's rerun a trainer that reads files must read exactly :meth:`paths` (the files
+    the integrity check hashed, in the recorded order, from the source's folder *here*) and call
+    :meth:`check_config_path` with the path its config names, which refuses a config that
+    disagrees with the record before anything is read.
+    """
+
+    source: DataSource
+    root: Path | None
+    """The source's folder on this machine; None for generated data."""
+    files: tuple[str, ...]
+    """Recorded file names relative to ``root``, in the order their bytes make up the corpus."""
+
+    def paths(self) -> list[Path]:
+        """``root / name`` for every recorded file; a name that leaves ``root`` is refused."""
+        if self.files and self.root is None:
+            raise DataConfigMismatchError(
+                f"the data record names files but its source ({self.source.kind} {self.source.name}) has no "
+                "folder here; the manifest is inconsistent"
+            )
+        out = []
+        for name in self.files:
+            parts = PurePosixPath(name).parts
+            if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name:
+                raise DataConfigMismatchError(
+                    f"the data record names {name!r}, which is not a path inside its source folder; "
+                    "refusing to read it"
+                )
+            assert self.root is not None
+            out.append(self.root / name)
+        return out
+
+    def check_config_path(self, configured: str | None, option: str = "data") -> None:
+        """Refuse (:class:`DataConfigMismatchError`, exit 3) a config path that is not this source.
+
+        ``configured`` is the path the recorded config names (None: none, e.g. built-in data).
+        A path must name the recorded ``path`` source: absolute and equal to it, or relative
+        (as typed at ``repro run``, e.g. ``corpus``) without ``..`` and equal to its last parts.
+        """
+        recorded = self.source.name if self.source.kind == "path" else None
+        if configured is None and recorded is None:
+            return
+        if configured is not None and recorded is not None:
+            typed = PurePosixPath(str(configured))
+            if typed.parts[:1] == ("~",):
+                typed = PurePosixPath(*typed.parts[1:]) if len(typed.parts) > 1 else PurePosixPath(".")
+            if typed.is_absolute():
+                if Path(str(typed)).resolve(strict=False) == Path(recorded) or str(typed) == recorded:
+                    return
+            elif ".." not in typed.parts:
+                tail = [p for p in typed.parts if p != "."]
+                if tail and list(PurePosixPath(recorded).parts[-len(tail):]) == tail:
+                    return
+        where = f"{self.source.kind} {self.source.name}"
+        raise DataConfigMismatchError(
+            f"the manifest's config names {option} {configured!r}, but its verified data record is {where}: "
+            "the two disagree, so the audit refuses to read any data (repro never writes such a manifest)"
+        )
+
+
+@dataclass(frozen=True)
 class TrainerContext:
     """What repro hands a trainer: settings, device, and where it may cache and write files."""
 
@@ -162,6 +226,9 @@ class TrainerContext:
     """Cross-run cache (e.g. tokenizers keyed by content hash)."""
     artifact_dir: Path
     """This run's folder; files written here can be recorded as artifacts."""
+    data: VerifiedData | None = None
+    """Set in an audit's rerun: the verified data, which a file-reading trainer must read instead
+    of any path in its config (see :class:`VerifiedData`). None in ``repro run``."""
 
     def generator(self, purpose: str) -> torch.Generator:
         """A CPU generator seeded from the run seed and ``purpose``, independent of global RNG."""

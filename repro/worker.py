@@ -61,7 +61,7 @@ def run_job(job: Job, events: _Events) -> JobResult:
     from repro.capture.environment import capture_environment
     from repro.determinism import apply_determinism, load_rng_state_tensors, rng_state_tensors
     from repro.registry import import_reference
-    from repro.trainer_api import TrainerContext
+    from repro.trainer_api import TrainerContext, VerifiedData
 
     t0 = time.perf_counter()
     device = apply_determinism(job.settings)
@@ -73,6 +73,11 @@ def run_job(job: Job, events: _Events) -> JobResult:
         device=device,
         cache_dir=Path(job.cache_dir),
         artifact_dir=Path(job.artifact_dir),
+        data=None if job.verified_data is None else VerifiedData(
+            source=job.verified_data.source,
+            root=Path(job.verified_data.root) if job.verified_data.root is not None else None,
+            files=tuple(job.verified_data.files),
+        ),
     )
     trainer = _call(name, "__init__", cls, config, context)
     events.emit(event="phase", phase="preparing data")
