@@ -37,6 +37,19 @@ def _append_summary(path: Path, text: str) -> None:
         raise OutputError(describe_os_error(exc, path)) from exc
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any audit runs, a report the gate could not write (probed, nothing left)."""
+    from repro import atomic
+
+    for flag, value in (("--json", args.json), ("--junit", args.junit), ("--summary", args.summary)):
+        if value:
+            atomic.check_writable(Path(value), flag)
+    if args.plots:
+        atomic.check_writable(Path(args.plots) / "plot.png", "--plots")
+    if os.environ.get(SUMMARY_ENV_VAR):
+        atomic.check_writable(Path(os.environ[SUMMARY_ENV_VAR]), f"${SUMMARY_ENV_VAR}")
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     """Load the policy, run the gate, write the reports, return the outcome's exit code."""
     from repro import atomic, cli
@@ -55,6 +68,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             raise PolicyError(f"--osv-url {args.osv_url!r}: {exc.errors()[0]['msg']}") from None
         loaded = loaded.model_copy(update={"policy": loaded.policy.model_copy(update={"vulnerabilities": vulns})})
+    _check_outputs(args)
     plots = Path(args.plots) if args.plots else None
     report = run_gate(loaded, plots_dir=plots, on_progress=lambda message: err_console.print(message, highlight=False))
 

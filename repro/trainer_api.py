@@ -192,22 +192,24 @@ class VerifiedData:
         """Refuse (:class:`DataConfigMismatchError`, exit 3) a config path that is not this source.
 
         ``configured`` is the path the recorded config names (None: none, e.g. built-in data).
-        A path must name the recorded ``path`` source: absolute and equal to it, or relative
-        (as typed at ``repro run``, e.g. ``corpus``) without ``..`` and equal to its last parts.
+        A path must name the recorded ``path`` source or one of its recorded files: absolute and
+        equal to it, or relative (as typed at ``repro run``, e.g. ``corpus``) without ``..`` and
+        equal to its last parts.
         """
         recorded = self.source.name if self.source.kind == "path" else None
         if configured is None and recorded is None:
             return
         if configured is not None and recorded is not None:
+            names = [PurePosixPath(recorded)] + [PurePosixPath(recorded) / f for f in self.files]
             typed = PurePosixPath(str(configured))
             if typed.parts[:1] == ("~",):
                 typed = PurePosixPath(*typed.parts[1:]) if len(typed.parts) > 1 else PurePosixPath(".")
             if typed.is_absolute():
-                if Path(str(typed)).resolve(strict=False) == Path(recorded) or str(typed) == recorded:
+                if any(Path(str(typed)).resolve(strict=False) == Path(n) or typed == n for n in names):
                     return
             elif ".." not in typed.parts:
                 tail = [p for p in typed.parts if p != "."]
-                if tail and list(PurePosixPath(recorded).parts[-len(tail):]) == tail:
+                if tail and any(list(n.parts[-len(tail):]) == tail for n in names):
                     return
         where = f"{self.source.kind} {self.source.name}"
         raise DataConfigMismatchError(
