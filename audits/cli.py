@@ -63,6 +63,9 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trainer", metavar="NAME_OR_REF",
                    help="rerun with this trainer (entry-point name or package.module:Class); needed to import a "
                         "trainer that an untrusted manifest names only by module (see docs/security.md)")
+    p.add_argument("--allow-imports", action="store_true",
+                   help="import the modules the manifest names (its trainer, a Lightning module and datamodule) "
+                        "although no trust list names its signer: that runs their code (see docs/security.md)")
     p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, metavar="N",
                    help=f"refuse, before compute, to replay more than N training steps (default {DEFAULT_MAX_STEPS:,})")
     p.set_defaults(func=cmd_audit)
@@ -82,7 +85,7 @@ def _options(args: argparse.Namespace) -> Any:
                                 tensor_rtol=args.tensor_rtol),
             allow_data_change=args.allow_data_change,
             work_dir=Path(args.work_dir) if args.work_dir else None,
-            trainer=args.trainer, max_steps=args.max_steps,
+            trainer=args.trainer, max_steps=args.max_steps, allow_imports=args.allow_imports,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

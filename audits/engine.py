@@ -57,7 +57,8 @@ def check_options(options: AuditOptions) -> None:
 
 
 def _plan(m: RunManifest, options: AuditOptions, trusted: bool) -> _Plan:
-    resolved = rerun.plan(m, options.device, options.threads, trainer=options.trainer, trusted=trusted)
+    resolved = rerun.plan(m, options.device, options.threads, trainer=options.trainer,
+                          trusted=trusted or options.allow_imports)
     total = resolved.config.steps
     if options.segments is not None:
         seed = options.seed if options.seed is not None else spotcheck.draw_seed()

@@ -90,6 +90,10 @@ class AuditOptions(BaseModel):
         None, description="Trainer for the rerun (entry-point name or package.module:Class), chosen by the user; "
         "default: the installed entry point of the recorded name.",
     )
+    allow_imports: bool = Field(
+        False, description="Import modules the manifest names (trainer, Lightning module/datamodule) although its "
+        "signer is not on the trust list.",
+    )
     max_steps: int = Field(
         DEFAULT_MAX_STEPS, ge=1, description="Refuse (before compute) an audit that would replay more training steps.",
     )

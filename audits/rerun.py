@@ -35,12 +35,14 @@ from repro.errors import (
     ReproError,
     TrainerError,
     TrainerNotFoundError,
+    UsageError,
 )
 from repro.job import JobResult, VerifiedDataSpec
 from repro.launcher import EventHandler, launch
 from repro.manifest import CheckpointRecord, LoadedManifest, RunManifest, TrainerRef
 from repro.registry import installed_trainers, resolve_trainer
 from repro.run import build_job
+from repro.trainer_api import import_reference_fields
 from repro.verify import data_source_root
 
 
@@ -69,7 +71,7 @@ def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef,
             f"the run was made with trainer {name!r} ({recorded.entry}), which is not installed here as a "
             f"repro.trainers entry point, and repro does not import a module that an unverified signer's "
             f"manifest names; install {recorded.distribution or 'it'} {recorded.version}, or pass --trainer "
-            f"{recorded.entry} if you trust that code, or audit with --trusted-keys listing the signer"
+            f"{recorded.entry} (or --allow-imports) if you trust that code, or --trusted-keys listing the signer"
         )
     try:  # a trusted signer's recorded import reference may work where no entry point is installed
         return resolve_trainer(recorded.entry)
@@ -85,9 +87,10 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None,
     """The recorded run as the installed trainer reads it, with the auditor's device and threads.
 
     ``trainer`` is the user's choice (``--trainer``); otherwise the recorded name must be an
-    installed entry point, or, when ``trusted`` (the signer is on the user's trust list), the
-    recorded import reference is imported. Raises :class:`TrainerNotFoundError` when no allowed
-    trainer is found, :class:`TrainerError` when it cannot read the recorded config, and
+    installed entry point, or, when ``trusted`` (the signer is on the user's trust list, or
+    ``--allow-imports``), the recorded import reference is imported. Config fields that name
+    modules to import (:data:`~repro.trainer_api.IMPORT_REFERENCE`) need ``trusted`` too.
+    Raises :class:`TrainerNotFoundError` when no allowed trainer is found, :class:`TrainerError` when it cannot read the recorded config, and
     :class:`DeviceUnavailableError` when the device is not here.
     """
     recorded = manifest.run
@@ -101,6 +104,14 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None,
             f"({'.'.join(map(str, first['loc']))}: {first['msg']}); install the recorded version "
             f"{recorded.trainer.version}"
         ) from exc
+    named = import_reference_fields(config)
+    if named and not trusted:
+        listed = ", ".join(f"{k} {v!r}" for k, v in named.items())
+        raise UsageError(
+            f"the recorded config names modules to import ({listed}), and repro does not import modules that "
+            "an unverified signer's manifest names; pass --allow-imports if you trust that code, or "
+            "--trusted-keys listing the signer"
+        )
     settings = recorded.settings.model_copy(update={
         k: v for k, v in {"device": device, "threads": threads}.items() if v is not None
     })

@@ -152,6 +152,23 @@ def _relative_name(root: Path, path: Path) -> str:
         raise InputError(f"data file {path} is not inside {root}; name files relative to one root") from exc
 
 
+IMPORT_REFERENCE: dict[str, Any] = {"repro_import": True}
+"""``json_schema_extra`` of a config field whose value is a ``package.module:Class`` the trainer
+imports (e.g. the Lightning adapter's ``module``). An audit imports such a recorded value only
+with the user's say (``--allow-imports``, or a trust list naming the signer)."""
+
+
+def import_reference_fields(config: TrainerConfig) -> dict[str, str]:
+    """The config's fields marked :data:`IMPORT_REFERENCE` that are set, with their values."""
+    found = {}
+    for name, info in type(config).model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        value = getattr(config, name, None)
+        if extra.get("repro_import") and value:
+            found[name] = str(value)
+    return found
+
+
 @dataclass(frozen=True)
 class VerifiedData:
     """The data an audit verified before its rerun (:attr:`TrainerContext.data`).
@@ -188,8 +205,11 @@ class VerifiedData:
             out.append(self.root / name)
         return out
 
-    def check_config_path(self, configured: str | None, option: str = "data") -> None:
+    def check_config_path(self, configured: str | None, option: str = "data") -> Path | None:
         """Refuse (:class:`DataConfigMismatchError`, exit 3) a config path that is not this source.
+
+        Returns where the configured path's data is on this machine (the source folder, or one of
+        its files, as recorded), or None when the config names no path.
 
         ``configured`` is the path the recorded config names (None: none, e.g. built-in data).
         A path must name the recorded ``path`` source or one of its recorded files: absolute and
@@ -198,19 +218,23 @@ class VerifiedData:
         """
         recorded = self.source.name if self.source.kind == "path" else None
         if configured is None and recorded is None:
-            return
+            return None
         if configured is not None and recorded is not None:
-            names = [PurePosixPath(recorded)] + [PurePosixPath(recorded) / f for f in self.files]
+            # The source itself (a folder, or the one file given), or a recorded file in its folder.
+            names = [PurePosixPath(recorded)]
+            if self.root is not None:
+                names += [PurePosixPath(self.root) / f for f in self.files]
             typed = PurePosixPath(str(configured))
             if typed.parts[:1] == ("~",):
                 typed = PurePosixPath(*typed.parts[1:]) if len(typed.parts) > 1 else PurePosixPath(".")
-            if typed.is_absolute():
-                if any(Path(str(typed)).resolve(strict=False) == Path(n) or typed == n for n in names):
-                    return
-            elif ".." not in typed.parts:
-                tail = [p for p in typed.parts if p != "."]
-                if tail and any(list(n.parts[-len(tail):]) == tail for n in names):
-                    return
+            for name in names:
+                if typed.is_absolute():
+                    if Path(str(typed)).resolve(strict=False) == Path(name) or typed == name:
+                        return Path(name)
+                elif ".." not in typed.parts:
+                    tail = [p for p in typed.parts if p != "."]
+                    if tail and list(name.parts[-len(tail):]) == tail:
+                        return Path(name)
         where = f"{self.source.kind} {self.source.name}"
         raise DataConfigMismatchError(
             f"the manifest's config names {option} {configured!r}, but its verified data record is {where}: "
