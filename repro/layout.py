@@ -126,8 +126,9 @@ class RunLayout:
                 if same:
                     break
                 os.close(fd)
-        except OSError as exc:
-            raise OutputError(atomic.describe_os_error(exc, self.lock_path)) from exc
+        except OSError as exc:  # the lock is the first file a run writes: name what the user asked for
+            atomic.check_writable(self.manifest, "--out")  # its probe explains e.g. /proc best
+            raise OutputError(atomic.describe_os_error(exc, self.manifest)) from exc
         try:
             yield
         finally:

@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_job(job, events)
         code = 0
     except ReproError as exc:
+        sys.stderr.write(f"repro: {type(exc).__name__}: {exc}\n")  # the log says why, too
         result = JobResult(failure=WorkerFailure(error_type=type(exc).__name__, message=str(exc)))
         code = 1
     except Exception as exc:  # a bug in repro itself: keep the traceback in the log

@@ -25,6 +25,7 @@ from repro.cli import main
 from repro.paths import cache_dir, private_folder
 from tests.audits.forgery import resign
 
+NEEDLE = b"secret5auditor5key5bytes"
 SECRET = b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIH5secret5auditor5key5bytes5NEVER5read5xx\n" * 40
 
 
@@ -80,7 +81,7 @@ def test_a_config_pointing_data_at_a_secret_is_refused_before_it_is_read(
     assert os.stat(secret).st_atime < time.time() - 86400  # never opened for reading
     assert not (tmp_path / "r.json").exists()
     assert not (cache / "tokenizers").exists() and not (cache / "tokens").exists()  # nothing trained
-    assert _files_containing(tmp_path, SECRET[:40]) == [secret]  # no copy anywhere: cache, work, report
+    assert _files_containing(tmp_path, NEEDLE) == [secret]  # no copy anywhere: cache, work, report
 
 
 def test_a_data_record_that_leaves_its_folder_is_refused(
@@ -102,7 +103,7 @@ def test_a_data_record_that_leaves_its_folder_is_refused(
     assert main(["audit", str(smoke_copy), "--allow-data-change", "--work-dir", str(tmp_path / "w")]) == 3
     line = _error(capsys)
     assert "not a path inside" in line or "outside" in line
-    assert _files_containing(tmp_path, SECRET[:40]) == [secret]
+    assert _files_containing(tmp_path, NEEDLE) == [secret]
 
 
 def _corpus(folder: Path, plays: int = 2) -> Path:
@@ -217,7 +218,7 @@ def test_a_failed_audit_leaves_no_temporary_folder_and_keeps_its_log(
     assert main(["audit", str(out), "--trainer", "tinymlp:NaNLossTrainer", "--json", str(report)]) == 4
     line = _error(capsys)
     kept = report.with_suffix(".train.log")
-    assert f"(log: {kept})" in line and kept.is_file() and "non-finite loss" in kept.read_text()
+    assert f"(log: {kept})" in line and "non-finite loss" in kept.read_text()  # the child's own log
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     assert list(temp.iterdir()) == [] and not report.exists()
     assert main(["audit", str(out), "--trainer", "tinymlp:NaNLossTrainer"]) == 4

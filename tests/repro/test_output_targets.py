@@ -71,7 +71,7 @@ def test_a_folder_or_socket_is_refused(tmp_path: Path) -> None:
         server.bind(str(sock_path))
         with pytest.raises(OutputError, match="socket"):
             atomic.write_text(sock_path, "x")
-        with pytest.raises(OutputError, match="--json: cannot write .*socket"):
+        with pytest.raises(OutputError, match=r"--json: cannot write .*socket"):
             atomic.check_writable(sock_path, "--json")
     finally:
         server.close()

@@ -124,6 +124,8 @@ def test_a_run_that_never_started_leaves_no_marker(tmp_path: Path, capsys: pytes
     if not _cuda_available():
         assert main(["run", "smoke", "--device", "cuda", "--out", str(out)]) == 4
         assert "no CUDA device" in _error(capsys)
+    assert main(["run", "smoke", "--out", "/proc/repro-run.json"]) == 2
+    assert "cannot write /proc/repro-run.json" in _error(capsys)
     assert list(out.parent.iterdir()) == []
     assert main(["verify", str(out)]) == 4
     assert "resume" not in capsys.readouterr().err

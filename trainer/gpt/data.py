@@ -120,6 +120,7 @@ def load_verified(data: VerifiedData, configured: str | None) -> Corpus:
     ``--data`` corpus as a ``path`` source; anything else, or a config path that names other
     data than the record, is refused before any file is read.
     """
+    data.check_config_path(configured)
     if data.source.kind == "generated" or (
         data.source.kind == "distribution" and data.source.name != BUILTIN_DISTRIBUTION
     ):
@@ -127,7 +128,6 @@ def load_verified(data: VerifiedData, configured: str | None) -> Corpus:
             f"the manifest's data record is {data.source.kind} {data.source.name!r}, which the GPT trainer "
             "never records; the manifest is inconsistent, so the audit refuses to read any data"
         )
-    data.check_config_path(configured)
     files = [(name, _read(path)) for name, path in zip(data.files, data.paths(), strict=True)]
     if not any(content.strip() for _, content in files):
         raise InputError(f"the corpus ({data.source.name}) is empty; give a text with content")
