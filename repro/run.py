@@ -174,12 +174,7 @@ def _train(
             shutil.rmtree(folder, ignore_errors=True)  # an earlier unfinished run is superseded
         layout.mark(folder)
         discard_partial(folder / "checkpoints")
-        latest = latest_checkpoint(folder / "checkpoints") if resume else None
-        if latest is not None and load_records(latest).config_sha256 != resolved.config_sha256:
-            raise UsageError(
-                f"the checkpoint in {latest} was made with a different config; resume with the "
-                "same preset and overrides, or start afresh without --resume"
-            )
+        latest = _resume_point(folder, resolved) if resume else None
         outputs = [layout.marker, layout.staging, layout.replaced, layout.root, layout.manifest, layout.lock_path]
         code = capture_code(Path(code_path or Path.cwd()), exclude=outputs)
 
@@ -195,6 +190,17 @@ def _train(
             layout.marker.unlink(missing_ok=True)
         raise
     return result, latest, run, code
+
+
+def _resume_point(folder: Path, resolved: ResolvedRun) -> Path | None:
+    """The last complete checkpoint of the unfinished run in ``folder``, checked against the config."""
+    latest = latest_checkpoint(folder / "checkpoints")
+    if latest is not None and load_records(latest).config_sha256 != resolved.config_sha256:
+        raise UsageError(
+            f"the checkpoint in {latest} was made with a different config; resume with the "
+            "same preset and overrides, or start afresh without --resume"
+        )
+    return latest
 
 
 def _resumable(folder: Path) -> bool:
