@@ -168,7 +168,8 @@ def _relocate_log(message: str, folder: Path, failure_log: Path | None) -> str:
             return message.replace(match.group(0), str(failure_log))
         except (OSError, ReproError):
             pass  # the failure is what gets reported; say the log is gone
-    return message.replace(match.group(0), "the training log was not kept; pass --work-dir DIR to keep it")
+    return message.replace(match.group(0), "the training log was removed with the temporary folder; "
+                                           "repro audit --work-dir DIR keeps it")
 
 
 def verified_data(loaded: LoadedManifest) -> VerifiedDataSpec:

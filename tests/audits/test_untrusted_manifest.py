@@ -222,7 +222,8 @@ def test_a_failed_audit_leaves_no_temporary_folder_and_keeps_its_log(
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     assert list(temp.iterdir()) == [] and not report.exists()
     assert main(["audit", str(out), "--trainer", "tinymlp:NaNLossTrainer"]) == 4
-    assert "the training log was not kept; pass --work-dir DIR to keep it" in _error(capsys)
+    assert "the training log was removed with the temporary folder; repro audit --work-dir DIR keeps it" \
+        in _error(capsys)
     assert list(temp.iterdir()) == []
 
 
