@@ -9,7 +9,6 @@ models, torch, matplotlib) happen when the command runs, not when ``repro`` star
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,13 @@ installed), 70 internal error. See docs/audit.md."""
 
 def add_audit_command(sub: argparse._SubParsersAction) -> None:
     """Add ``audit`` to the ``repro`` subcommands."""
-    from repro.audits.options import DEFAULT_GRAD_RTOL, DEFAULT_LOSS_ATOL, DEFAULT_LOSS_RTOL, DEFAULT_TENSOR_RTOL
+    from repro.audits.options import (
+        DEFAULT_GRAD_RTOL,
+        DEFAULT_LOSS_ATOL,
+        DEFAULT_LOSS_RTOL,
+        DEFAULT_MAX_STEPS,
+        DEFAULT_TENSOR_RTOL,
+    )
 
     p = sub.add_parser("audit", help="rerun a recorded run and judge it against its manifest",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,6 +65,14 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
                    help="rerun a prefix (--steps, default 20) as recorded and once per changed condition: "
                         "threads, hashseed, cwd, locale, timezone, device, or all; report what the run is "
                         "sensitive to (schema: docs/vary-report.schema.json)")
+    p.add_argument("--trainer", metavar="NAME_OR_REF",
+                   help="rerun with this trainer (entry-point name or package.module:Class); needed to import a "
+                        "trainer that an untrusted manifest names only by module (see docs/security.md)")
+    p.add_argument("--allow-imports", action="store_true",
+                   help="import the modules the manifest names (its trainer, a Lightning module and datamodule) "
+                        "although no trust list names its signer: that runs their code (see docs/security.md)")
+    p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, metavar="N",
+                   help=f"refuse, before compute, to replay more than N training steps (default {DEFAULT_MAX_STEPS:,})")
     p.set_defaults(func=cmd_audit)
 
 
@@ -77,6 +90,7 @@ def _options(args: argparse.Namespace) -> Any:
                                 tensor_rtol=args.tensor_rtol),
             allow_data_change=args.allow_data_change,
             work_dir=Path(args.work_dir) if args.work_dir else None,
+            trainer=args.trainer, max_steps=args.max_steps, allow_imports=args.allow_imports,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -85,21 +99,26 @@ def _options(args: argparse.Namespace) -> Any:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Fail before any compute if a report cannot be written."""
-    from repro.errors import OutputError, UsageError
+    """Fail before any compute if a report cannot be written (probed; nothing is left behind)."""
+    from repro import atomic
+    from repro.errors import UsageError
 
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot {args.plot}: the plot is a PNG; name a .png file")
     for flag, value in (("--json", args.json), ("--junit", args.junit), ("--plot", args.plot), ("--html", args.html)):
-        if not value:
-            continue
-        folder = Path(value).resolve().parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{flag} {value}: cannot create {folder} ({exc.strerror}); choose another path") from exc
-        if not os.access(folder, os.W_OK) or Path(value).is_dir():
-            raise OutputError(f"{flag} {value}: cannot write there; choose a writable file path")
+        if value:
+            atomic.check_writable(Path(value), flag)
+
+
+def failure_log_path(args: argparse.Namespace) -> Path | None:
+    """Where a failed rerun's training log is kept: beside the first report asked for, as
+    ``<report>.train.log`` (None: no report file, or a device or FIFO, which has no "beside")."""
+    from repro.atomic import is_stream
+
+    for value in (args.json, args.junit, args.plot, args.html):
+        if value and not is_stream(Path(value)):
+            return Path(value).with_suffix(".train.log")
+    return None
 
 
 def _scan_settings(args: argparse.Namespace) -> Any:
@@ -202,7 +221,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     # One document: the scan and the plot use the manifest that was verified, never a new read.
     verified = verify_for_audit(Path(args.manifest), options.trusted_keys)
     try:
-        report = audit_verified(verified, options, on_event)
+        report = audit_verified(verified, options, on_event, failure_log=failure_log_path(args))
     finally:
         if started:
             progress.__exit__(None, None, None)

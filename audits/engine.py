@@ -58,18 +58,32 @@ def check_options(options: AuditOptions) -> None:
         raise UsageError("--seed chooses spot-check segments; use it with --segments K")
 
 
-def _plan(m: RunManifest, options: AuditOptions) -> _Plan:
-    resolved = rerun.plan(m, options.device, options.threads)
+def _plan(m: RunManifest, options: AuditOptions, trusted: bool) -> _Plan:
+    resolved = rerun.plan(m, options.device, options.threads, trainer=options.trainer,
+                          trusted=trusted or options.allow_imports)
     total = resolved.config.steps
     if options.segments is not None:
         seed = options.seed if options.seed is not None else spotcheck.draw_seed()
         chosen = spotcheck.choose_segments(spotcheck.segments_of(m, total), options.segments, seed)
-        return _Plan(resolved, "spot-check", chosen, seed)
+        return _within_budget(_Plan(resolved, "spot-check", chosen, seed), options)
     if options.steps is not None:
         if options.steps > total:
             raise UsageError(f"--steps {options.steps}: the run has only {total} steps")
-        return _Plan(resolved, "full" if options.steps == total else "prefix", [Segment(start=0, end=options.steps)], None)
-    return _Plan(resolved, "full", [Segment(start=0, end=total)], None)
+        return _within_budget(_Plan(resolved, "full" if options.steps == total else "prefix",
+                                    [Segment(start=0, end=options.steps)], None), options)
+    return _within_budget(_Plan(resolved, "full", [Segment(start=0, end=total)], None), options)
+
+
+def _within_budget(plan: _Plan, options: AuditOptions) -> _Plan:
+    """Refuse, before compute, more replayed steps than the user allowed: the manifest's ``steps``
+    is a stranger's number, and it alone must not decide how long this machine trains."""
+    replayed = sum(s.end - s.start for s in plan.segments)
+    if replayed > options.max_steps:
+        raise UsageError(
+            f"the audit would replay {replayed:,} training steps, more than --max-steps {options.max_steps:,}; "
+            f"pass --max-steps {replayed} to allow it, or audit part of the run with --steps N or --segments K"
+        )
+    return plan
 
 
 def _notify(on_event: EventHandler | None, message: str) -> None:
@@ -91,24 +105,27 @@ def _compare_checkpoints(m: RunManifest, folder: Path, plan: _Plan, runs: list[r
 
 
 def run_audit(manifest_path: Path, options: AuditOptions | None = None,
-              on_event: EventHandler | None = None) -> AuditReport:
+              on_event: EventHandler | None = None, failure_log: Path | None = None) -> AuditReport:
     """Verify the manifest at ``manifest_path``, then audit it (:func:`audit_verified`).
 
     See ``docs/audit.md`` for the semantics. ``on_event`` receives the training child's progress
     events (as ``repro run`` does) and ``{"event": "notice", "message": ...}`` for what the user
-    should see before compute ends.
+    should see before compute ends. Without ``options.work_dir`` the rerun's files go to a
+    temporary folder that is always removed; if the rerun fails, its training log is copied to
+    ``failure_log`` (when given) first.
     """
     options = options or AuditOptions()
     check_options(options)
     verified = integrity.verify_for_audit(Path(manifest_path), options.trusted_keys)
-    return audit_verified(verified, options, on_event)
+    return audit_verified(verified, options, on_event, failure_log)
 
 
 def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
-                   on_event: EventHandler | None = None) -> AuditReport:
+                   on_event: EventHandler | None = None, failure_log: Path | None = None) -> AuditReport:
     """Audit a manifest :func:`repro.verify.verify_manifest` verified (with ``data="report"``).
 
     Everything reported comes from the verified document; the manifest file is not read again.
+    ``failure_log`` is as for :func:`run_audit`.
     """
     clock = [time.perf_counter() - verified.seconds]  # integrity time includes the verification
     options = options or AuditOptions()
@@ -119,7 +136,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
     for change in checked.data_changed:
         _notify(on_event, f"data differs before the rerun: {change.kind} {change.path} {change.status}")
     clock.append(time.perf_counter())
-    plan = _plan(m, options)
+    plan = _plan(m, options, checked.trusted)
     # The run's own outputs (and the audit's work folder) are not code, tracked by git or not.
     path = Path(manifest_path)
     outputs = [path, run_folder(path), incomplete_marker(path), replaced_folder(path),
@@ -127,7 +144,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
     code_here = capture_code(Path(options.code_path or Path.cwd()), exclude=outputs)
     clock.append(time.perf_counter())
 
-    with rerun.work_folder(options.work_dir) as work:
+    with rerun.work_folder(options.work_dir, failure_log) as work:
         runs = []
         for index, segment in enumerate(plan.segments, 1):
             if plan.mode == "spot-check":

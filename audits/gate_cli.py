@@ -49,6 +49,18 @@ def _audited(result: Any, path: Path) -> Any:
         return load_manifest(path).manifest
     except ReproError:
         return None
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any audit runs, a report the gate could not write (probed, nothing left)."""
+    from repro import atomic
+
+    for flag, value in (("--json", args.json), ("--junit", args.junit), ("--summary", args.summary),
+                        ("--html", args.html)):
+        if value:
+            atomic.check_writable(Path(value), flag)
+    if args.plots:
+        atomic.check_writable(Path(args.plots) / "plot.png", "--plots")
+    if os.environ.get(SUMMARY_ENV_VAR):
+        atomic.check_writable(Path(os.environ[SUMMARY_ENV_VAR]), f"${SUMMARY_ENV_VAR}")
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -69,6 +81,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             raise PolicyError(f"--osv-url {args.osv_url!r}: {exc.errors()[0]['msg']}") from None
         loaded = loaded.model_copy(update={"policy": loaded.policy.model_copy(update={"vulnerabilities": vulns})})
+    _check_outputs(args)
     plots = Path(args.plots) if args.plots else None
     report = run_gate(loaded, plots_dir=plots, on_progress=lambda message: err_console.print(message, highlight=False))
 

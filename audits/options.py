@@ -23,6 +23,11 @@ DEFAULT_GRAD_RTOL = 1e-2
 """Relative per-step tolerance on gradient norms: a norm over millions of gradient entries moves
 far more than the loss under a different summation order (CPU vs CUDA: up to 1.3e-3 in 100 steps)."""
 
+DEFAULT_MAX_STEPS = 10_000
+"""Most training steps an audit replays unless the user allows more (``--max-steps``): a
+manifest is someone else's input, and its ``steps`` must not decide alone how long this machine
+computes. Ten thousand covers every preset here (``baseline-full`` has 3,000)."""
+
 DEFAULT_TENSOR_RTOL = 5e-2
 """Largest relative L2 difference ``||rerun - recorded|| / ||recorded||`` of a checkpoint tensor."""
 
@@ -81,3 +86,14 @@ class AuditOptions(BaseModel):
         None, description="Keep the rerun's checkpoints and log here; default: a temporary folder, removed."
     )
     code_path: Path | None = Field(None, description="Where to read the code's git state; default: the working folder.")
+    trainer: str | None = Field(
+        None, description="Trainer for the rerun (entry-point name or package.module:Class), chosen by the user; "
+        "default: the installed entry point of the recorded name.",
+    )
+    allow_imports: bool = Field(
+        False, description="Import modules the manifest names (trainer, Lightning module/datamodule) although its "
+        "signer is not on the trust list.",
+    )
+    max_steps: int = Field(
+        DEFAULT_MAX_STEPS, ge=1, description="Refuse (before compute) an audit that would replay more training steps.",
+    )

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from repro.audits.options import AuditOptions, Tolerance
+from repro.audits.options import DEFAULT_MAX_STEPS, AuditOptions, Tolerance
 from repro.audits.vulnerabilities import ScanSettings
 from repro.errors import UsageError
 
@@ -73,6 +73,7 @@ class GatePolicy(BaseModel):
     device: Literal["cpu", "cuda"] | None = Field(None, description="Rerun device; default: as recorded.")
     threads: int | None = Field(None, ge=1, le=512, description="Rerun threads; default: as recorded.")
     tolerance: Tolerance = Field(default_factory=Tolerance)
+    max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, description="Refuse, before compute, to replay more steps.")
     vulnerabilities: VulnerabilityPolicy = Field(default_factory=VulnerabilityPolicy)
 
     @model_validator(mode="after")
@@ -112,7 +113,7 @@ class LoadedPolicy(BaseModel):
         p = self.policy
         return AuditOptions(
             trusted_keys=self.resolve(p.trusted_keys), steps=p.steps, segments=p.segments, seed=p.seed,
-            device=p.device, threads=p.threads, tolerance=p.tolerance, code_path=self.root,
+            device=p.device, threads=p.threads, tolerance=p.tolerance, code_path=self.root, max_steps=p.max_steps,
         )
 
     def scan_settings(self) -> ScanSettings:

@@ -5,10 +5,18 @@ unchanged: in particular ``steps`` stays as recorded so that schedules (warm-up,
 are the same, and a shorter audit stops the loop early (``Job.stop_after``). Only the run
 settings an auditor may choose (device, threads) can differ; the config digest then differs from
 the recorded one, which is expected and reported, not an error.
+
+A manifest is someone else's input, so nothing in it decides on its own what code runs or what
+is read (docs/security.md, "Auditing a stranger's manifest"): the trainer is an installed entry
+point of the recorded name, the one the user names (``--trainer``), or, only for a manifest
+signed by a key on the user's trust list, the recorded ``package.module:Class``; and the rerun
+is handed the verified data location (:class:`~repro.job.VerifiedDataSpec`), never a path from
+the config.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -19,13 +27,23 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from repro import atomic
 from repro.config import ResolvedRun
-from repro.errors import ArtifactMismatchError, DeviceUnavailableError, TrainerError, TrainerNotFoundError
-from repro.job import JobResult
+from repro.errors import (
+    ArtifactMismatchError,
+    DeviceUnavailableError,
+    ReproError,
+    TrainerError,
+    TrainerNotFoundError,
+    UsageError,
+)
+from repro.job import JobResult, VerifiedDataSpec
 from repro.launcher import EventHandler, launch
-from repro.manifest import CheckpointRecord, LoadedManifest, RunManifest
-from repro.registry import resolve_trainer
+from repro.manifest import CheckpointRecord, LoadedManifest, RunManifest, TrainerRef
+from repro.registry import installed_trainers, resolve_trainer
 from repro.run import build_job
+from repro.trainer_api import import_reference_fields
+from repro.verify import data_source_root
 
 
 @dataclass(frozen=True)
@@ -42,28 +60,41 @@ class Rerun:
         return (Path(saved.path), saved.tensors) if saved is not None else None
 
 
-def plan(manifest: RunManifest, device: str | None, threads: int | None) -> ResolvedRun:
+def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef, type]:
+    """The recorded trainer, found without importing anything the manifest alone names."""
+    recorded = manifest.run.trainer
+    name = recorded.name
+    if name in installed_trainers():
+        return resolve_trainer(name)
+    if not trusted:
+        raise TrainerNotFoundError(
+            f"the run was made with trainer {name!r} ({recorded.entry}), which is not installed here as a "
+            f"repro.trainers entry point, and repro does not import a module that an unverified signer's "
+            f"manifest names; install {recorded.distribution or 'it'} {recorded.version}, or pass --trainer "
+            f"{recorded.entry} (or --allow-imports) if you trust that code, or --trusted-keys listing the signer"
+        )
+    try:  # a trusted signer's recorded import reference may work where no entry point is installed
+        return resolve_trainer(recorded.entry)
+    except TrainerNotFoundError as exc:
+        raise TrainerNotFoundError(
+            f"the run was made with trainer {name!r} ({recorded.entry}), which is not installed here; "
+            f"install {recorded.distribution or 'it'} {recorded.version} to audit the run ({exc})"
+        ) from exc
+
+
+def plan(manifest: RunManifest, device: str | None, threads: int | None,
+         trainer: str | None = None, trusted: bool = False) -> ResolvedRun:
     """The recorded run as the installed trainer reads it, with the auditor's device and threads.
 
-    Raises :class:`TrainerNotFoundError` when the trainer is not installed,
-    :class:`TrainerError` when it cannot read the recorded config, and
+    ``trainer`` is the user's choice (``--trainer``); otherwise the recorded name must be an
+    installed entry point, or, when ``trusted`` (the signer is on the user's trust list, or
+    ``--allow-imports``), the recorded import reference is imported. Config fields that name
+    modules to import (:data:`~repro.trainer_api.IMPORT_REFERENCE`) need ``trusted`` too.
+    Raises :class:`TrainerNotFoundError` when no allowed trainer is found, :class:`TrainerError` when it cannot read the recorded config, and
     :class:`DeviceUnavailableError` when the device is not here.
     """
     recorded = manifest.run
-    name = recorded.trainer.name
-    try:
-        ref, cls = resolve_trainer(name)
-    except TrainerNotFoundError as first:
-        if name == recorded.trainer.entry:
-            raise
-        try:  # the recorded import reference may still work where the entry point is not installed
-            ref, cls = resolve_trainer(recorded.trainer.entry)
-        except TrainerNotFoundError as exc:
-            raise TrainerNotFoundError(
-                f"the run was made with trainer {name!r} ({recorded.trainer.entry}), which is not "
-                f"installed here; install {recorded.trainer.distribution or 'it'} "
-                f"{recorded.trainer.version} to audit the run ({first})"
-            ) from exc
+    ref, cls = resolve_trainer(trainer) if trainer is not None else _recorded_trainer(manifest, trusted)
     try:
         config = cls.config_model.model_validate(recorded.config)
     except ValidationError as exc:
@@ -73,6 +104,14 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None) -> Reso
             f"({'.'.join(map(str, first['loc']))}: {first['msg']}); install the recorded version "
             f"{recorded.trainer.version}"
         ) from exc
+    named = import_reference_fields(config)
+    if named and not trusted:
+        listed = ", ".join(f"{k} {v!r}" for k, v in named.items())
+        raise UsageError(
+            f"the recorded config names modules to import ({listed}), and repro does not import modules that "
+            "an unverified signer's manifest names; pass --allow-imports if you trust that code, or "
+            "--trusted-keys listing the signer"
+        )
     settings = recorded.settings.model_copy(update={
         k: v for k, v in {"device": device, "threads": threads}.items() if v is not None
     })
@@ -93,24 +132,53 @@ def check_cuda() -> None:
 
 
 @contextmanager
-def work_folder(keep: Path | None) -> Iterator[Path]:
-    """Where reruns write: ``keep`` (left in place) or a temporary folder removed afterwards."""
+def work_folder(keep: Path | None, failure_log: Path | None = None) -> Iterator[Path]:
+    """Where reruns write: ``keep`` (left in place) or a temporary folder that is always removed.
+
+    A failed rerun's error names its training log; when that log is in the temporary folder it is
+    copied to ``failure_log`` (if given) and the message is pointed there, else the message says
+    how to keep it (``--work-dir``). The folder and the cache under it are private (0700).
+    """
     if keep is not None:
         Path(keep).mkdir(parents=True, exist_ok=True)
         yield Path(keep)
         return
-    folder = Path(tempfile.mkdtemp(prefix="repro-audit-"))
+    folder = Path(tempfile.mkdtemp(prefix="repro-audit-"))  # mkdtemp: mode 0700
     try:
         yield folder
-    except TrainerError:
-        # The error names the training log inside this folder: leave the log for the user.
-        for ckpt in folder.glob("*/checkpoints"):
-            shutil.rmtree(ckpt, ignore_errors=True)
-        raise
-    except BaseException:
+    except ReproError as exc:
+        message = _relocate_log(str(exc), folder, failure_log)
         shutil.rmtree(folder, ignore_errors=True)
-        raise
-    shutil.rmtree(folder, ignore_errors=True)
+        if message == str(exc):
+            raise
+        raise type(exc)(message) from exc
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _relocate_log(message: str, folder: Path, failure_log: Path | None) -> str:
+    """``message`` with a training log inside ``folder`` replaced by where it is kept now."""
+    match = re.search(re.escape(str(folder)) + r"/\S*train\.log", message)
+    if match is None:
+        return message
+    log = Path(match.group(0))
+    if failure_log is not None and log.is_file():
+        try:
+            atomic.write_bytes(failure_log, log.read_bytes(), mode=0o600)
+            return message.replace(match.group(0), str(failure_log))
+        except (OSError, ReproError):
+            pass  # the failure is what gets reported; say the log is gone
+    return message.replace(match.group(0), "the training log was removed with the temporary folder; "
+                                           "repro audit --work-dir DIR keeps it")
+
+
+def verified_data(loaded: LoadedManifest) -> VerifiedDataSpec:
+    """The data the integrity check verified, as the rerun must read it: the source's folder here
+    and the recorded file names, in the recorded order (nothing from the config)."""
+    data = loaded.manifest.data
+    root = data_source_root(data.source)
+    return VerifiedDataSpec(source=data.source, root=str(root) if root is not None else None,
+                            files=[f.path for f in data.files])
 
 
 def rerun(
@@ -122,7 +190,7 @@ def rerun(
     folder.mkdir(parents=True, exist_ok=True)
     scratch = folder / ".job"
     scratch.mkdir(exist_ok=True)
-    overrides: dict[str, object] = {"stop_after": stop}
+    overrides: dict[str, object] = {"stop_after": stop, "verified_data": verified_data(loaded)}
     if start is not None:
         overrides["start_checkpoint"] = str(loaded.folder / start.path)
         overrides["start_checkpoint_sha256"] = start.sha256

@@ -33,6 +33,19 @@ def controlled_environment(settings: RunSettings, base: Mapping[str, str] | None
     return env
 
 
+def require_device(device: str) -> None:
+    """Raise :class:`DeviceUnavailableError` unless ``device`` is usable here; called before
+    anything is written or computed (torch is imported only for ``cuda``)."""
+    if device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            "--device cuda was asked for but no CUDA device is available here; use --device cpu"
+        )
+
+
 def apply_determinism(settings: RunSettings) -> torch.device:  # noqa: F821
     """Set torch's determinism flags and thread counts, seed every global RNG; return the device.
 

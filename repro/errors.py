@@ -105,6 +105,11 @@ class DataChangedError(ArtifactMismatchError):
     """
 
 
+class DataConfigMismatchError(IntegrityError):
+    """A manifest's config names other data than its verified data record (repro never writes
+    such a manifest); an audit refuses it before reading any data."""
+
+
 # -- could not check (exit 4) ---------------------------------------------------------------------
 class CouldNotCheckError(ReproError):
     """The check could not be carried out; nothing is claimed about reproducibility."""

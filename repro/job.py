@@ -20,6 +20,15 @@ class JobModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class VerifiedDataSpec(JobModel):
+    """The data an audit verified before its rerun: the trainer reads exactly these files
+    (:class:`repro.trainer_api.VerifiedData`), not whatever path the recorded config names."""
+
+    source: DataSource
+    root: str | None = Field(description="The source's folder here (absolute); None for generated data.")
+    files: list[str] = Field(description="The recorded file names, relative to root, in corpus order.")
+
+
 class Job(JobModel):
     """One training process's work: a trainer, its config, and which steps to run."""
 
@@ -36,6 +45,9 @@ class Job(JobModel):
     start_checkpoint_sha256: str | None = None
     stop_after: int | None = Field(None, description="Last step to run; default: config steps.")
     write_checkpoints: bool = True
+    verified_data: VerifiedDataSpec | None = Field(
+        None, description="An audit's rerun: read exactly this data (see TrainerContext.data)."
+    )
 
 
 class DataResult(JobModel):

@@ -18,13 +18,28 @@ and the marker. The manifest therefore names ``run/...`` paths, the same for eve
 Killed between those renames, a run leaves ``run.replaced/`` beside the marker; ``verify`` and
 ``audit`` refuse that state (exit 4) and the next ``repro run`` with the same ``--out`` settles it
 first (:meth:`RunLayout.settle`): if the manifest in place is the one the marker names, the
-replacement is finished, otherwise undone. One run per manifest path at a time.
+replacement is finished, otherwise undone.
+
+One run per manifest path at a time: :meth:`RunLayout.locked` holds an exclusive ``flock`` on
+``manifests/.run.json.lock`` for the whole run (the OS releases it if the process dies), and a
+second ``repro run`` with the same ``--out`` is refused at start.
+
+repro deletes and renames only folders it made: every run folder holds a marker file,
+``.repro-run`` (:data:`RUN_FOLDER_MARKER`). A ``run/``, ``run.incomplete/`` or ``run.replaced/``
+beside the manifest that is neither marked nor, for runs made before the marker, named by the
+manifest beside it or by a readable incomplete marker, is someone else's: the run refuses to
+start (:meth:`RunLayout.check_owned`) and leaves it alone.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +50,9 @@ from repro.crashpoint import crash_point
 from repro.errors import OutputError, UsageError
 from repro.hashing import sha256_bytes, sha256_file
 from repro.manifest import incomplete_marker, replaced_folder, run_folder
+
+RUN_FOLDER_MARKER = ".repro-run"
+"""File in every run folder repro makes; only folders holding it are ever deleted or replaced."""
 
 
 class InFlightRun(BaseModel):
@@ -73,6 +91,86 @@ class RunLayout:
     def replaced(self) -> Path:
         """The previous run's folder, only while it is being replaced."""
         return replaced_folder(self.manifest)
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file beside the manifest, held by the one run writing it."""
+        return self.manifest.with_name(f".{self.manifest.name}.lock")
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the manifest's run lock, or refuse at once if another run holds it.
+
+        The lock file is removed on release. A run that opened the file just before it was
+        removed would lock a file nobody else can find, so after locking, the file on disk must
+        still be the one locked; otherwise it tries again.
+        """
+        try:
+            self.manifest.parent.mkdir(parents=True, exist_ok=True)
+            while True:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    os.close(fd)
+                    if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        raise UsageError(
+                            f"another repro run is writing {self.manifest} (it holds {self.lock_path}); wait "
+                            "for it to finish or choose another --out"
+                        ) from exc
+                    raise
+                try:
+                    same = os.path.samestat(os.fstat(fd), os.stat(self.lock_path))
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+                os.close(fd)
+        except OSError as exc:  # the lock is the first file a run writes: name what the user asked for
+            atomic.check_writable(self.manifest, "--out")  # its probe explains e.g. /proc best
+            raise OutputError(atomic.describe_os_error(exc, self.manifest)) from exc
+        try:
+            yield
+        finally:
+            try:
+                self.lock_path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+
+    def mark(self, folder: Path) -> None:
+        """Write :data:`RUN_FOLDER_MARKER` into a run folder repro has just made."""
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(folder / RUN_FOLDER_MARKER, f"a repro run folder of {self.manifest.name}\n")
+
+    def check_owned(self) -> None:
+        """Refuse (exit 2) to start if a folder this run would delete or rename is not repro's."""
+        for folder in (self.root, self.staging, self.replaced):
+            if os.path.lexists(folder) and not self._is_run_folder(folder):
+                kind = "a symbolic link" if folder.is_symlink() else "a folder" if folder.is_dir() else "a file"
+                raise UsageError(
+                    f"{folder} is in the way: a run writing {self.manifest} keeps its files there, but it is "
+                    f"{kind} that repro did not make (no {RUN_FOLDER_MARKER} inside); it was left alone. Move "
+                    "it away or choose another --out"
+                )
+
+    def _is_run_folder(self, folder: Path) -> bool:
+        if folder.is_symlink() or not folder.is_dir():
+            return False
+        if (folder / RUN_FOLDER_MARKER).is_file():
+            return True
+        # Runs made before the marker existed: a run was writing here, or the manifest names it.
+        return self.read_marker() is not None or (folder == self.root and self._manifest_names(folder))
+
+    def _manifest_names(self, folder: Path) -> bool:
+        """Whether the manifest beside ``folder`` records a file inside it (read leniently)."""
+        try:
+            raw = json.loads(self.manifest.read_bytes())
+            tokenizer = (raw.get("data") or {}).get("tokenizer") or {}
+            records = raw.get("checkpoints", []) + raw.get("artifacts", [])
+            paths = [tokenizer.get("path")] + [r.get("path") for r in records]
+        except (OSError, ValueError, AttributeError, TypeError):
+            return False
+        return any(isinstance(p, str) and p.startswith(f"{folder.name}/") for p in paths)
 
     def read_marker(self) -> InFlightRun | None:
         """The unfinished run, or None if there is none or its marker cannot be read."""

@@ -20,6 +20,7 @@ from repro import __version__
 from repro.capture.git import capture_code
 from repro.checkpoint import STATE_FILE, discard_partial, latest_checkpoint, load_records, load_state
 from repro.config import ResolvedRun
+from repro.determinism import require_device
 from repro.errors import InputError, UsageError
 from repro.hashing import sha256_file, sha256_tensor
 from repro.job import Job, JobResult
@@ -39,7 +40,7 @@ from repro.manifest import (
     ValidationRecord,
     manifest_bytes,
 )
-from repro.paths import cache_dir
+from repro.paths import cache_dir, private_folder
 from repro.sbom import record_sbom
 from repro.signing import sign_manifest
 
@@ -87,7 +88,7 @@ def build_job(resolved: ResolvedRun, folder: Path, scratch: Path, **overrides: o
         config=resolved.config.model_dump(mode="json"),
         config_sha256=resolved.config_sha256,
         artifact_dir=str(folder),
-        cache_dir=str(cache_dir()),
+        cache_dir=str(private_folder(cache_dir())),
         checkpoint_root=str(folder / "checkpoints"),
         result_path=str(scratch / "result.json"),
     )
@@ -138,10 +139,24 @@ def execute_run(
     if manifest_path.suffix != ".json":
         raise UsageError(f"--out {manifest_path} must name a .json file")
     layout = RunLayout(manifest_path)
-    folder = layout.staging
 
-    # Fail before compute: signing key readable, config resumable, output folder writable.
+    # Fail before compute: signing key readable, device here, output folder ours and writable.
     key, created = load_or_create_key(key_path)
+    with layout.locked():
+        layout.check_owned()
+        require_device(resolved.settings.device)
+        result, latest, run, code = _train(resolved, layout, resume, code_path, on_event)
+        manifest = _assemble(resolved, result, _earlier(latest, layout), layout, code, run, started, key)
+        layout.commit(manifest_bytes(manifest), run)
+    return RunOutcome(manifest=manifest, path=manifest_path, key=key, key_created=created)
+
+
+def _train(
+    resolved: ResolvedRun, layout: RunLayout, resume: bool, code_path: Path | None,
+    on_event: EventHandler | None,
+) -> tuple[JobResult, Path | None, InFlightRun, CodeRecord]:
+    """Mark the run in flight, prepare its staging folder and train (the caller holds the lock)."""
+    folder = layout.staging
     layout.settle()
     if resume:
         run = layout.resumable().model_copy(update={"committing": None})
@@ -153,29 +168,48 @@ def execute_run(
     else:
         run = InFlightRun(started_at=_now(), config_sha256=resolved.config_sha256)
     layout.write_marker(run)
-    layout.discard_leftovers()
-    if not resume:
-        shutil.rmtree(folder, ignore_errors=True)  # an earlier unfinished run is superseded
-    discard_partial(folder / "checkpoints")
-    latest = latest_checkpoint(folder / "checkpoints") if resume else None
+    try:
+        layout.discard_leftovers()
+        if not resume:
+            shutil.rmtree(folder, ignore_errors=True)  # an earlier unfinished run is superseded
+        layout.mark(folder)
+        discard_partial(folder / "checkpoints")
+        latest = _resume_point(folder, resolved) if resume else None
+        outputs = [layout.marker, layout.staging, layout.replaced, layout.root, layout.manifest, layout.lock_path]
+        code = capture_code(Path(code_path or Path.cwd()), exclude=outputs)
+
+        scratch = folder / ".job"
+        scratch.mkdir(parents=True, exist_ok=True)
+        start_state = latest / STATE_FILE if latest is not None else None
+        job = build_job(resolved, folder, scratch, start_checkpoint=str(start_state) if start_state else None)
+        result = launch(job, scratch / "job.json", folder / "train.log", on_event)
+        shutil.rmtree(scratch, ignore_errors=True)
+    except BaseException:
+        if not resume and not _resumable(folder):
+            # Nothing to resume: no marker may tell verify to "resume it" (the log stays in the folder).
+            layout.marker.unlink(missing_ok=True)
+        raise
+    return result, latest, run, code
+
+
+def _resume_point(folder: Path, resolved: ResolvedRun) -> Path | None:
+    """The last complete checkpoint of the unfinished run in ``folder``, checked against the config."""
+    latest = latest_checkpoint(folder / "checkpoints")
     if latest is not None and load_records(latest).config_sha256 != resolved.config_sha256:
         raise UsageError(
             f"the checkpoint in {latest} was made with a different config; resume with the "
             "same preset and overrides, or start afresh without --resume"
         )
-    outputs = [layout.marker, layout.staging, layout.replaced, layout.root, manifest_path]
-    code = capture_code(Path(code_path or Path.cwd()), exclude=outputs)
+    return latest
 
-    scratch = folder / ".job"
-    scratch.mkdir(parents=True, exist_ok=True)
-    start_state = latest / STATE_FILE if latest is not None else None
-    job = build_job(resolved, folder, scratch, start_checkpoint=str(start_state) if start_state else None)
-    result = launch(job, scratch / "job.json", folder / "train.log", on_event)
-    shutil.rmtree(scratch, ignore_errors=True)
 
-    manifest = _assemble(resolved, result, _earlier(latest, layout), layout, code, run, started, key)
-    layout.commit(manifest_bytes(manifest), run)
-    return RunOutcome(manifest=manifest, path=manifest_path, key=key, key_created=created)
+def _resumable(folder: Path) -> bool:
+    """Whether a failed fresh run left a complete checkpoint to resume from."""
+    try:
+        return latest_checkpoint(folder / "checkpoints") is not None
+    except OSError:
+        return False
+
 
 
 def _assemble(

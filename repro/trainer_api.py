@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from repro.errors import InputError
+from repro.errors import DataConfigMismatchError, InputError
 from repro.hashing import sha256_structure
 from repro.manifest import DataSource, FileDigest, RunSettings
 
@@ -152,6 +152,96 @@ def _relative_name(root: Path, path: Path) -> str:
         raise InputError(f"data file {path} is not inside {root}; name files relative to one root") from exc
 
 
+IMPORT_REFERENCE: dict[str, Any] = {"repro_import": True}
+"""``json_schema_extra`` of a config field whose value is a ``package.module:Class`` the trainer
+imports (e.g. the Lightning adapter's ``module``). An audit imports such a recorded value only
+with the user's say (``--allow-imports``, or a trust list naming the signer)."""
+
+
+def import_reference_fields(config: TrainerConfig) -> dict[str, str]:
+    """The config's fields marked :data:`IMPORT_REFERENCE` that are set, with their values."""
+    found = {}
+    for name, info in type(config).model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        value = getattr(config, name, None)
+        if extra.get("repro_import") and value:
+            found[name] = str(value)
+    return found
+
+
+@dataclass(frozen=True)
+class VerifiedData:
+    """The data an audit verified before its rerun (:attr:`TrainerContext.data`).
+
+    A manifest is someone else's input: its config may name any path on the auditor's machine.
+    So in an audit's rerun a trainer that reads files must read exactly :meth:`paths` (the files
+    the integrity check hashed, in the recorded order, from the source's folder *here*) and call
+    :meth:`check_config_path` with the path its config names, which refuses a config that
+    disagrees with the record before anything is read.
+    """
+
+    source: DataSource
+    root: Path | None
+    """The source's folder on this machine; None for generated data."""
+    files: tuple[str, ...]
+    """Recorded file names relative to ``root``, in the order their bytes make up the corpus."""
+
+    def paths(self) -> list[Path]:
+        """``root / name`` for every recorded file; a name that leaves ``root`` is refused."""
+        if self.files and self.root is None:
+            raise DataConfigMismatchError(
+                f"the data record names files but its source ({self.source.kind} {self.source.name}) has no "
+                "folder here; the manifest is inconsistent"
+            )
+        out = []
+        for name in self.files:
+            parts = PurePosixPath(name).parts
+            if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name:
+                raise DataConfigMismatchError(
+                    f"the data record names {name!r}, which is not a path inside its source folder; "
+                    "refusing to read it"
+                )
+            assert self.root is not None
+            out.append(self.root / name)
+        return out
+
+    def check_config_path(self, configured: str | None, option: str = "data") -> Path | None:
+        """Refuse (:class:`DataConfigMismatchError`, exit 3) a config path that is not this source.
+
+        Returns where the configured path's data is on this machine (the source folder, or one of
+        its files, as recorded), or None when the config names no path.
+
+        ``configured`` is the path the recorded config names (None: none, e.g. built-in data).
+        A path must name the recorded ``path`` source or one of its recorded files: absolute and
+        equal to it, or relative (as typed at ``repro run``, e.g. ``corpus``) without ``..`` and
+        equal to its last parts.
+        """
+        recorded = self.source.name if self.source.kind == "path" else None
+        if configured is None and recorded is None:
+            return None
+        if configured is not None and recorded is not None:
+            # The source itself (a folder, or the one file given), or a recorded file in its folder.
+            names = [PurePosixPath(recorded)]
+            if self.root is not None:
+                names += [PurePosixPath(self.root) / f for f in self.files]
+            typed = PurePosixPath(str(configured))
+            if typed.parts[:1] == ("~",):
+                typed = PurePosixPath(*typed.parts[1:]) if len(typed.parts) > 1 else PurePosixPath(".")
+            for name in names:
+                if typed.is_absolute():
+                    if Path(str(typed)).resolve(strict=False) == Path(name) or typed == name:
+                        return Path(name)
+                elif ".." not in typed.parts:
+                    tail = [p for p in typed.parts if p != "."]
+                    if tail and list(name.parts[-len(tail):]) == tail:
+                        return Path(name)
+        where = f"{self.source.kind} {self.source.name}"
+        raise DataConfigMismatchError(
+            f"the manifest's config names {option} {configured!r}, but its verified data record is {where}: "
+            "the two disagree, so the audit refuses to read any data (repro never writes such a manifest)"
+        )
+
+
 @dataclass(frozen=True)
 class TrainerContext:
     """What repro hands a trainer: settings, device, and where it may cache and write files."""
@@ -162,6 +252,9 @@ class TrainerContext:
     """Cross-run cache (e.g. tokenizers keyed by content hash)."""
     artifact_dir: Path
     """This run's folder; files written here can be recorded as artifacts."""
+    data: VerifiedData | None = None
+    """Set in an audit's rerun: the verified data, which a file-reading trainer must read instead
+    of any path in its config (see :class:`VerifiedData`). None in ``repro run``."""
 
     def generator(self, purpose: str) -> torch.Generator:
         """A CPU generator seeded from the run seed and ``purpose``, independent of global RNG."""

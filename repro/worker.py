@@ -62,7 +62,7 @@ def run_job(job: Job, events: _Events) -> JobResult:
     from repro.capture.modules import capture_executed
     from repro.determinism import apply_determinism, load_rng_state_tensors, rng_state_tensors
     from repro.registry import import_reference
-    from repro.trainer_api import TrainerContext
+    from repro.trainer_api import TrainerContext, VerifiedData
 
     t0 = time.perf_counter()
     device = apply_determinism(job.settings)
@@ -74,6 +74,11 @@ def run_job(job: Job, events: _Events) -> JobResult:
         device=device,
         cache_dir=Path(job.cache_dir),
         artifact_dir=Path(job.artifact_dir),
+        data=None if job.verified_data is None else VerifiedData(
+            source=job.verified_data.source,
+            root=Path(job.verified_data.root) if job.verified_data.root is not None else None,
+            files=tuple(job.verified_data.files),
+        ),
     )
     trainer = _call(name, "__init__", cls, config, context)
     events.emit(event="phase", phase="preparing data")
@@ -236,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_job(job, events)
         code = 0
     except ReproError as exc:
+        sys.stderr.write(f"repro: {type(exc).__name__}: {exc}\n")  # the log says why, too
         result = JobResult(failure=_failure(exc))
         code = 1
     except Exception as exc:  # a bug in repro itself: keep the traceback in the log

@@ -80,7 +80,7 @@ def test_changed_code_is_attributed_to_the_code(scaled_repo: Path, tmp_path: Pat
     (scaled_repo / "scaled_gpt.py").write_text(SCALED_TRAINER.format(scale="1.5"), encoding="utf-8")
     _git(scaled_repo, "commit", "-q", "-am", "scale the initial weights")
 
-    assert main(["audit", str(out), "--json", str(tmp_path / "r.json")]) == 1
+    assert main(["audit", str(out), "--trainer", "scaled_gpt:ScaledGPT", "--json", str(tmp_path / "r.json")]) == 1
     report = _report(tmp_path / "r.json")
     assert report.verdict == "diverged" and report.losses.first_beyond_tolerance_step == 1
     assert report.batches.identical  # same data, different numbers

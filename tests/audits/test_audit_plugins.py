@@ -89,7 +89,10 @@ def test_a_module_class_trainer_on_pythonpath_runs_and_audits_bitwise(plugin_pat
         ("tinymlp:TinyMLPTrainer", None, "unknown")
     assert m.data.source.kind == "generated" and m.data.files == []  # made from the seed
     assert main(["verify", str(out)]) == 0
-    code, report = _audit(out, tmp_path / "report.json")
+    # Not an installed entry point: the audit imports the recorded module only when told to.
+    code, report = _audit(out, tmp_path / "refused.json")
+    assert code == 4 and report == {}
+    code, report = _audit(out, tmp_path / "report.json", "--trainer", "tinymlp:TinyMLPTrainer")
     assert code == 0 and report["verdict"] == "bitwise" and report["steps_compared"] == 8
 
 
@@ -99,7 +102,7 @@ def test_a_nondeterministic_trainer_is_named_as_the_cause(
     monkeypatch.chdir(tmp_path)  # outside any git repository: nobody's edits can be a code difference
     out = tmp_path / "noisy.json"
     assert main(["run", "mlp-tiny", "--trainer", "tinymlp:NoisyTrainer", "--out", str(out)]) == 0
-    code, report = _audit(out, tmp_path / "report.json")
+    code, report = _audit(out, tmp_path / "report.json", "--trainer", "tinymlp:NoisyTrainer")
     assert code == 1
     assert report["verdict"] == "diverged" and report["batches"]["identical"]  # numbers drift, data does not
     assert report["attribution"]["kind"] == "nondeterminism"

@@ -65,7 +65,9 @@ def test_a_non_finite_loss_stops_the_run_with_exit_4_naming_the_trainer(plugin_p
     err = capsys.readouterr().err
     assert "trainer tinymlp:NaNLossTrainer returned a non-finite loss (nan) at step 3" in err
     assert "Traceback" not in err
-    assert not out.exists() and incomplete_marker(out).exists()  # no manifest for a failed run
+    # No manifest for a failed run, and no marker: it failed before its first checkpoint, so there
+    # is nothing to resume (issue 9: a marker would make verify say "resume it").
+    assert not out.exists() and not incomplete_marker(out).exists()
 
 
 def test_forgetting_to_restore_a_generator_is_caught_on_a_real_resume(plugin_path: Path, tmp_path: Path, capsys) -> None:

@@ -61,7 +61,10 @@ def test_a_lightning_module_runs_resumes_step_exactly_and_audits_bitwise(
 
     capsys.readouterr()
     report = tmp_path / "audit.json"
-    assert main(["audit", str(out), "--json", str(report)]) == 0, capsys.readouterr().err
+    # The config names modules to import: without a trust list, only with the user's say.
+    assert main(["audit", str(out), "--json", str(report)]) == 2
+    assert "names modules to import (module 'tinylit:TinyRegressor'" in capsys.readouterr().err
+    assert main(["audit", str(out), "--allow-imports", "--json", str(report)]) == 0, capsys.readouterr().err
     audit = json.loads(report.read_text(encoding="utf-8"))
     assert audit["verdict"] == "bitwise" and audit["steps_compared"] == 12
     assert all(c["verdict"] == "bitwise" for c in audit["checkpoints"])

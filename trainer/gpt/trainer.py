@@ -92,7 +92,10 @@ class GPTTrainer:
     def prepare_data(self) -> DataSummary:
         """Load the corpus, train or reuse the tokenizer, encode and split the token stream."""
         cfg, cache = self.cfg, self.ctx.cache_dir
-        corpus = gpt_data.load_corpus(cfg.data, cfg.max_files)
+        if self.ctx.data is not None:  # an audit's rerun: the verified files, not the config's path
+            corpus = gpt_data.load_verified(self.ctx.data, cfg.data)
+        else:
+            corpus = gpt_data.load_corpus(cfg.data, cfg.max_files)
         text = corpus.text()
         cut = gpt_data.split_point(text, 1.0 - cfg.val_fraction)
         model_bytes = gpt_data.train_tokenizer(text[:cut], cfg.vocab_size, cache)

@@ -40,15 +40,24 @@ from repro.torch_state import (
 )
 from repro.trainer.lightning.data import BatchSource, UnsupportedLoaderError
 from repro.trainer.lightning.loop import LoopView, MetricLog, OptimizerSetup, UnsupportedModuleError, optimizer_setup
-from repro.trainer_api import DataSummary, StepOutput, TrainerConfig, TrainerContext, batch_fingerprint
+from repro.trainer_api import (
+    IMPORT_REFERENCE,
+    DataSummary,
+    StepOutput,
+    TrainerConfig,
+    TrainerContext,
+    batch_fingerprint,
+)
 
 
 class LightningConfig(TrainerConfig):
     """Which LightningModule and LightningDataModule to train, with their arguments."""
 
-    module: str = Field(description="The LightningModule class, 'package.module:Class'.")
+    module: str = Field(description="The LightningModule class, 'package.module:Class'.",
+                        json_schema_extra=IMPORT_REFERENCE)
     module_args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the module.")
-    datamodule: str = Field(description="The LightningDataModule class, 'package.module:Class'.")
+    datamodule: str = Field(description="The LightningDataModule class, 'package.module:Class'.",
+                            json_schema_extra=IMPORT_REFERENCE)
     datamodule_args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the datamodule.")
     data: str | None = Field(
         None, description="File or folder the datamodule reads: hashed into the manifest, and passed "
@@ -128,7 +137,10 @@ class LightningTrainer:
         """Build the datamodule, run its ``prepare_data`` and ``setup("fit")``, read its loaders."""
         cfg = self.cfg
         args = dict(cfg.datamodule_args)
-        data_path = Path(cfg.data).expanduser().resolve() if cfg.data else None
+        if self.ctx.data is not None:  # an audit's rerun: the verified location, never the config's path
+            data_path = self.ctx.data.check_config_path(cfg.data)
+        else:
+            data_path = Path(cfg.data).expanduser().resolve() if cfg.data else None
         if data_path is not None:
             if not data_path.exists():
                 raise InputError(f"--data {cfg.data}: no such file or folder")

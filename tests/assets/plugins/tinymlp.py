@@ -59,8 +59,11 @@ class TinyMLPTrainer:
 
     def prepare_data(self) -> DataSummary:
         """Read the CSV (hashed, so verify and audit check it) or generate the data from the seed."""
+        verified = self.ctx.data  # set in an audit's rerun: read that, never the config's path
+        if verified is not None:
+            verified.check_config_path(self.cfg.data)  # refuses a config that names other data
         if self.cfg.data is not None:
-            path = Path(self.cfg.data).expanduser().resolve()
+            path = verified.paths()[0] if verified is not None else Path(self.cfg.data).expanduser().resolve()
             table = torch.from_numpy(np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float32))
         else:
             gen = self.ctx.generator("data")
