@@ -40,6 +40,7 @@ from repro.audits.report import AuditReport
 from repro.audits.vulnerabilities import VulnerabilityReport, scan_manifest
 from repro.canonical import canonical_bytes
 from repro.hashing import sha256_bytes
+from repro.manifest import RunManifest
 from repro.verify import VerifyResult
 
 Outcome = Literal["integrity_failure", "not_reproduced", "vulnerable", "input_error", "could_not_check",
@@ -159,6 +160,8 @@ class Gate:
         self.plots_dir = plots_dir
         self.on_progress = on_progress or (lambda message: None)
         self._scans: dict[str, VulnerabilityReport] = {}
+        self.verified_manifests: dict[str, RunManifest] = {}
+        """Each audited manifest as verified, by its policy path: reports draw on these, never a re-read."""
 
     def run(self) -> GateReport:
         """Audit and scan every manifest; never raises for a manifest's failure."""
@@ -181,6 +184,7 @@ class Gate:
             options = self.loaded.audit_options()
             verified = verify_for_audit(path, options.trusted_keys)
             audit = self.audit(verified, options)
+            self.verified_manifests[str(policy_path)] = verified.loaded.manifest
             reproduction: ReproductionStatus = "reproduced" if audit.reproduced else "not_reproduced"
             message = audit.summary
         except errors.ReproError as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
 
 SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY"
 
@@ -38,17 +37,6 @@ def _append_summary(path: Path, text: str) -> None:
         raise OutputError(describe_os_error(exc, path)) from exc
 
 
-def _audited(result: Any, path: Path) -> Any:
-    """The manifest of an audited result, for its curves and tensor names (None when not audited)."""
-    from repro.errors import ReproError
-    from repro.manifest import load_manifest
-
-    if result.audit is None:
-        return None  # it did not verify: nothing in it is shown as fact
-    try:
-        return load_manifest(path).manifest
-    except ReproError:
-        return None
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse, before any audit runs, a report the gate could not write (probed, nothing left)."""
     from repro import atomic
@@ -66,7 +54,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
 def cmd_gate(args: argparse.Namespace) -> int:
     """Load the policy, run the gate, write the reports, return the outcome's exit code."""
     from repro import atomic
-    from repro.audits.gate import OUTCOME_EXIT_CODES, run_gate
+    from repro.audits.gate import OUTCOME_EXIT_CODES, Gate
     from repro.audits.gate_outputs import VERDICT_WORDS, json_bytes, junit_bytes, markdown
     from repro.audits.policy import PolicyError, load_policy
     from repro.console import err_console, out_console
@@ -83,7 +71,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
         loaded = loaded.model_copy(update={"policy": loaded.policy.model_copy(update={"vulnerabilities": vulns})})
     _check_outputs(args)
     plots = Path(args.plots) if args.plots else None
-    report = run_gate(loaded, plots_dir=plots, on_progress=lambda message: err_console.print(message, highlight=False))
+    gate = Gate(loaded, plots_dir=plots, on_progress=lambda message: err_console.print(message, highlight=False))
+    report = gate.run()
 
     summary = markdown(report)
     if args.json:
@@ -95,7 +84,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     if args.html:
         from repro.audits.formats.html import write_gate_html
 
-        manifests = [_audited(r, path) for r, path in zip(report.results, loaded.manifests, strict=True)]
+        manifests = [gate.verified_manifests.get(r.manifest) for r in report.results]
         write_gate_html(report, Path(args.html), manifests)
     if os.environ.get(SUMMARY_ENV_VAR):
         _append_summary(Path(os.environ[SUMMARY_ENV_VAR]), summary)
