@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from repro.audits.report import AuditReport
 from repro.cli import main
+from tests.helpers import read_report
 
 SCALED_TRAINER = '''"""The GPT baseline with its initial weights scaled: a code change a test can make."""
 import torch
@@ -31,13 +31,10 @@ class ScaledGPT(GPTTrainer):
 '''
 
 
-def _report(path: Path) -> AuditReport:
-    return AuditReport.model_validate_json(path.read_text(encoding="utf-8"))
-
 
 def test_another_thread_count_is_attributed_to_threads(smoke_run: Path, tmp_path: Path) -> None:
     assert main(["audit", str(smoke_run), "--threads", "1", "--json", str(tmp_path / "r.json")]) == 0
-    report = _report(tmp_path / "r.json")
+    report = read_report(tmp_path / "r.json")
     assert (report.rerun.threads, report.manifest.recorded_threads) == (1, 2)
     assert not report.rerun.config_matches  # expected: the settings differ on purpose
     top = report.differences[0]
@@ -81,7 +78,7 @@ def test_changed_code_is_attributed_to_the_code(scaled_repo: Path, tmp_path: Pat
     _git(scaled_repo, "commit", "-q", "-am", "scale the initial weights")
 
     assert main(["audit", str(out), "--trainer", "scaled_gpt:ScaledGPT", "--json", str(tmp_path / "r.json")]) == 1
-    report = _report(tmp_path / "r.json")
+    report = read_report(tmp_path / "r.json")
     assert report.verdict == "diverged" and report.losses.first_beyond_tolerance_step == 1
     assert report.batches.identical  # same data, different numbers
     assert report.differences[0].field == "code.commit"
@@ -118,7 +115,7 @@ def test_a_changed_data_file_is_named_before_compute_and_attributed(tmp_path: Pa
     assert main(["audit", str(out), "--allow-data-change", "--json", str(tmp_path / "r.json")]) == 1
     err = capsys.readouterr().err
     assert f"data differs before the rerun: data {edited.name} changed" in err
-    report = _report(tmp_path / "r.json")
+    report = read_report(tmp_path / "r.json")
     assert [c.path for c in report.data_checks if c.status == "changed"] == [edited.name]
     assert report.differences[0].category == "data" and report.differences[0].likelihood == "certain"
     assert report.differences[0].field == f"data file {edited.name}"

@@ -8,17 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from repro.audits.report import AuditReport
 from repro.cli import main
 from repro.manifest import load_manifest
 from tests.audits.forgery import resign, scale_losses
+from tests.helpers import read_report
 
 
-def _report(path: Path) -> AuditReport:
-    return AuditReport.model_validate_json(path.read_text(encoding="utf-8"))
-
-
-def test_an_unchanged_run_audits_bitwise_with_every_report(smoke_run: Path, tmp_path: Path, capsys) -> None:
+def test_an_unchanged_run_audits_bitwise_with_everyread_report(smoke_run: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "reports"
     code = main(["audit", str(smoke_run), "--json", str(out / "a.json"), "--junit", str(out / "a.xml"),
                  "--plot", str(out / "a.png")])
@@ -27,7 +23,7 @@ def test_an_unchanged_run_audits_bitwise_with_every_report(smoke_run: Path, tmp_
     assert "REPRODUCED: bitwise" in captured.out
     for title in ("losses: recorded vs rerun", "checkpoints: tensor by tensor", "recorded vs here", "likely cause"):
         assert title in captured.out
-    report = _report(out / "a.json")
+    report = read_report(out / "a.json")
     assert report.verdict == "bitwise" and report.reproduced and report.mode == "full"
     assert report.steps_compared == 20 and report.fraction_replayed == 1.0
     assert [c.step for c in report.checkpoints] == [10, 20]
@@ -45,7 +41,7 @@ def test_an_unchanged_run_audits_bitwise_with_every_report(smoke_run: Path, tmp_
 
 def test_the_first_n_steps_are_audited_with_the_recorded_schedule(smoke_run: Path, tmp_path: Path) -> None:
     assert main(["audit", str(smoke_run), "--steps", "15", "--json", str(tmp_path / "r.json")]) == 0
-    report = _report(tmp_path / "r.json")
+    report = read_report(tmp_path / "r.json")
     assert (report.mode, report.verdict, report.steps_compared) == ("prefix", "bitwise", 15)
     assert report.fraction_replayed == 0.75
     assert [c.step for c in report.checkpoints] == [10]  # the step-20 checkpoint is beyond the audit
@@ -70,7 +66,7 @@ def test_edited_losses_signed_by_another_key_are_caught_by_the_rerun(smoke_copy:
     out = capsys.readouterr().out
     assert code == 1
     assert "NOT REPRODUCED" in out
-    report = _report(tmp_path / "r.json")
+    report = read_report(tmp_path / "r.json")
     assert report.verdict == "diverged" and not report.reproduced
     assert report.losses.first_difference_step == 15 and report.losses.first_beyond_tolerance_step == 15
     assert report.losses.identical == 14 and report.batches.identical
@@ -140,7 +136,7 @@ def test_a_cpu_run_audited_on_cuda_gets_a_tolerance_verdict(smoke_run: Path, tmp
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     code = main(["audit", str(smoke_run), "--device", "cuda", "--json", str(tmp_path / "r.json")])
-    report = _report(tmp_path / "r.json")
+    report = read_report(tmp_path / "r.json")
     assert code == 0, report.summary
     assert report.verdict in ("within_tolerance", "bitwise") and not report.rerun.config_matches
     assert report.differences[0].category == "device"

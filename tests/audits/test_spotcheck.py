@@ -7,16 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from repro.audits.report import AuditReport, Segment
+from repro.audits.report import Segment
 from repro.audits.spotcheck import choose_segments, segments_of
 from repro.cli import main
 from repro.errors import UsageError
 from repro.manifest import load_manifest
 from tests.audits.forgery import resign, scale_losses
-
-
-def _report(path: Path) -> AuditReport:
-    return AuditReport.model_validate_json(path.read_text(encoding="utf-8"))
+from tests.helpers import read_report
 
 
 def test_a_run_is_cut_at_its_checkpoints(smoke_run: Path) -> None:
@@ -36,7 +33,7 @@ def test_the_choice_of_segments_is_repeatable_from_its_seed() -> None:
 
 def test_replaying_every_segment_from_its_checkpoint_is_bitwise(smoke_run: Path, tmp_path: Path, capsys) -> None:
     assert main(["audit", str(smoke_run), "--segments", "2", "--json", str(tmp_path / "r.json")]) == 0
-    report = _report(tmp_path / "r.json")
+    report = read_report(tmp_path / "r.json")
     assert report.mode == "spot-check" and report.verdict == "bitwise"
     assert report.segments == [Segment(start=0, end=10), Segment(start=10, end=20)]
     assert report.spot_check_seed is not None and report.options.seed == report.spot_check_seed
@@ -59,7 +56,7 @@ def test_a_fabricated_late_segment_is_caught_by_replaying_it(smoke_copy: Path, t
     out = capsys.readouterr().out
     assert code == 1
     assert f"spot-check of 1 segment, steps 11-20: 50% of the run replayed (seed {seed})" in out
-    report = _report(tmp_path / "r.json")
+    report = read_report(tmp_path / "r.json")
     assert report.segments == [late] and report.fraction_replayed == 0.5
     assert report.verdict == "diverged" and report.losses.first_beyond_tolerance_step == 11
     assert report.steps_compared == 10 and [s.step for s in report.steps] == list(range(11, 21))

@@ -20,8 +20,7 @@ import torch
 from repro import atomic
 from repro.checkpoint import CheckpointRecords, checkpoint_dir, latest_checkpoint, load_state, save_checkpoint
 from repro.errors import OutputError
-
-REAL_WRITE_ALL = atomic.write_all
+from tests.helpers import REAL_WRITE_ALL
 
 
 def _leftovers(folder: Path) -> list[Path]:

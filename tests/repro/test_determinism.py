@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import pytest
@@ -10,10 +9,7 @@ from safetensors.torch import load_file
 
 from repro.cli import main
 from repro.manifest import load_manifest
-
-
-def _bits(value: float) -> str:
-    return struct.pack("<d", value).hex()
+from tests.helpers import float_bits
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +21,10 @@ def second_smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_two_runs_have_bit_identical_losses_and_fingerprints(smoke_run: Path, second_smoke_run: Path) -> None:
     a, b = load_manifest(smoke_run).manifest, load_manifest(second_smoke_run).manifest
-    assert [_bits(s.loss) for s in a.steps] == [_bits(s.loss) for s in b.steps]
-    assert [_bits(s.grad_norm) for s in a.steps] == [_bits(s.grad_norm) for s in b.steps]
+    assert [float_bits(s.loss) for s in a.steps] == [float_bits(s.loss) for s in b.steps]
+    assert [float_bits(s.grad_norm) for s in a.steps] == [float_bits(s.grad_norm) for s in b.steps]
     assert [s.batch for s in a.steps] == [s.batch for s in b.steps]
-    assert [_bits(v.loss) for v in a.validation] == [_bits(v.loss) for v in b.validation]
+    assert [float_bits(v.loss) for v in a.validation] == [float_bits(v.loss) for v in b.validation]
     assert a.run.config_sha256 == b.run.config_sha256
     assert a.data == b.data
 

@@ -16,8 +16,7 @@ from repro.cli import main
 from repro.errors import SigningKeyError
 from repro.keys import generate_key, load_key, public_key_path
 from repro.manifest import incomplete_marker
-
-REAL_WRITE_ALL = atomic.write_all
+from tests.helpers import REAL_WRITE_ALL
 
 
 def secret_forms(key_path: Path) -> list[str]:

@@ -22,9 +22,9 @@ from repro import atomic
 from repro.cli import main
 from repro.hashing import sha256_file
 from repro.manifest import incomplete_marker, load_manifest
+from tests.helpers import REAL_WRITE_ALL
 
 REAL_MKSTEMP = tempfile.mkstemp
-REAL_WRITE_ALL = atomic.write_all
 
 
 def _snapshot(folder: Path) -> dict[Path, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from repro.crashpoint import CRASH_ENV_VAR
 from repro.hashing import sha256_file
 from repro.manifest import incomplete_marker, load_manifest, run_folder
 from tests.conftest import copy_run
+from tests.helpers import float_bits
 
 KILLED = -signal.SIGKILL
 
@@ -50,20 +50,17 @@ def _repro(args: list[str], cwd: Path, crash_at: str | None = None) -> subproces
     )
 
 
-def _bits(value: float) -> str:
-    return struct.pack("<d", value).hex()
-
 
 def assert_same_run(resumed: Path, reference: Path) -> None:
     """Per-step losses (exact bits), batch fingerprints, validation, every checkpoint's tensors."""
     a, b = load_manifest(resumed).manifest, load_manifest(reference).manifest
     assert [s.step for s in a.steps] == list(range(1, len(b.steps) + 1))
-    assert [_bits(s.loss) for s in a.steps] == [_bits(s.loss) for s in b.steps]
+    assert [float_bits(s.loss) for s in a.steps] == [float_bits(s.loss) for s in b.steps]
     assert [s.batch for s in a.steps] == [s.batch for s in b.steps]
-    assert [(_bits(s.lr), _bits(s.grad_norm), s.tokens) for s in a.steps] == [
-        (_bits(s.lr), _bits(s.grad_norm), s.tokens) for s in b.steps
+    assert [(float_bits(s.lr), float_bits(s.grad_norm), s.tokens) for s in a.steps] == [
+        (float_bits(s.lr), float_bits(s.grad_norm), s.tokens) for s in b.steps
     ]
-    assert [(v.step, _bits(v.loss)) for v in a.validation] == [(v.step, _bits(v.loss)) for v in b.validation]
+    assert [(v.step, float_bits(v.loss)) for v in a.validation] == [(v.step, float_bits(v.loss)) for v in b.validation]
     assert [(c.step, c.sha256, c.tensors) for c in a.checkpoints] == [
         (c.step, c.sha256, c.tensors) for c in b.checkpoints
     ]
