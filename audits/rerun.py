@@ -25,7 +25,7 @@ from repro.job import JobResult
 from repro.launcher import EventHandler, launch
 from repro.manifest import CheckpointRecord, LoadedManifest, RunManifest
 from repro.registry import resolve_trainer
-from repro.run import build_job
+from repro.run import build_job, check_distributed
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,11 @@ class Rerun:
         return (Path(saved.path), saved.tensors) if saved is not None else None
 
 
-def plan(manifest: RunManifest, device: str | None, threads: int | None) -> ResolvedRun:
+def plan(manifest: RunManifest, device: str | None, threads: int | None, nproc: int | None = None) -> ResolvedRun:
     """The recorded run as the installed trainer reads it, with the auditor's device and threads.
+
+    A rerun happens on this one node: by default with as many processes as the recorded world
+    size (2 nodes x 4 processes rerun as 8 processes here), or ``nproc`` if given.
 
     Raises :class:`TrainerNotFoundError` when the trainer is not installed,
     :class:`TrainerError` when it cannot read the recorded config, and
@@ -76,6 +79,10 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None) -> Reso
     settings = recorded.settings.model_copy(update={
         k: v for k, v in {"device": device, "threads": threads}.items() if v is not None
     })
+    settings = settings.model_copy(update={"nproc": nproc or settings.world_size, "nnodes": 1})
+    if settings.world_size > 1:
+        check_distributed(ResolvedRun(trainer=ref, trainer_class=cls, preset=recorded.preset,
+                                      settings=settings, config=config))
     if settings.device == "cuda":
         check_cuda()
     return ResolvedRun(trainer=ref, trainer_class=cls, preset=recorded.preset, settings=settings, config=config)

@@ -73,3 +73,7 @@ class TrainerNotFoundError(CouldNotCheckError):
 
 class TrainerError(CouldNotCheckError):
     """A trainer plugin failed or broke the trainer contract; the message names the trainer."""
+
+
+class ReplicaDriftError(CouldNotCheckError):
+    """A data-parallel rank's model state drifted from rank 0's: the run cannot be trusted (exit 4)."""

@@ -11,7 +11,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.checkpoint import SavedCheckpoint
-from repro.manifest import DataSource, EnvironmentRecord, FileDigest, RunSettings, StepRecord, ValidationRecord
+from repro.manifest import (
+    DataSource,
+    DistributedRecord,
+    EnvironmentRecord,
+    FileDigest,
+    RunSettings,
+    StepRecord,
+    ValidationRecord,
+)
 
 
 class JobModel(BaseModel):
@@ -36,6 +44,8 @@ class Job(JobModel):
     start_checkpoint_sha256: str | None = None
     stop_after: int | None = Field(None, description="Last step to run; default: config steps.")
     write_checkpoints: bool = True
+    node_rank: int = Field(0, ge=0, description="This node's rank in a multi-node run (--node-rank).")
+    rdzv_endpoint: str | None = Field(None, description="HOST:PORT of the c10d rendezvous (multi-node runs).")
 
 
 class DataResult(JobModel):
@@ -67,6 +77,7 @@ class JobTiming(JobModel):
     checkpoint_seconds: float
     capture_seconds: float
     step_seconds: list[float]
+    replica_check_seconds: float = Field(0.0, description="Hashing and comparing replicas (distributed runs).")
 
 
 class JobResult(JobModel):
@@ -80,3 +91,5 @@ class JobResult(JobModel):
     checkpoints: list[SavedCheckpoint] = Field(default_factory=list)
     timing: JobTiming | None = None
     failure: WorkerFailure | None = None
+    distributed: DistributedRecord | None = None
+    follower: bool = Field(False, description="From a node other than node rank 0: it ran ranks, records nothing.")

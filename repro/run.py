@@ -30,6 +30,7 @@ from repro.manifest import (
     CheckpointRecord,
     CodeRecord,
     DataRecord,
+    DistributedRecord,
     FileDigest,
     ManifestBody,
     RunIdentity,
@@ -48,7 +49,8 @@ from repro.signing import sign_manifest
 class RunOutcome:
     """A finished run: its manifest, where it was written, and the key that signed it."""
 
-    manifest: RunManifest
+    manifest: RunManifest | None
+    """None on a node other than node rank 0 of a multi-node run: node rank 0 writes the manifest."""
     path: Path
     key: SigningKey
     key_created: bool
@@ -76,6 +78,16 @@ def describe_checkpoint(state_file: Path, step: int, folder: Path) -> Checkpoint
         size=state_file.stat().st_size,
         tensors={name: sha256_tensor(t) for name, t in sorted(tensors.items())},
     )
+
+
+def check_distributed(resolved: ResolvedRun) -> None:
+    """Refuse a multi-process run of a trainer that does not declare data-parallel support."""
+    settings = resolved.settings
+    if settings.world_size > 1 and not getattr(resolved.trainer_class, "supports_distributed", False):
+        raise UsageError(
+            f"trainer {resolved.trainer.name} does not support data-parallel training (--nproc {settings.nproc}, "
+            f"--nnodes {settings.nnodes}); run it with --nproc 1 (see docs/plugins.md)"
+        )
 
 
 def build_job(resolved: ResolvedRun, folder: Path, scratch: Path, **overrides: object) -> Job:
@@ -126,14 +138,22 @@ def execute_run(
     resume: bool = False,
     code_path: Path | None = None,
     on_event: EventHandler | None = None,
+    *,
+    node_rank: int = 0,
+    rdzv_endpoint: str | None = None,
 ) -> RunOutcome:
     """Run ``resolved`` and write its signed manifest to ``manifest_path``.
 
     The run's files go to a staging folder (see :mod:`repro.layout`), so the manifest already at
     ``manifest_path`` and its files stay valid until the finished run replaces them. With
-    ``resume``, the unfinished run continues from its last complete checkpoint.
+    ``resume``, the unfinished run continues from its last complete checkpoint. A distributed run
+    (``settings.world_size > 1``) runs on this node as node ``node_rank``; only node rank 0
+    writes a manifest.
     """
     started = time.perf_counter()
+    check_distributed(resolved)
+    if not 0 <= node_rank < resolved.settings.nnodes:
+        raise UsageError(f"--node-rank {node_rank} must be from 0 to {resolved.settings.nnodes - 1} (--nnodes)")
     manifest_path = Path(manifest_path).resolve()
     if manifest_path.suffix != ".json":
         raise UsageError(f"--out {manifest_path} must name a .json file")
@@ -145,6 +165,7 @@ def execute_run(
     layout.settle()
     if resume:
         run = layout.resumable().model_copy(update={"committing": None})
+        _check_world_size(folder, resolved.settings.world_size)
         if run.config_sha256 != resolved.config_sha256:
             raise UsageError(
                 f"the unfinished run in {folder} was made with a different config; resume with the "
@@ -169,13 +190,32 @@ def execute_run(
     scratch = folder / ".job"
     scratch.mkdir(parents=True, exist_ok=True)
     start_state = latest / STATE_FILE if latest is not None else None
-    job = build_job(resolved, folder, scratch, start_checkpoint=str(start_state) if start_state else None)
+    job = build_job(resolved, folder, scratch, start_checkpoint=str(start_state) if start_state else None,
+                    node_rank=node_rank, rdzv_endpoint=rdzv_endpoint)
     result = launch(job, scratch / "job.json", folder / "train.log", on_event)
     shutil.rmtree(scratch, ignore_errors=True)
+    if result.follower:  # another node holds rank 0 and writes the manifest; nothing to record here
+        shutil.rmtree(folder, ignore_errors=True)
+        layout.marker.unlink(missing_ok=True)
+        return RunOutcome(manifest=None, path=manifest_path, key=key, key_created=created)
 
     manifest = _assemble(resolved, result, _earlier(latest, layout), layout, code, run, started, key)
     layout.commit(manifest_bytes(manifest), run)
     return RunOutcome(manifest=manifest, path=manifest_path, key=key, key_created=created)
+
+
+def _check_world_size(folder: Path, world_size: int) -> None:
+    """Refuse to resume a checkpoint with another number of processes than trained it."""
+    latest = latest_checkpoint(folder / "checkpoints")
+    if latest is None:
+        return
+    made = load_records(latest).world_size
+    if made != world_size:
+        raise UsageError(
+            f"the unfinished run in {folder} was trained by {made} process{'es' if made != 1 else ''} and cannot "
+            f"continue with {world_size}; resume with the same --nproc and --nnodes (world size {made}), or "
+            "start afresh without --resume"
+        )
 
 
 def _assemble(
@@ -233,5 +273,16 @@ def _assemble(
             step_seconds=step_seconds,
             resumed_from_step=result.start_step if result.start_step else None,
         ),
+        distributed=_distributed_record(result, earlier, resolved),
     )
     return sign_manifest(body, key)
+
+
+def _distributed_record(result: JobResult, earlier: _Earlier, resolved: ResolvedRun) -> DistributedRecord | None:
+    """The run's distributed record, with the replica checks of a resumed run's earlier part."""
+    record = result.distributed
+    if record is None:
+        return None
+    # Checkpoints before a resume were only written after their replica check passed.
+    before = [c.step for c in earlier.checkpoints]
+    return record.model_copy(update={"replica_checks": sorted(set(before) | set(record.replica_checks))})
