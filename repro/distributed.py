@@ -115,6 +115,20 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
+def check_same_start(info: RankInfo, start: int) -> None:
+    """Every rank must start at the same step (a resume on several nodes needs node 0's
+    checkpoints on every node); raise on every rank otherwise."""
+    import torch.distributed as dist
+
+    starts: list[Any] = [None] * info.world_size
+    dist.all_gather_object(starts, start)
+    if len(set(starts)) > 1:
+        raise UsageError(
+            f"the ranks would start at different steps ({', '.join(f'rank {r}: {s}' for r, s in enumerate(starts))}); "
+            "resuming on several nodes needs node 0's checkpoints at the same --out path on every node (shared storage)"
+        )
+
+
 def state_digests(state: Mapping[str, Any]) -> dict[str, str]:
     """SHA-256 of every tensor, by name: what the replica check compares."""
     return {name: sha256_tensor(tensor) for name, tensor in sorted(state.items())}

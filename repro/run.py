@@ -157,6 +157,12 @@ def execute_run(
     manifest_path = Path(manifest_path).resolve()
     if manifest_path.suffix != ".json":
         raise UsageError(f"--out {manifest_path} must name a .json file")
+    # Node rank 0 owns --out. Another node keeps its own files (rank logs, scratch) beside it, so
+    # nodes sharing storage and the same --out never touch each other's; on resume it starts from
+    # node 0's checkpoints when they are readable here (shared storage).
+    checkpoints = RunLayout(manifest_path).staging / "checkpoints"
+    if node_rank > 0:
+        manifest_path = manifest_path.with_name(f"{manifest_path.stem}.node-{node_rank}.json")
     layout = RunLayout(manifest_path)
     folder = layout.staging
 
@@ -165,7 +171,7 @@ def execute_run(
     layout.settle()
     if resume:
         run = layout.resumable().model_copy(update={"committing": None})
-        _check_world_size(folder, resolved.settings.world_size)
+        _check_world_size(checkpoints, resolved.settings.world_size)
         if run.config_sha256 != resolved.config_sha256:
             raise UsageError(
                 f"the unfinished run in {folder} was made with a different config; resume with the "
@@ -177,8 +183,9 @@ def execute_run(
     layout.discard_leftovers()
     if not resume:
         shutil.rmtree(folder, ignore_errors=True)  # an earlier unfinished run is superseded
-    discard_partial(folder / "checkpoints")
-    latest = latest_checkpoint(folder / "checkpoints") if resume else None
+    if node_rank == 0:
+        discard_partial(checkpoints)
+    latest = latest_checkpoint(checkpoints) if resume else None
     if latest is not None and load_records(latest).config_sha256 != resolved.config_sha256:
         raise UsageError(
             f"the checkpoint in {latest} was made with a different config; resume with the "
@@ -204,16 +211,16 @@ def execute_run(
     return RunOutcome(manifest=manifest, path=manifest_path, key=key, key_created=created)
 
 
-def _check_world_size(folder: Path, world_size: int) -> None:
+def _check_world_size(checkpoints: Path, world_size: int) -> None:
     """Refuse to resume a checkpoint with another number of processes than trained it."""
-    latest = latest_checkpoint(folder / "checkpoints")
+    latest = latest_checkpoint(checkpoints)
     if latest is None:
         return
     made = load_records(latest).world_size
     if made != world_size:
         raise UsageError(
-            f"the unfinished run in {folder} was trained by {made} process{'es' if made != 1 else ''} and cannot "
-            f"continue with {world_size}; resume with the same --nproc and --nnodes (world size {made}), or "
+            f"the unfinished run in {checkpoints.parent} was trained by {made} process{'es' if made != 1 else ''} "
+            f"and cannot continue with {world_size}; resume with the same --nproc and --nnodes (world size {made}), or "
             "start afresh without --resume"
         )
 

@@ -114,6 +114,8 @@ def run_job(job: Job, events: _Events) -> JobResult:
         own = {k: v for k, v in state.items() if not k.startswith("repro.rng.")}
         _call(name, "load_state_tensors", trainer.load_state_tensors, own)
         _check_restored(name, own, _trainer_state(name, trainer))
+    if info is not None:
+        dist.check_same_start(info, start)
     capture_start = time.perf_counter()
     # In a distributed run one process per node captures its node; the leader's is the run's.
     environment = capture_environment() if info is None or info.local_rank == 0 else None

@@ -202,3 +202,12 @@ def test_audit_with_one_process_is_within_tolerance_and_attributed(two_process_r
     assert world and world[0]["recorded"] == "2" and world[0]["here"] == "1"
     if data["verdict"] == "within_tolerance":
         assert "world size 2 → 1" in data["attribution"]["summary"]
+
+
+@pytest.mark.slow
+def test_a_spot_check_replays_a_segment_with_the_recorded_world_size(two_process_run: Path, tmp_path: Path) -> None:
+    report = tmp_path / "audit.json"
+    assert main(["audit", str(two_process_run), "--segments", "1", "--seed", "0", "--json", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data["mode"] == "spot-check" and data["rerun"]["world_size"] == 2
+    assert data["verdict"] == "bitwise" and data["segments"][0]["start"] == 4  # resumed from the step-4 checkpoint
