@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -137,9 +138,40 @@ def _launch_distributed(job: Job, job_path: Path, log_path: Path, on_event: Even
             raise
 
 
+_ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
+
+
+def _killed_rank(log_path: Path) -> tuple[int, int] | None:
+    """The rank and signal of the first failure the elastic agent reported, if a signal ended it.
+
+    A rank killed from outside (OOM killer, SIGKILL) writes nothing; the others then fail in their
+    next collective, which must not be mistaken for the cause.
+    """
+    try:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found = _ROOT_CAUSE.search(text)
+    if found is None or int(found.group(2)) >= 0:
+        return None
+    return int(found.group(1)), -int(found.group(2))
+
+
 def _result(job: Job, returncode: int, log_path: Path) -> JobResult:
     """The result the training process(es) left, or the error one of them reported."""
     result_path = Path(job.result_path)
+    killed = _killed_rank(log_path) if job.settings.world_size > 1 and returncode != 0 else None
+    if killed is not None:
+        rank, signum = killed
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        raise errors.ReproError(
+            f"rank {rank} of the distributed job was killed by signal {signum} ({name}) and the launcher stopped "
+            f"the others; continue from the last checkpoint with `repro run ... --resume` (logs: {log_path}, "
+            f"{Path(job.artifact_dir) / 'logs'})"
+        )
     if not result_path.exists():
         failed = sorted(result_path.parent.glob("result.rank-*.json"), key=lambda p: int(p.stem.split("-")[-1]))
         if failed:
