@@ -26,7 +26,7 @@ SUDDEN_ULPS = 1 << 16
 
 _LABELS = {
     "environment.torch_threads": "threads", "environment.torch_version": "torch",
-    "settings.device": "device", "environment.cuda_version": "CUDA", "environment.cudnn_version": "cuDNN",
+    "settings.device": "device", "settings.world_size": "world size", "environment.cuda_version": "CUDA", "environment.cudnn_version": "cuDNN",
     "environment.cpu_capability": "CPU capability", "env.PYTHONHASHSEED": "PYTHONHASHSEED",
 }
 

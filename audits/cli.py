@@ -43,6 +43,8 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, metavar="S", help="seed for choosing the segments (default: random, reported)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="rerun device (default: as recorded)")
     p.add_argument("--threads", type=int, metavar="N", help="rerun thread count (default: as recorded)")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="rerun data-parallel processes on this node (default: the recorded world size)")
     p.add_argument("--atol", type=float, default=DEFAULT_LOSS_ATOL,
                    help=f"absolute tolerance per step (default {DEFAULT_LOSS_ATOL:g})")
     p.add_argument("--rtol", type=float, default=DEFAULT_LOSS_RTOL,
@@ -86,6 +88,7 @@ def _options(args: argparse.Namespace) -> Any:
         return AuditOptions(
             trusted_keys=Path(args.trusted_keys) if args.trusted_keys is not None else None,
             steps=args.steps, segments=args.segments, seed=args.seed, device=args.device, threads=args.threads,
+            nproc=args.nproc,
             tolerance=Tolerance(atol=args.atol, rtol=args.rtol, grad_rtol=args.grad_rtol,
                                 tensor_rtol=args.tensor_rtol),
             allow_data_change=args.allow_data_change,

@@ -17,10 +17,18 @@ from pathlib import Path
 from repro.audits.report import DataCheck, Difference, Likelihood
 from repro.hashing import sha256_file
 from repro.job import DataResult
-from repro.manifest import CodeRecord, DataRecord, EnvironmentRecord, RunIdentity, TrainerRef
+from repro.manifest import (
+    CodeRecord,
+    DataRecord,
+    DistributedRecord,
+    EnvironmentRecord,
+    RunIdentity,
+    RunManifest,
+    TrainerRef,
+)
 
 CATEGORY_ORDER = (
-    "device", "torch", "cuda", "blas", "cpu", "threads", "determinism", "hashseed",
+    "device", "torch", "cuda", "blas", "cpu", "world", "threads", "determinism", "hashseed",
     "code", "data", "trainer", "packages", "platform", "tool",
 )
 _LIKELIHOOD_ORDER: dict[str, int] = {"certain": 0, "high": 1, "medium": 2, "low": 3, "none": 4}
@@ -46,6 +54,8 @@ _ENV_VAR_CATEGORY: dict[str, tuple[str, Likelihood]] = {
     "NVIDIA_TF32_OVERRIDE": ("determinism", "high"),
     "CUDA_VISIBLE_DEVICES": ("device", "high"),
     "TORCH_CUDNN_V8_API_DISABLED": ("cuda", "medium"),
+    "NCCL_ALGO": ("world", "high"),
+    "NCCL_PROTO": ("world", "high"),
 }
 
 
@@ -164,6 +174,33 @@ def run_differences(recorded: RunIdentity, trainer_here: TrainerRef, device: str
                              "the installed trainer reads the recorded config differently"))
     if recorded.tool_version != tool_version:
         out.append(_diff("tool", "repro version", recorded.tool_version, tool_version, "low"))
+    return out
+
+
+def distributed_differences(
+    recorded: RunManifest, world_size: int, here: DistributedRecord | None
+) -> list[Difference]:
+    """World size, backend, NCCL and collective settings, recorded vs the rerun's; nodes that
+    differed from node 0 in the recorded run."""
+    rec = recorded.distributed
+    out: list[Difference] = []
+    if recorded.run.settings.world_size != world_size:
+        out.append(_diff("world", "settings.world_size", recorded.run.settings.world_size, world_size, "high",
+                         "data-parallel reduction order depends on the number of processes"))
+    pairs: list[tuple[str, object, object]] = [
+        ("distributed.backend", rec.backend if rec else None, here.backend if here else None),
+        ("distributed.nccl_version", rec.nccl_version if rec else None, here.nccl_version if here else None),
+    ]
+    if rec is not None and here is not None:
+        for var in sorted(set(rec.env_vars) | set(here.env_vars)):
+            pairs.append((f"distributed.env.{var}", rec.env_vars.get(var), here.env_vars.get(var)))
+    for field, a, b in pairs:
+        if a != b and a is not None and b is not None:
+            out.append(_diff("world", field, a, b, "high"))
+    for node in rec.nodes if rec else []:
+        for note in node.differences:
+            out.append(_diff("platform", f"node {node.node_rank}", "as node 0", note, "medium",
+                             "the recorded run's nodes differed from each other"))
     return out
 
 

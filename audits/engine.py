@@ -59,7 +59,7 @@ def check_options(options: AuditOptions) -> None:
 
 
 def _plan(m: RunManifest, options: AuditOptions, trusted: bool) -> _Plan:
-    resolved = rerun.plan(m, options.device, options.threads, trainer=options.trainer,
+    resolved = rerun.plan(m, options.device, options.threads, options.nproc, trainer=options.trainer,
                           trusted=trusted or options.allow_imports)
     total = resolved.config.steps
     if options.segments is not None:
@@ -174,6 +174,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
         *data_found,
         *differences.run_differences(m.run, plan.resolved.trainer, plan.resolved.settings.device,
                                      plan.resolved.config.model_dump(mode="json"), __version__),
+        *differences.distributed_differences(m, plan.resolved.settings.world_size, runs[0].result.distributed),
         *differences.environment_differences(m.environment, env_here),
         *differences.code_differences(m.code, code_here),
     ], m.executed, runs[0].result.executed, m.run.trainer.entry)
@@ -186,6 +187,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
         manifest=_manifest_info(manifest_path, checked),
         options=options.model_copy(update={"seed": plan.seed}) if plan.seed is not None else options,
         rerun=RerunInfo(device=plan.resolved.settings.device, threads=plan.resolved.settings.threads,
+                        world_size=plan.resolved.settings.world_size,
                         config_sha256=plan.resolved.config_sha256,
                         config_matches=plan.resolved.config_sha256 == m.run.config_sha256),
         mode=plan.mode, verdict=verdict, reproduced=verdict != "diverged",
@@ -207,6 +209,7 @@ def _manifest_info(path: Path, checked: integrity.IntegrityResult) -> ManifestIn
         path=str(path), key_id=checked.key_id, trusted=checked.trusted, trainer=m.run.trainer.name,
         trainer_version=m.run.trainer.version, preset=m.run.preset, config_sha256=m.run.config_sha256,
         recorded_steps=len(m.steps), recorded_device=m.run.settings.device, recorded_threads=m.run.settings.threads,
+        recorded_world_size=m.run.settings.world_size,
     )
 
 

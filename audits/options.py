@@ -78,6 +78,9 @@ class AuditOptions(BaseModel):
     )
     device: Literal["cpu", "cuda"] | None = Field(None, description="Rerun device; default: as recorded.")
     threads: int | None = Field(None, ge=1, le=512, description="Rerun thread count; default: as recorded.")
+    nproc: int | None = Field(
+        None, ge=1, le=1024, description="Rerun processes (on this node); default: the recorded world size."
+    )
     tolerance: Tolerance = Field(default_factory=Tolerance)
     allow_data_change: bool = Field(
         False, description="Rerun even though data files differ from the recorded ones (and attribute)."

@@ -51,6 +51,7 @@ class ManifestInfo(ReportRecord):
     recorded_steps: int
     recorded_device: str
     recorded_threads: int
+    recorded_world_size: int = Field(1, description="Data-parallel processes of the recorded run.")
 
 
 class RerunInfo(ReportRecord):
@@ -58,6 +59,7 @@ class RerunInfo(ReportRecord):
 
     device: str
     threads: int
+    world_size: int = Field(1, description="Data-parallel processes of the rerun (on one node).")
     config_sha256: str
     config_matches: bool = Field(description="Whether the rerun's config digest equals the recorded one.")
 
@@ -158,7 +160,7 @@ class DataCheck(ReportRecord):
 class Difference(ReportRecord):
     """One way the recorded run's world differs from this one."""
 
-    category: str = Field(description="device, torch, cuda, blas, cpu, threads, determinism, hashseed, "
+    category: str = Field(description="device, torch, cuda, blas, cpu, world, threads, determinism, hashseed, "
                                       "code, data, trainer, packages, platform, tool.")
     field: str = Field(description="What differs, e.g. environment.torch_version.")
     recorded: str | None

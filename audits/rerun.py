@@ -41,7 +41,7 @@ from repro.job import JobResult, VerifiedDataSpec
 from repro.launcher import EventHandler, launch
 from repro.manifest import CheckpointRecord, LoadedManifest, RunManifest, TrainerRef
 from repro.registry import installed_trainers, resolve_trainer
-from repro.run import build_job
+from repro.run import build_job, check_distributed
 from repro.trainer_api import import_reference_fields
 from repro.verify import data_source_root
 
@@ -82,10 +82,12 @@ def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef,
         ) from exc
 
 
-def plan(manifest: RunManifest, device: str | None, threads: int | None,
+def plan(manifest: RunManifest, device: str | None, threads: int | None, nproc: int | None = None,
          trainer: str | None = None, trusted: bool = False) -> ResolvedRun:
     """The recorded run as the installed trainer reads it, with the auditor's device and threads.
 
+    A rerun happens on this one node: by default with as many processes as the recorded world
+    size (2 nodes x 4 processes rerun as 8 processes here), or ``nproc`` if given.
     ``trainer`` is the user's choice (``--trainer``); otherwise the recorded name must be an
     installed entry point, or, when ``trusted`` (the signer is on the user's trust list, or
     ``--allow-imports``), the recorded import reference is imported. Config fields that name
@@ -115,6 +117,10 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None,
     settings = recorded.settings.model_copy(update={
         k: v for k, v in {"device": device, "threads": threads}.items() if v is not None
     })
+    settings = settings.model_copy(update={"nproc": nproc or settings.world_size, "nnodes": 1})
+    if settings.world_size > 1:
+        check_distributed(ResolvedRun(trainer=ref, trainer_class=cls, preset=recorded.preset,
+                                      settings=settings, config=config))
     if settings.device == "cuda":
         check_cuda()
     return ResolvedRun(trainer=ref, trainer_class=cls, preset=recorded.preset, settings=settings, config=config)

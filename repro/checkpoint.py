@@ -41,6 +41,7 @@ class CheckpointRecords(BaseModel):
     steps: list[StepRecord]
     validation: list[ValidationRecord]
     step_seconds: list[float] = Field(default_factory=list, description="Wall time of each step so far.")
+    world_size: int = Field(1, ge=1, description="Data-parallel processes that trained up to here.")
 
 
 class SavedCheckpoint(BaseModel):

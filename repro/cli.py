@@ -60,6 +60,10 @@ def _add_run(sub: Subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--plot", metavar="FILE.png",
                    help="draw the finished run's loss, learning-rate and gradient-norm curves")
+    p.add_argument("--nproc", type=int, help="data-parallel processes on this node (default 1; gloo on CPU, NCCL on CUDA)")
+    p.add_argument("--nnodes", type=int, help="nodes the run spans (default 1); run the same command on each")
+    p.add_argument("--node-rank", type=int, default=0, help="this node's rank, 0 to nnodes-1 (node 0 writes the manifest)")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="c10d rendezvous address, the same on every node")
     p.set_defaults(func=cmd_run)
 
 
@@ -75,15 +79,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_png_target("--plot", Path(args.plot))  # before training, not after it
     resolved = resolve_run(
         args.preset, args.trainer,
-        settings_overrides={"seed": args.seed, "device": args.device, "threads": args.threads},
+        settings_overrides={"seed": args.seed, "device": args.device, "threads": args.threads,
+                            "nproc": args.nproc, "nnodes": args.nnodes},
         config_overrides={"steps": args.steps, "data": args.data},
         assignments=args.assignments,
     )
     with TrainingProgress(f"{resolved.trainer.name}/{resolved.preset or 'default'}") as progress:
         outcome = execute_run(resolved, Path(args.out), Path(args.key) if args.key else None,
-                              resume=args.resume, on_event=progress)
+                              resume=args.resume, on_event=progress, node_rank=args.node_rank,
+                              rdzv_endpoint=args.rdzv_endpoint)
     if outcome.key_created:
         err_console.print(f"created signing key {outcome.key.path} (public: {outcome.key.path}.pub)")
+    if outcome.manifest is None:
+        out_console.print(f"node {args.node_rank}: its ranks finished; node rank 0 writes the manifest", highlight=False)
+        return EXIT_OK
     out_console.print(run_summary(outcome.manifest, str(args.out)))
     if args.plot:
         from repro.plotting import write_run_plot

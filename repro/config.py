@@ -41,8 +41,16 @@ class ResolvedRun:
 
 
 def config_digest(settings: RunSettings, config: Mapping[str, Any]) -> str:
-    """SHA-256 of ``{"settings": ..., "config": ...}`` in canonical JSON."""
-    return sha256_bytes(canonical_bytes({"settings": settings.model_dump(mode="json"), "config": dict(config)}))
+    """SHA-256 of ``{"settings": ..., "config": ...}`` in canonical JSON.
+
+    The layout of the ranks counts only as the world size (2 nodes x 1 process train exactly as
+    1 node x 2 processes), and a single-process run digests as it did before distributed
+    training existed, so digests recorded by earlier releases still match.
+    """
+    dumped = settings.model_dump(mode="json", exclude={"nproc", "nnodes"})
+    if settings.world_size != 1:
+        dumped["world_size"] = settings.world_size
+    return sha256_bytes(canonical_bytes({"settings": dumped, "config": dict(config)}))
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

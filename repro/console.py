@@ -82,6 +82,12 @@ def run_summary(manifest: RunManifest, path: str, title: str | None = None) -> T
     per_step = t.train_seconds / max(len(t.step_seconds), 1)
     table.add_row("wall time", f"{t.wall_seconds:.1f} s ({per_step:.3f} s/step, repro overhead {t.overhead_seconds:.1f} s)")
     table.add_row("device / threads", f"{m.run.settings.device} / {m.environment.torch_threads}")
+    if m.distributed is not None:
+        d = m.distributed
+        nodes = f"{d.nnodes} node{'s' if d.nnodes != 1 else ''}"
+        table.add_row("processes", f"{d.world_size} ({nodes} x {d.nproc_per_node}, {d.backend}, "
+                                   f"{d.threads_per_process} thread(s) each; replicas identical at "
+                                   f"{len(d.replica_checks)} checkpoint(s))")
     table.add_row("torch", m.environment.torch_version)
     code = m.code
     table.add_row("code", f"{code.commit[:12]}{' (dirty)' if code.dirty else ''}" if code.available else f"unknown: {code.reason}")

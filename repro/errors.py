@@ -145,6 +145,10 @@ class ProcessEnvironmentError(CouldNotCheckError):
     """The training process was not started with the environment determinism needs (PYTHONHASHSEED)."""
 
 
+class ReplicaDriftError(CouldNotCheckError):
+    """A data-parallel rank's model state drifted from rank 0's: the run cannot be trusted (exit 4)."""
+
+
 def exit_code_for(exc: BaseException) -> ExitCode:
     """The documented exit code of an exception: its ``exit_code``, INTERNAL for a non-repro one."""
     if isinstance(exc, ReproError):

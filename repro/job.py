@@ -11,7 +11,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.checkpoint import SavedCheckpoint
-from repro.manifest import DataSource, EnvironmentRecord, ExecutedCode, FileDigest, RunSettings, StepRecord, ValidationRecord
+from repro.manifest import (
+    DataSource,
+    DistributedRecord,
+    EnvironmentRecord,
+    ExecutedCode,
+    FileDigest,
+    RunSettings,
+    StepRecord,
+    ValidationRecord,
+)
 
 
 class JobModel(BaseModel):
@@ -48,6 +57,8 @@ class Job(JobModel):
     verified_data: VerifiedDataSpec | None = Field(
         None, description="An audit's rerun: read exactly this data (see TrainerContext.data)."
     )
+    node_rank: int = Field(0, ge=0, description="This node's rank in a multi-node run (--node-rank).")
+    rdzv_endpoint: str | None = Field(None, description="HOST:PORT of the c10d rendezvous (multi-node runs).")
 
 
 class DataResult(JobModel):
@@ -86,6 +97,7 @@ class JobTiming(JobModel):
     capture_seconds: float
     step_seconds: list[float]
     fingerprint_seconds: float = Field(0.0, description="Fingerprinting the executed code (in capture_seconds).")
+    replica_check_seconds: float = Field(0.0, description="Hashing and comparing replicas (distributed runs).")
 
 
 class JobResult(JobModel):
@@ -100,3 +112,5 @@ class JobResult(JobModel):
     timing: JobTiming | None = None
     executed: ExecutedCode | None = None
     failure: WorkerFailure | None = None
+    distributed: DistributedRecord | None = None
+    follower: bool = Field(False, description="From a node other than node rank 0: it ran ranks, records nothing.")

@@ -62,10 +62,17 @@ class RunSettings(Record):
     # torch seeds are 64-bit; at most 2**63 - 1 so a trainer's seed + offset stays a valid seed.
     seed: int = Field(1337, ge=0, le=2**63 - 1, description="Seed for every random source.")
     device: Literal["cpu", "cuda"] = Field("cpu", description="Device the run trains on.")
-    threads: int = Field(2, ge=1, le=512, description="torch intra-op threads (and OMP/MKL).")
+    threads: int = Field(2, ge=1, le=512, description="torch intra-op threads (and OMP/MKL), per process.")
     pythonhashseed: int = Field(1337, ge=0, le=4294967295, description="PYTHONHASHSEED.")
     checkpoint_every: int = Field(100, ge=1, description="Steps between checkpoints.")
     eval_every: int = Field(100, ge=1, description="Steps between validation passes.")
+    nproc: int = Field(1, ge=1, le=1024, description="Training processes per node (data-parallel ranks).")
+    nnodes: int = Field(1, ge=1, le=4096, description="Nodes the run spans; world size is nproc * nnodes.")
+
+    @property
+    def world_size(self) -> int:
+        """Data-parallel ranks in all: ``nproc * nnodes`` (1 for a single-process run)."""
+        return self.nproc * self.nnodes
 
 
 class RunIdentity(Record):
@@ -222,6 +229,44 @@ class Signature(Record):
     value: str = Field(description="Signature, base64.")
 
 
+class NodeRecord(Record):
+    """One node of a distributed run: its host facts, devices and packages, as its local rank 0 saw them."""
+
+    node_rank: int = Field(ge=0)
+    ranks: list[int] = Field(description="Global ranks that ran on this node.")
+    hostname: str
+    os: str
+    kernel: str
+    machine: str
+    cpu_model: str | None
+    cpu_count: int | None
+    torch_version: str
+    devices: list[str]
+    distributions_sha256: str = Field(description="SHA-256 of the canonical JSON of its distributions.")
+    differences: list[str] = Field(
+        default_factory=list, description="How this node differs from node 0 (empty for node 0 and for identical nodes)."
+    )
+
+
+class DistributedRecord(Record):
+    """How a data-parallel run was laid out and connected (absent for a single-process run)."""
+
+    world_size: int = Field(ge=1)
+    nnodes: int = Field(ge=1)
+    nproc_per_node: int = Field(ge=1)
+    backend: Literal["gloo", "nccl"] = Field(description="torch.distributed backend.")
+    launcher: str = Field(description="How the ranks were started, e.g. torch.distributed.run (c10d).")
+    threads_per_process: int = Field(ge=1)
+    nccl_version: str | None = Field(None, description="NCCL version (CUDA runs).")
+    env_vars: dict[str, str | None] = Field(
+        default_factory=dict, description="Collective-communication variables in force (NCCL_ALGO, ...)."
+    )
+    replica_checks: list[int] = Field(
+        default_factory=list, description="Steps at which every rank's state was hashed and found bit-identical."
+    )
+    nodes: list[NodeRecord]
+
+
 class ManifestBody(Record):
     """Everything a manifest records except its signature: exactly what is signed."""
 
@@ -239,6 +284,7 @@ class ManifestBody(Record):
     executed: ExecutedCode | None = Field(
         None, description="The code the training process imported; None in manifests made before it was recorded."
     )
+    distributed: DistributedRecord | None = Field(None, description="Set for a run of more than one process.")
 
 
 class RunManifest(ManifestBody):

@@ -31,6 +31,7 @@ from repro.manifest import (
     CheckpointRecord,
     CodeRecord,
     DataRecord,
+    DistributedRecord,
     FileDigest,
     ManifestBody,
     RunIdentity,
@@ -49,7 +50,8 @@ from repro.signing import sign_manifest
 class RunOutcome:
     """A finished run: its manifest, where it was written, and the key that signed it."""
 
-    manifest: RunManifest
+    manifest: RunManifest | None
+    """None on a node other than node rank 0 of a multi-node run: node rank 0 writes the manifest."""
     path: Path
     key: SigningKey
     key_created: bool
@@ -77,6 +79,16 @@ def describe_checkpoint(state_file: Path, step: int, folder: Path) -> Checkpoint
         size=state_file.stat().st_size,
         tensors={name: sha256_tensor(t) for name, t in sorted(tensors.items())},
     )
+
+
+def check_distributed(resolved: ResolvedRun) -> None:
+    """Refuse a multi-process run of a trainer that does not declare data-parallel support."""
+    settings = resolved.settings
+    if settings.world_size > 1 and not getattr(resolved.trainer_class, "supports_distributed", False):
+        raise UsageError(
+            f"trainer {resolved.trainer.name} does not support data-parallel training (--nproc {settings.nproc}, "
+            f"--nnodes {settings.nnodes}); run it with --nproc 1 (see docs/plugins.md)"
+        )
 
 
 def build_job(resolved: ResolvedRun, folder: Path, scratch: Path, **overrides: object) -> Job:
@@ -127,17 +139,31 @@ def execute_run(
     resume: bool = False,
     code_path: Path | None = None,
     on_event: EventHandler | None = None,
+    *,
+    node_rank: int = 0,
+    rdzv_endpoint: str | None = None,
 ) -> RunOutcome:
     """Run ``resolved`` and write its signed manifest to ``manifest_path``.
 
     The run's files go to a staging folder (see :mod:`repro.layout`), so the manifest already at
     ``manifest_path`` and its files stay valid until the finished run replaces them. With
-    ``resume``, the unfinished run continues from its last complete checkpoint.
+    ``resume``, the unfinished run continues from its last complete checkpoint. A distributed run
+    (``settings.world_size > 1``) runs on this node as node ``node_rank``; only node rank 0
+    writes a manifest.
     """
     started = time.perf_counter()
+    check_distributed(resolved)
+    if not 0 <= node_rank < resolved.settings.nnodes:
+        raise UsageError(f"--node-rank {node_rank} must be from 0 to {resolved.settings.nnodes - 1} (--nnodes)")
     manifest_path = Path(manifest_path).resolve()
     if manifest_path.suffix != ".json":
         raise UsageError(f"--out {manifest_path} must name a .json file")
+    # Node rank 0 owns --out. Another node keeps its own files (rank logs, scratch) beside it, so
+    # nodes sharing storage and the same --out never touch each other's; on resume it starts from
+    # node 0's checkpoints when they are readable here (shared storage).
+    checkpoints = RunLayout(manifest_path).staging / "checkpoints"
+    if node_rank > 0:
+        manifest_path = manifest_path.with_name(f"{manifest_path.stem}.node-{node_rank}.json")
     layout = RunLayout(manifest_path)
 
     # Fail before compute: signing key readable, device here, output folder ours and writable.
@@ -145,7 +171,12 @@ def execute_run(
     with layout.locked():
         layout.check_owned()
         require_device(resolved.settings.device)
-        result, latest, run, code = _train(resolved, layout, resume, code_path, on_event)
+        result, latest, run, code = _train(resolved, layout, resume, code_path, on_event,
+                                           checkpoints=checkpoints, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint)
+        if result.follower:  # another node holds rank 0 and writes the manifest; nothing to record here
+            shutil.rmtree(layout.staging, ignore_errors=True)
+            layout.marker.unlink(missing_ok=True)
+            return RunOutcome(manifest=None, path=manifest_path, key=key, key_created=created)
         manifest = _assemble(resolved, result, _earlier(latest, layout), layout, code, run, started, key)
         layout.commit(manifest_bytes(manifest), run)
     return RunOutcome(manifest=manifest, path=manifest_path, key=key, key_created=created)
@@ -153,13 +184,17 @@ def execute_run(
 
 def _train(
     resolved: ResolvedRun, layout: RunLayout, resume: bool, code_path: Path | None,
-    on_event: EventHandler | None,
+    on_event: EventHandler | None, *, checkpoints: Path, node_rank: int, rdzv_endpoint: str | None,
 ) -> tuple[JobResult, Path | None, InFlightRun, CodeRecord]:
-    """Mark the run in flight, prepare its staging folder and train (the caller holds the lock)."""
+    """Mark the run in flight, prepare its staging folder and train (the caller holds the lock).
+
+    ``checkpoints`` is node 0's checkpoint folder (the one a resume starts from on every node).
+    """
     folder = layout.staging
     layout.settle()
     if resume:
         run = layout.resumable().model_copy(update={"committing": None})
+        _check_world_size(checkpoints, resolved.settings.world_size)
         if run.config_sha256 != resolved.config_sha256:
             raise UsageError(
                 f"the unfinished run in {folder} was made with a different config; resume with the "
@@ -173,15 +208,17 @@ def _train(
         if not resume:
             shutil.rmtree(folder, ignore_errors=True)  # an earlier unfinished run is superseded
         layout.mark(folder)
-        discard_partial(folder / "checkpoints")
-        latest = _resume_point(folder, resolved) if resume else None
+        if node_rank == 0:
+            discard_partial(checkpoints)
+        latest = _resume_point(checkpoints, resolved) if resume else None
         outputs = [layout.marker, layout.staging, layout.replaced, layout.root, layout.manifest, layout.lock_path]
         code = capture_code(Path(code_path or Path.cwd()), exclude=outputs)
 
         scratch = folder / ".job"
         scratch.mkdir(parents=True, exist_ok=True)
         start_state = latest / STATE_FILE if latest is not None else None
-        job = build_job(resolved, folder, scratch, start_checkpoint=str(start_state) if start_state else None)
+        job = build_job(resolved, folder, scratch, start_checkpoint=str(start_state) if start_state else None,
+                        node_rank=node_rank, rdzv_endpoint=rdzv_endpoint)
         result = launch(job, scratch / "job.json", folder / "train.log", on_event)
         shutil.rmtree(scratch, ignore_errors=True)
     except BaseException:
@@ -192,9 +229,9 @@ def _train(
     return result, latest, run, code
 
 
-def _resume_point(folder: Path, resolved: ResolvedRun) -> Path | None:
-    """The last complete checkpoint of the unfinished run in ``folder``, checked against the config."""
-    latest = latest_checkpoint(folder / "checkpoints")
+def _resume_point(checkpoints: Path, resolved: ResolvedRun) -> Path | None:
+    """The last complete checkpoint in ``checkpoints``, checked against the config."""
+    latest = latest_checkpoint(checkpoints)
     if latest is not None and load_records(latest).config_sha256 != resolved.config_sha256:
         raise UsageError(
             f"the checkpoint in {latest} was made with a different config; resume with the "
@@ -210,6 +247,20 @@ def _resumable(folder: Path) -> bool:
     except OSError:
         return False
 
+
+
+def _check_world_size(checkpoints: Path, world_size: int) -> None:
+    """Refuse to resume a checkpoint with another number of processes than trained it."""
+    latest = latest_checkpoint(checkpoints)
+    if latest is None:
+        return
+    made = load_records(latest).world_size
+    if made != world_size:
+        raise UsageError(
+            f"the unfinished run in {checkpoints.parent} was trained by {made} process{'es' if made != 1 else ''} "
+            f"and cannot continue with {world_size}; resume with the same --nproc and --nnodes (world size {made}), or "
+            "start afresh without --resume"
+        )
 
 
 def _assemble(
@@ -268,5 +319,16 @@ def _assemble(
             resumed_from_step=result.start_step if result.start_step else None,
         ),
         executed=result.executed,
+        distributed=_distributed_record(result, earlier, resolved),
     )
     return sign_manifest(body, key)
+
+
+def _distributed_record(result: JobResult, earlier: _Earlier, resolved: ResolvedRun) -> DistributedRecord | None:
+    """The run's distributed record, with the replica checks of a resumed run's earlier part."""
+    record = result.distributed
+    if record is None:
+        return None
+    # Checkpoints before a resume were only written after their replica check passed.
+    before = [c.step for c in earlier.checkpoints]
+    return record.model_copy(update={"replica_checks": sorted(set(before) | set(record.replica_checks))})

@@ -255,6 +255,22 @@ class TrainerContext:
     data: VerifiedData | None = None
     """Set in an audit's rerun: the verified data, which a file-reading trainer must read instead
     of any path in its config (see :class:`VerifiedData`). None in ``repro run``."""
+    rank: int = 0
+    """This process's global rank in a data-parallel run (0 in a single-process run)."""
+    local_rank: int = 0
+    """This process's rank on its node (selects the GPU on CUDA)."""
+    world_size: int = 1
+    """Data-parallel processes in all (1 in a single-process run)."""
+
+    @property
+    def process_group(self) -> Any:
+        """The default ``torch.distributed`` process group repro initialised (``group.WORLD``), or
+        None in a single-process run. Pass it to ``DistributedDataParallel`` and collectives."""
+        if self.world_size == 1:
+            return None
+        import torch.distributed as dist
+
+        return dist.group.WORLD
 
     def generator(self, purpose: str) -> torch.Generator:
         """A CPU generator seeded from the run seed and ``purpose``, independent of global RNG."""
@@ -273,6 +289,9 @@ class Trainer(Protocol):
     config_model: ClassVar[type[TrainerConfig]]
     """The pydantic model of this trainer's config."""
 
+    # Optional: ``supports_distributed: ClassVar[bool] = True`` when the trainer shards its batches
+    # by rank and wraps its model in DistributedDataParallel (docs/plugins.md); without it repro
+    # refuses --nproc/--nnodes > 1 before starting any process.
     # Optional: ``version: ClassVar[str]``. The manifest records the version of the distribution
     # that provides the trainer; a class-level ``version`` is used only when no installed
     # distribution does (code on PYTHONPATH run as ``--trainer package.module:Class``).

@@ -3,6 +3,12 @@
 Started by :mod:`repro.launcher` as ``python -m repro.worker JOB.json`` in a controlled
 environment. Progress goes to the file descriptor in ``REPRO_EVENT_FD`` as JSON lines; the result
 is written atomically to the job's ``result_path``. Everything the trainer prints goes to the log.
+
+In a distributed run (started by ``torch.distributed.run``, one worker per rank) every rank runs
+the same loop; only the leader (node rank 0, local rank 0) reports progress (to the file in
+``REPRO_EVENT_FILE``), writes checkpoints and the result. Each rank's output goes to
+``logs/rank-R.log`` in the run folder; a rank that fails writes ``result.rank-R.json`` beside the
+result so that the launcher can say which rank failed and why.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from repro import atomic
+from repro import distributed as dist
 from repro.checkpoint import CheckpointRecords, load_records, load_state, save_checkpoint
 from repro.crashpoint import crash_point
 from repro.errors import ReproError, TrainerError, TrainingProcessError, category
@@ -66,6 +73,11 @@ def run_job(job: Job, events: _Events) -> JobResult:
 
     t0 = time.perf_counter()
     device = apply_determinism(job.settings)
+    info = dist.join(job.settings) if dist.launched_distributed() else None
+    if info is not None and device.type == "cuda":
+        import torch
+
+        device = torch.device("cuda", info.local_rank)
     cls = import_reference(job.trainer_entry)
     name = job.trainer_name
     config = _call(name, "config validation", cls.config_model.model_validate, job.config)
@@ -79,6 +91,8 @@ def run_job(job: Job, events: _Events) -> JobResult:
             root=Path(job.verified_data.root) if job.verified_data.root is not None else None,
             files=tuple(job.verified_data.files),
         ),
+        rank=info.rank if info else 0, local_rank=info.local_rank if info else 0,
+        world_size=info.world_size if info else 1,
     )
     trainer = _call(name, "__init__", cls, config, context)
     events.emit(event="phase", phase="preparing data")
@@ -97,12 +111,21 @@ def run_job(job: Job, events: _Events) -> JobResult:
         records = load_records(Path(job.start_checkpoint).parent)
         start, prior_steps, prior_val = records.step, list(records.steps), list(records.validation)
         prior_seconds = list(records.step_seconds)
+        if records.world_size != job.settings.world_size:
+            raise ReproError(
+                f"the checkpoint at step {start} was trained by {records.world_size} processes, this run has "
+                f"{job.settings.world_size}; resume with the world size it was made with"
+            )
         load_rng_state_tensors(state)
         own = {k: v for k, v in state.items() if not k.startswith("repro.rng.")}
         _call(name, "load_state_tensors", trainer.load_state_tensors, own)
         _check_restored(name, own, _trainer_state(name, trainer))
+    if info is not None:
+        dist.check_same_start(info, start)
     capture_start = time.perf_counter()
-    environment = capture_environment()
+    # In a distributed run one process per node captures its node; the leader's is the run's.
+    environment = capture_environment() if info is None or info.local_rank == 0 else None
+    layout = dist.describe(info, job.settings, environment, _LAUNCHER) if info is not None else None
     capture_seconds = time.perf_counter() - capture_start
     setup_seconds = time.perf_counter() - t0 - capture_seconds
     events.emit(event="start", start=start, stop=stop, total=total)
@@ -112,7 +135,8 @@ def run_job(job: Job, events: _Events) -> JobResult:
     validation: list[ValidationRecord] = []
     saved = []
     step_seconds: list[float] = []
-    train_seconds = eval_seconds = ckpt_seconds = 0.0
+    train_seconds = eval_seconds = ckpt_seconds = replica_seconds = 0.0
+    checked: list[int] = []
     for step in range(start + 1, stop + 1):
         t = time.perf_counter()
         out = _call(name, f"train_step({step})", trainer.train_step, step)
@@ -132,19 +156,32 @@ def run_job(job: Job, events: _Events) -> JobResult:
             eval_seconds += time.perf_counter() - t
             events.emit(event="eval", step=step, loss=val)
         crash_point("step", step)
+        if info is not None:
+            dist.kill_point(info, step)
         if job.write_checkpoints and step in ckpt_steps:
             tensors = _trainer_state(name, trainer)
+            if info is not None:
+                t = time.perf_counter()
+                dist.drift_point(info, step, tensors)
+                dist.check_replicas(info, step, dist.state_digests(tensors))
+                checked.append(step)
+                replica_seconds += time.perf_counter() - t
+                if not info.leader:
+                    continue
             tensors.update(rng_state_tensors())
             records = CheckpointRecords(
                 step=step, config_sha256=job.config_sha256,
                 steps=prior_steps + steps, validation=prior_val + validation,
-                step_seconds=prior_seconds + step_seconds,
+                step_seconds=prior_seconds + step_seconds, world_size=job.settings.world_size,
             )
             ckpt = save_checkpoint(Path(job.checkpoint_root), step, tensors, records)
             saved.append(ckpt)
             ckpt_seconds += ckpt.seconds
             events.emit(event="checkpoint", step=step, seconds=ckpt.seconds)
 
+    if layout is None and info is not None:  # a rank other than the leader: nothing to report
+        return JobResult()
+    assert environment is not None
     # Last, so modules imported lazily during training are included.
     fingerprint_start = time.perf_counter()
     executed = capture_executed(cache_file=Path(job.cache_dir) / "module-digests.json")
@@ -154,6 +191,7 @@ def run_job(job: Job, events: _Events) -> JobResult:
                      f"(training {train_seconds:.3f} s)\n")
     sys.stdout.flush()
     return JobResult(
+        distributed=layout[0].model_copy(update={"replica_checks": checked}) if layout else None,
         environment=environment,
         executed=executed,
         data=DataResult(
@@ -170,8 +208,35 @@ def run_job(job: Job, events: _Events) -> JobResult:
             setup_seconds=setup_seconds, train_seconds=train_seconds, eval_seconds=eval_seconds,
             checkpoint_seconds=ckpt_seconds, capture_seconds=capture_seconds + fingerprint_seconds,
             step_seconds=step_seconds, fingerprint_seconds=fingerprint_seconds,
+            replica_check_seconds=replica_seconds,
         ),
     )
+
+
+_LAUNCHER = "torch.distributed.run (elastic, max_restarts=0)"
+
+
+def _redirect_output(log: Path) -> None:
+    """Send this process's stdout and stderr (and its C libraries') to its own per-rank log."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _event_stream(leader: bool) -> TextIO | None:
+    """The leader's progress stream: the launcher's pipe, or the events file of a distributed run."""
+    if not leader:
+        return None
+    fd, path = os.environ.get("REPRO_EVENT_FD"), os.environ.get("REPRO_EVENT_FILE")
+    if fd:
+        return os.fdopen(int(fd), "w", buffering=1)
+    if path:
+        return open(path, "a", buffering=1, encoding="utf-8")
+    return None
 
 
 def _step_record(name: str, step: int, out: Any) -> StepRecord:
@@ -235,8 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the child: run the job file, write the result, exit 0 (or 1 on failure)."""
     args = sys.argv[1:] if argv is None else argv
     job = Job.model_validate_json(Path(args[0]).read_text(encoding="utf-8"))
-    fd = os.environ.get("REPRO_EVENT_FD")
-    events = _Events(os.fdopen(int(fd), "w", buffering=1) if fd else None)
+    distributed = dist.launched_distributed()
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    leader = not distributed or (int(os.environ[dist.NODE_RANK_ENV]) == 0 and local_rank == 0)
+    if distributed:
+        _redirect_output(Path(job.artifact_dir) / "logs" / f"rank-{rank}.log")
+    events = _Events(_event_stream(leader))
     try:
         result = run_job(job, events)
         code = 0
@@ -250,7 +319,15 @@ def main(argv: list[str] | None = None) -> int:
             f"training process crashed: {type(exc).__name__}: {exc}"
         )))
         code = 1
-    atomic.write_text(Path(job.result_path), result.model_dump_json())
+    finally:
+        if distributed:
+            dist.leave()
+    if leader:
+        atomic.write_text(Path(job.result_path), result.model_dump_json())
+    elif result.failure is not None:
+        atomic.write_text(Path(job.result_path).with_name(f"result.rank-{rank}.json"), result.model_dump_json())
+    elif local_rank == 0:  # another node's local rank 0: tell its `repro run` that it wrote nothing
+        atomic.write_text(Path(job.result_path), JobResult(follower=True).model_dump_json())
     return code
 
 

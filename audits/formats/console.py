@@ -93,15 +93,17 @@ def verdict_panel(report: AuditReport) -> Panel:
     r, m = report, report.manifest
     scope = replayed_words(report)
     trust = "trusted key" if m.trusted else "key not checked against a trust list"
-    config = "" if r.rerun.config_matches else " (config digest differs: device/threads changed)"
+    config = "" if r.rerun.config_matches else " (config digest differs: device/threads/processes changed)"
+    world = f", {r.rerun.world_size} processes" if r.rerun.world_size != 1 or m.recorded_world_size != 1 else ""
+    recorded_world = f", {m.recorded_world_size} processes" if world else ""
     body = Text.assemble(
         (title + "\n", style),
         (r.summary + "\n\n", ""),
         ("manifest   ", "bold"), f"{m.path} ({m.trainer} {m.trainer_version}, preset {m.preset or '-'})\n",
         ("signed by  ", "bold"), f"{m.key_id} ({trust})\n",
         ("replayed   ", "bold"), scope + "\n",
-        ("rerun      ", "bold"), f"{r.rerun.device}, {_threads(r.rerun.threads)}{config}; recorded "
-                                  f"{m.recorded_device}, {_threads(m.recorded_threads)}\n",
+        ("rerun      ", "bold"), f"{r.rerun.device}, {_threads(r.rerun.threads)}{world}{config}; recorded "
+                                  f"{m.recorded_device}, {_threads(m.recorded_threads)}{recorded_world}\n",
         ("tolerance  ", "bold"), f"|Δ| ≤ {r.options.tolerance.atol:g} + {r.options.tolerance.rtol:g}·|recorded| "
                                   f"per step (grad norms rtol {r.options.tolerance.grad_rtol:g}); "
                                   f"tensors rel. L2 ≤ {r.options.tolerance.tensor_rtol:g}",

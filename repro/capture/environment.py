@@ -28,6 +28,8 @@ NUMERIC_ENV_VARS = (
     "NVIDIA_TF32_OVERRIDE",
     "TORCH_CUDNN_V8_API_DISABLED",
     "ATEN_CPU_CAPABILITY",
+    "NCCL_ALGO",
+    "NCCL_PROTO",
 )
 """Environment variables that can change numerics or thread use, recorded set or not."""
 

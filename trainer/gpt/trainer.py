@@ -3,6 +3,13 @@
 Batches are drawn with a dedicated generator (``context.generator("batches")``), so nothing else
 that touches the global RNG can change the data order; validation uses fixed, evenly spaced
 windows of the validation split and no randomness at all.
+
+Data-parallel (``repro run --nproc N``): the configured ``batch_size`` stays the global batch. Every
+rank draws the same global batch from the same generator and trains on its contiguous shard of
+``batch_size / N`` windows through DistributedDataParallel, so N processes and one process train
+on the same examples; the reported loss is the all-reduced mean over the global batch and the
+fingerprint covers the whole global batch. Validation runs on the unwrapped model, identically on
+every rank (no collectives); repro records rank 0's value.
 """
 
 from __future__ import annotations
@@ -77,6 +84,7 @@ class GPTTrainer:
     """Trains :class:`~repro.trainer.gpt.model.GPT` on a SentencePiece-tokenized corpus."""
 
     config_model = GPTConfig
+    supports_distributed = True
 
     @classmethod
     def presets(cls) -> Mapping[str, Mapping[str, Any]]:
@@ -88,6 +96,14 @@ class GPTTrainer:
         self.ctx = context
         self.device = context.device
         self.batches = context.generator("batches")
+        if config.batch_size % context.world_size:
+            from repro.errors import UsageError
+
+            raise UsageError(
+                f"batch_size {config.batch_size} does not split over {context.world_size} processes; "
+                f"use a batch_size divisible by {context.world_size} (--set batch_size=N) or another --nproc"
+            )
+        self.shard = config.batch_size // context.world_size
 
     def prepare_data(self) -> DataSummary:
         """Load the corpus, train or reuse the tokenizer, encode and split the token stream."""
@@ -130,6 +146,11 @@ class GPTTrainer:
         cfg = self.cfg
         shape = GPTShape(cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd)
         self.model = GPT(shape).to(self.device)
+        self.forward: torch.nn.Module = self.model
+        if self.ctx.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward = DistributedDataParallel(self.model, process_group=self.ctx.process_group)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -154,18 +175,29 @@ class GPTTrainer:
         starts = torch.randint(high, (cfg.batch_size,), generator=self.batches).tolist()
         x, y = self._windows(self.train_tokens, starts)
         fingerprint = sha256_bytes(x.numpy().astype("<i4").tobytes())[:16]
+        tokens = x.numel()
+        if self.ctx.world_size > 1:  # this rank's contiguous shard of the global batch
+            part = slice(self.ctx.rank * self.shard, (self.ctx.rank + 1) * self.shard)
+            x, y = x[part], y[part]
         x, y = x.to(self.device), y.to(self.device)
         lr = learning_rate(cfg, step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        _, loss = self.model(x, y)
+        _, loss = self.forward(x, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        # DDP averaged the gradients over ranks: the norm is the global batch's, the same on every rank.
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
+        reported = loss.detach()
+        if self.ctx.world_size > 1:  # equal shards: the global mean is the mean of the rank means
+            import torch.distributed as dist
+
+            dist.all_reduce(reported, group=self.ctx.process_group)
+            reported = reported / self.ctx.world_size
         return StepOutput(
-            loss=loss.item(), lr=lr, grad_norm=grad_norm.item(), tokens=x.numel(), batch=fingerprint
+            loss=reported.item(), lr=lr, grad_norm=grad_norm.item(), tokens=tokens, batch=fingerprint
         )
 
     @torch.no_grad()
