@@ -156,7 +156,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         from repro.audits.formats.plot import write_plot
         from repro.manifest import load_manifest
 
-        curve = [(s.step, s.loss) for s in load_manifest(Path(args.manifest)).manifest.steps]
+        columns = load_manifest(Path(args.manifest)).manifest.step_columns()
+        curve = list(zip(columns.step.tolist(), columns.loss.tolist(), strict=True))
         write_plot(report, Path(args.plot), curve)
         err_console.print(f"wrote {args.plot}", highlight=False)
     return EXIT_OK if report.reproduced else EXIT_NOT_REPRODUCED

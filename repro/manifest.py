@@ -1,9 +1,14 @@
 """The run manifest: the signed, complete record of one training run.
 
 Every model here is frozen and forbids unknown fields, so a manifest that gained or lost a field
-does not load. Fields that must reproduce (``run``, ``environment``, ``code``, ``data``, ``steps``,
+does not load. Fields that must reproduce (``run``, ``environment``, ``code``, ``data``, the steps,
 ``validation``, ``checkpoints``) are kept apart from those that cannot (``timing``). The JSON Schema
 of :class:`RunManifest` is published as ``docs/manifest.schema.json``.
+
+Since schema version 2 the per-step records live in a columnar sidecar in the run folder
+(``steps.safetensors``, see :mod:`repro.steptable`) whose SHA-256, size and row count the signed
+manifest records in ``step_table``; :attr:`RunManifest.steps` reads it on first use and presents it
+as a ``Sequence[StepRecord]``. Version-1 manifests (steps inline) are migrated on reading.
 """
 
 from __future__ import annotations
@@ -12,32 +17,50 @@ import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, model_validator
 
 from repro.canonical import parse_json
 from repro.errors import IncompleteRunError, InputError, ManifestFormatError, MissingArtifactError
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from repro.steptable import StepColumns, StepView
+
+SCHEMA_VERSION: Final = 2
 """The manifest schema version this release writes."""
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
-MIGRATIONS: dict[int, Migration] = {}
+_INLINE_STEPS = "__inline_steps_v1__"
+"""Key under which :func:`_v1_to_v2` hands a version-1 manifest's inline steps to
+:func:`manifest_from_json` (never part of a file: it is removed before validation)."""
+
+
+def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept ``steps`` and ``timing.step_seconds`` inline (signed with the manifest);
+    version 2 keeps them in the step table. A migrated manifest has ``step_table: null`` and its
+    steps in memory, taken from the signed JSON."""
+    raw[_INLINE_STEPS] = (raw.pop("steps"), raw["timing"].pop("step_seconds"))
+    raw["step_table"] = None
+    raw["schema_version"] = 2
+    return raw
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
 """How this release reads older manifests: version N -> a function that rewrites the JSON of a
 version-N manifest into version N+1's form (``schema_version`` included).
 
 Chained, they bring any supported older manifest up to :data:`SCHEMA_VERSION` before validation.
-The signature is always checked over the manifest as written, before any migration. Empty while
-version 1 is the only version; when version 2 is introduced, ``1: <v1 to v2>`` goes here, with a
-real version-1 manifest kept in ``tests/assets/`` that must go on verifying.
+The signature is always checked over the manifest as written, before any migration. The
+committed reference run ``manifests/reference/smoke.json`` is a real version-1 manifest that
+tests keep verifying.
 """
 
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION, *MIGRATIONS})
 """Schema versions this release can read and verify (see :func:`supported_schema_versions`)."""
 
-MANIFEST_KIND = "repro.run-manifest"
+MANIFEST_KIND: Final = "repro.run-manifest"
 
 
 class Record(BaseModel):
@@ -147,7 +170,11 @@ class DataRecord(Record):
 
 
 class StepRecord(Record):
-    """One optimizer step. ``loss`` is the exact float32 value (float64 repr round-trips it)."""
+    """One optimizer step. ``loss`` is the exact float32 value (float64 repr round-trips it).
+
+    Since schema version 2 a manifest keeps these in its step table (:mod:`repro.steptable`);
+    :attr:`RunManifest.steps` makes them on demand.
+    """
 
     step: int = Field(ge=1)
     loss: float
@@ -174,8 +201,35 @@ class CheckpointRecord(Record):
     tensors: dict[str, str]
 
 
+class StepSource:
+    """Where a manifest's step records are: columns in memory, or its step table file, read (and
+    checked against the recorded SHA-256) once, on first use."""
+
+    def __init__(self, columns: StepColumns | None = None, path: Path | None = None,
+                 ref: StepTableRef | None = None) -> None:
+        self._columns = columns
+        self.path = path
+        self.ref = ref
+
+    def columns(self) -> StepColumns:
+        """The columns; reads the table on first use (see :func:`repro.steptable.read_table`)."""
+        if self._columns is None:
+            from repro.steptable import read_table
+
+            assert self.path is not None and self.ref is not None
+            self._columns = read_table(self.path, self.ref.sha256, self.ref.size, self.ref.rows)
+        return self._columns
+
+
+def _no_steps() -> ManifestFormatError:
+    return ManifestFormatError(
+        "this manifest's steps are not loaded: it was not read from a file; "
+        "read it with repro.manifest.load_manifest"
+    )
+
+
 class Timing(Record):
-    """Wall-clock facts; never compared by an audit."""
+    """Wall-clock facts; never compared by an audit. Per-step seconds are in the step table."""
 
     started_at: str
     finished_at: str
@@ -183,8 +237,23 @@ class Timing(Record):
     setup_seconds: float
     train_seconds: float
     overhead_seconds: float = Field(description="Time repro spent on capture, hashing, writing.")
-    step_seconds: list[float]
     resumed_from_step: int | None = Field(None, description="Set when the run was resumed.")
+    _source: StepSource | None = PrivateAttr(None)
+
+    @property
+    def step_seconds(self) -> list[float]:
+        """Wall-clock seconds of every step (the step table's ``seconds`` column)."""
+        if self._source is None:
+            raise _no_steps()
+        seconds = self._source.columns().seconds
+        return [] if seconds is None else [float(x) for x in seconds.tolist()]
+
+    def __eq__(self, other: object) -> bool:
+        # The recorded fields; where the step times are read from is not part of the record.
+        return isinstance(other, Timing) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # as before: equal values, no hash
+
 
 
 class Signature(Record):
@@ -196,16 +265,31 @@ class Signature(Record):
     value: str = Field(description="Signature, base64.")
 
 
+class StepTableRef(Record):
+    """The step table file (``steps.safetensors``, see :mod:`repro.steptable`), manifest-relative."""
+
+    path: str
+    sha256: str = Field(description="SHA-256 of the file's bytes.")
+    size: int = Field(ge=0, description="Size of the file in bytes.")
+    rows: int = Field(ge=0, description="Number of steps N: every column has N rows, steps 1..N.")
+    format: Literal["repro.step-table/1"] = Field(
+        "repro.step-table/1", description="safetensors, one column per field (docs/manifest.md)."
+    )
+
+
 class ManifestBody(Record):
     """Everything a manifest records except its signature: exactly what is signed."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     kind: Literal["repro.run-manifest"] = MANIFEST_KIND
     run: RunIdentity
     environment: EnvironmentRecord
     code: CodeRecord
     data: DataRecord
-    steps: list[StepRecord]
+    step_table: StepTableRef | None = Field(
+        description="The per-step records' file. Null only in a manifest migrated from schema "
+        "version 1, whose steps were inline (repro never writes null)."
+    )
     validation: list[ValidationRecord]
     checkpoints: list[CheckpointRecord]
     artifacts: list[FileDigest] = Field(description="Other files (e.g. the SBOM), manifest-relative.")
@@ -213,13 +297,56 @@ class ManifestBody(Record):
 
 
 class RunManifest(ManifestBody):
-    """The signed record of a training run (schema version 1)."""
+    """The signed record of a training run (schema version 2)."""
 
     signature: Signature
+    _source: StepSource | None = PrivateAttr(None)
 
     def body(self) -> dict[str, Any]:
         """The JSON body that is signed: everything but ``signature``."""
         return self.model_dump(mode="json", exclude={"signature"})
+
+    def _attach(self, source: StepSource) -> None:
+        self._source = source
+        self.timing._source = source
+
+    def attach_steps(self, columns: StepColumns) -> None:
+        """Give the manifest its step records (a run that just wrote them, a migrated v1)."""
+        self._attach(StepSource(columns=columns))
+
+    def attach_folder(self, folder: Path) -> None:
+        """Read the step table relative to ``folder`` (the manifest's) on first use."""
+        if self.step_table is not None:
+            self._attach(StepSource(path=Path(folder) / self.step_table.path, ref=self.step_table))
+
+    @property
+    def steps_attached(self) -> bool:
+        """Whether the step records can be read (the manifest came from a file or a run)."""
+        return self._source is not None
+
+    def step_columns(self) -> StepColumns:
+        """The per-step records as NumPy columns (for hot paths: comparisons, plots).
+
+        Reads and checks the step table on first use: :class:`MissingArtifactError` if it is
+        missing, :class:`ArtifactMismatchError` if it is not the recorded file.
+        """
+        if self._source is None:
+            raise _no_steps()
+        return self._source.columns()
+
+    @property
+    def steps(self) -> StepView:
+        """The per-step records, a read-only ``Sequence[StepRecord]`` made on demand."""
+        from repro.steptable import StepView
+
+        return StepView(self.step_columns())
+
+    def __eq__(self, other: object) -> bool:
+        # The signed record (which holds the step table's digest), not where it is read from.
+        return isinstance(other, RunManifest) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # as before: equal values, no hash
+
 
 
 class LoadedManifest(BaseModel):
@@ -230,6 +357,12 @@ class LoadedManifest(BaseModel):
     manifest: RunManifest
     raw: dict[str, Any]
     path: Path
+
+    @model_validator(mode="after")
+    def _steps_beside(self) -> LoadedManifest:
+        if not self.manifest.steps_attached:
+            self.manifest.attach_folder(self.path.parent)
+        return self
 
     @property
     def folder(self) -> Path:
@@ -297,10 +430,34 @@ def manifest_from_json(raw: Any, what: str) -> RunManifest:
             f"{what} uses manifest schema version {version}, which this repro cannot read "
             f"(reads {sorted(supported_schema_versions())})"
         )
+    migrated = _migrate(raw, version, what)
+    inline = migrated.pop(_INLINE_STEPS, None) if version < 2 else None
     try:
-        return RunManifest.model_validate(_migrate(raw, version, what), strict=True)
+        manifest = RunManifest.model_validate(migrated, strict=True)
     except ValidationError as exc:
         raise ManifestFormatError(f"{what} is not a valid manifest: {_summarise(exc)}") from exc
+    if inline is not None:
+        manifest.attach_steps(_inline_columns(inline, what))
+    elif manifest.step_table is None:
+        raise ManifestFormatError(f"{what} has no step_table; it is not a valid version-{version} manifest")
+    return manifest
+
+
+_INLINE_ADAPTER = TypeAdapter(tuple[list[StepRecord], list[float]])
+
+
+def _inline_columns(inline: Any, what: str) -> StepColumns:
+    """A version-1 manifest's inline steps and step times, validated, as columns."""
+    from repro.steptable import StepColumns
+
+    try:
+        steps, seconds = _INLINE_ADAPTER.validate_python(inline, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = list(first["loc"])
+        where = ".".join(str(p) for p in ["steps" if loc[0] == 0 else "timing.step_seconds", *loc[1:]])
+        raise ManifestFormatError(f"{what} is not a valid manifest: field {where}: {first['msg']}") from exc
+    return StepColumns.from_records(steps, seconds)
 
 
 def read_manifest_json(path: Path) -> Any:

@@ -88,7 +88,22 @@ def check_artifacts(loaded: LoadedManifest) -> list[ArtifactCheck]:
         checks.append(_check_file("checkpoint", folder / ckpt.path, ckpt.path, ckpt.sha256))
     for art in m.artifacts:
         checks.append(_check_file("artifact", folder / art.path, art.path, art.sha256))
+    if m.step_table is not None:
+        checks.append(check_step_table(loaded))
     return checks
+
+
+def check_step_table(loaded: LoadedManifest) -> ArtifactCheck:
+    """Read the step table once: hash it against the manifest, then check its columns (steps
+    1..N, the recorded row count). A valid hash over an invalid table is malformed input."""
+    path = loaded.manifest.step_table.path if loaded.manifest.step_table else "(inline)"
+    try:
+        loaded.manifest.step_columns()
+    except MissingArtifactError:
+        return ArtifactCheck("steps", path, "missing")
+    except ArtifactMismatchError:
+        return ArtifactCheck("steps", path, "changed")
+    return ArtifactCheck("steps", path, "ok")
 
 
 def raise_for_checks(checks: list[ArtifactCheck]) -> None:
