@@ -14,6 +14,7 @@ the vectorised code follows.
 
 from __future__ import annotations
 
+import gc
 import math
 import struct
 from collections.abc import Iterable, Mapping
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel
 
 from repro.audits.options import Tolerance
 from repro.audits.report import BatchComparison, SeriesComparison, StepDetail, ValidationDetail, Verdict
@@ -37,6 +39,8 @@ def same_bits(a: float, b: float) -> bool:
 
 
 def _is_float32(x: float) -> bool:
+    if math.isfinite(x) and abs(x) > _FLOAT32_MAX:
+        return False  # beyond float32's range (struct would refuse to pack it)
     return not math.isfinite(x) or struct.unpack("<f", struct.pack("<f", x))[0] == x
 
 
@@ -220,6 +224,9 @@ def compare_steps(recorded: StepColumns | Iterable[StepRecord], rerun: StepColum
 
 
 _DETAIL_FIELDS = frozenset(StepDetail.model_fields)
+_SET_FIELDS_SET = BaseModel.__dict__["__pydantic_fields_set__"].__set__  # the slots behind a model
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _detail(values: dict[str, Any]) -> StepDetail:
@@ -229,9 +236,9 @@ def _detail(values: dict[str, Any]) -> StepDetail:
     What ``StepDetail.model_construct`` does, without its per-field default handling."""
     detail = object.__new__(StepDetail)
     object.__setattr__(detail, "__dict__", values)
-    object.__setattr__(detail, "__pydantic_fields_set__", _DETAIL_FIELDS)
-    object.__setattr__(detail, "__pydantic_extra__", None)
-    object.__setattr__(detail, "__pydantic_private__", None)
+    _SET_FIELDS_SET(detail, _DETAIL_FIELDS)
+    _SET_EXTRA(detail, None)
+    _SET_PRIVATE(detail, None)
     return detail
 
 
@@ -247,14 +254,21 @@ def _details(common: Array, a: StepColumns, *, b: StepColumns, batch_match: Arra
     within = _allows(tolerance, a.loss, b.loss) & ~grad_bad & ~lr_bad & ~tokens_bad
     flags = grad_bad.astype(np.int8) + 2 * lr_bad + 4 * tokens_bad
     others = [[f for bit, f in ((1, "grad_norm"), (2, "lr"), (4, "tokens")) if code & bit] for code in range(8)]
-    rows = [
-        _detail({"step": s, "recorded_loss": x, "rerun_loss": y, "abs_diff": dd, "rel_diff": r, "ulps": u,
-                 "within_tolerance": w, "batch_match": m, "other_differences": list(others[f]) if f else []})
-        for s, x, y, dd, r, u, w, m, f in zip(
-            common.tolist(), a.loss.tolist(), b.loss.tolist(), d.tolist(), rel.tolist(),
-            ulps_array(a.loss, b.loss).tolist(), within.tolist(), batch_match.tolist(), flags.tolist(), strict=True,
-        )
-    ]
+    collecting = gc.isenabled()
+    gc.disable()  # a million new containers would trigger full collections over all of them
+    try:
+        rows = [
+            _detail({"step": s, "recorded_loss": x, "rerun_loss": y, "abs_diff": dd, "rel_diff": r, "ulps": u,
+                     "within_tolerance": w, "batch_match": m, "other_differences": list(others[f]) if f else []})
+            for s, x, y, dd, r, u, w, m, f in zip(
+                common.tolist(), a.loss.tolist(), b.loss.tolist(), d.tolist(), rel.tolist(),
+                ulps_array(a.loss, b.loss).tolist(), within.tolist(), batch_match.tolist(), flags.tolist(),
+                strict=True,
+            )
+        ]
+    finally:
+        if collecting:
+            gc.enable()
     if unmatched.size:
         rec, new = (dict(zip(c.step.tolist(), c.loss.tolist(), strict=True)) for c in sides)
         one_sided = [

@@ -194,7 +194,8 @@ def write_table(path: Path, columns: StepColumns) -> tuple[str, int]:
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
-def _header(data: bytes, where: str) -> dict[str, Any]:
+def _header(data: bytes, where: str) -> tuple[dict[str, Any], int]:
+    """The safetensors header (a JSON object) and where the column bytes start."""
     if len(data) < 8:
         raise ManifestFormatError(f"{where} is not a step table (too short)")
     size = int.from_bytes(data[:8], "little")
@@ -202,24 +203,27 @@ def _header(data: bytes, where: str) -> dict[str, Any]:
         raise ManifestFormatError(f"{where} is not a step table (header runs past the end)")
     try:
         header = json.loads(data[8 : 8 + size])
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ManifestFormatError(f"{where} is not a step table (header is not JSON)") from exc
     if not isinstance(header, dict):
         raise ManifestFormatError(f"{where} is not a step table (header is not a JSON object)")
-    return header
+    return header, 8 + size
 
 
 def parse_table(data: bytes, rows: int, where: str) -> StepColumns:
-    """Parse and check a step table's bytes: exactly the documented columns, ``rows`` rows each,
-    steps 1..N. Raises :class:`ManifestFormatError` for anything else."""
-    from safetensors.numpy import load
+    """Parse and check a step table's bytes: exactly the documented columns and dtypes, ``rows``
+    rows each, laid out back to back over the whole data section (as the safetensors format
+    requires), steps 1..N, finite numbers. Raises :class:`ManifestFormatError` for anything else.
 
-    header = _header(data, where)
+    The columns are read-only views of ``data`` (no copy), so a million steps cost their bytes once.
+    """
+    header, base = _header(data, where)
     meta = header.pop("__metadata__", None)
     if meta != {"format": FORMAT, "version": FORMAT_VERSION}:
         raise ManifestFormatError(f"{where} is not a {FORMAT} version {FORMAT_VERSION} file (metadata {meta!r})")
     if set(header) != set(COLUMNS):
         raise ManifestFormatError(f"{where} has columns {sorted(header)}, expected {sorted(COLUMNS)}")
+    spans = []
     for name, (dtype, _) in COLUMNS.items():
         shape = [rows, 8] if name == "batch" else [rows]
         info = header[name] if isinstance(header[name], dict) else {}
@@ -228,18 +232,29 @@ def parse_table(data: bytes, rows: int, where: str) -> StepColumns:
                 f"{where}: column {name} should be {dtype} {shape}, not {info.get('dtype')} {info.get('shape')}; "
                 f"the manifest records {rows} steps"
             )
-    try:
-        arrays = load(data)
-    except Exception as exc:  # safetensors raises its own error type for any malformed file
-        raise ManifestFormatError(f"{where} is not a valid safetensors file ({exc})") from exc
+        offsets = info.get("data_offsets")
+        width = 8 * rows
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+                or offsets[1] - offsets[0] != width):
+            raise ManifestFormatError(f"{where}: column {name} has data_offsets {offsets!r}, not {width} bytes")
+        spans.append((offsets[0], offsets[1], name))
+    spans.sort()
+    ends = [0] + [end for _, end, _ in spans]
+    if [start for start, _, _ in spans] != ends[:-1] or base + ends[-1] != len(data):
+        raise ManifestFormatError(f"{where}: the columns do not cover the file's data exactly; it is not a valid table")
+    arrays = {}
+    for start, end, name in spans:
+        dtype = _NUMPY[COLUMNS[name][0]]
+        arrays[name] = np.frombuffer(data, dtype=dtype, count=(end - start) // dtype.itemsize, offset=base + start)
     if not np.array_equal(arrays["step"], np.arange(1, rows + 1, dtype=np.int64)):
         raise ManifestFormatError(f"{where}: the step column is not 1, 2, ..., {rows}")
-    floats = np.concatenate([arrays[n] for n in ("loss", "lr", "grad_norm", "seconds")])
-    if not np.isfinite(floats).all():
-        raise ManifestFormatError(f"{where} holds a non-finite number")
+    for name in ("loss", "lr", "grad_norm", "seconds"):
+        if not np.isfinite(arrays[name]).all():
+            raise ManifestFormatError(f"{where}: column {name} holds a non-finite number")
     return StepColumns(
         step=arrays["step"], loss=arrays["loss"], lr=arrays["lr"], grad_norm=arrays["grad_norm"],
-        tokens=arrays["tokens"], batch=_batch_strings(arrays["batch"]), seconds=arrays["seconds"],
+        tokens=arrays["tokens"], batch=_batch_strings(arrays["batch"].reshape(rows, 8)), seconds=arrays["seconds"],
     )
 
 
