@@ -10,7 +10,8 @@ temporary key, in both formats:
   the v1 -> v2 migration, and ``--old-repro PATH`` also times an older ``repro`` executable on it.
 
 Each verify runs as a fresh process (``repro verify``, as a user would) started by a small wrapper
-process, which reports the child's wall time and peak RSS (``getrusage(RUSAGE_CHILDREN)``). The
+process, which reports the child's wall time, CPU time (user + system) and peak RSS
+(``getrusage(RUSAGE_CHILDREN)``); CPU time is the steadier number on a shared machine. The
 formats are measured interleaved, ``--repeat`` times each, and the median is printed, because the
 machine is shared and noisy: read ratios within one sitting. The comparison is timed in process:
 ``repro.audits.comparison.compare_steps`` on two N-step tables, one with a loss perturbed by one
@@ -50,8 +51,9 @@ import json, resource, subprocess, sys, time
 t = time.perf_counter()
 rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 dt = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"rc": rc, "seconds": dt, "peak_rss_mb": peak}))
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = usage.ru_utime + usage.ru_stime
+print(json.dumps({"rc": rc, "seconds": dt, "cpu_seconds": cpu, "peak_rss_mb": usage.ru_maxrss / 1024}))
 """
 
 
@@ -139,12 +141,13 @@ def time_comparison(n: int, source: Path) -> dict[str, Any]:
     rerun = StepColumns(step=recorded.step.copy(), loss=loss, lr=recorded.lr.copy(),
                         grad_norm=recorded.grad_norm.copy(), tokens=recorded.tokens.copy(),
                         batch=recorded.batch.copy())
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     losses, _others, batches, details = compare_steps(recorded, rerun, Tolerance())
-    dt = time.perf_counter() - t
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
     assert losses.verdict == "within_tolerance" and losses.first_difference_step == n // 2 + 1
     assert losses.first_difference_ulps == 1 and batches.identical and len(details) == n
-    return {"steps": n, "seconds": dt, "verdict": losses.verdict, "first_difference_step": losses.first_difference_step}
+    return {"steps": n, "seconds": dt, "cpu_seconds": cpu, "verdict": losses.verdict,
+            "first_difference_step": losses.first_difference_step}
 
 
 def main() -> None:
@@ -177,15 +180,18 @@ def main() -> None:
                 row = {
                     "format": label, "steps": n, "disk_mb": round(disk_mb(path), 2),
                     "verify_seconds": round(statistics.median(r["seconds"] for r in runs[label]), 3),
+                    "verify_cpu_seconds": round(statistics.median(r["cpu_seconds"] for r in runs[label]), 3),
                     "peak_rss_mb": round(statistics.median(r["peak_rss_mb"] for r in runs[label]), 1),
                 }
                 rows.append(row)
                 print(f"{row['format']:15} {n:>9} steps  {row['disk_mb']:8.2f} MB  verify "
-                      f"{row['verify_seconds']:6.2f} s  peak RSS {row['peak_rss_mb']:7.1f} MB", flush=True)
+                      f"{row['verify_seconds']:6.2f} s wall {row['verify_cpu_seconds']:6.2f} s CPU  "
+                      f"peak RSS {row['peak_rss_mb']:7.1f} MB", flush=True)
             shutil.rmtree(Path(tmp) / f"v2-{n}", ignore_errors=True)
             shutil.rmtree(Path(tmp) / f"v1-{n}", ignore_errors=True)
     comparison = time_comparison(max(args.sizes), args.source)
-    print(f"audit comparison of {comparison['steps']} steps: {comparison['seconds']:.2f} s "
+    print(f"audit comparison of {comparison['steps']} steps: {comparison['seconds']:.2f} s wall, "
+          f"{comparison['cpu_seconds']:.2f} s CPU "
           f"({comparison['verdict']}, first difference at step {comparison['first_difference_step']})")
     results = {
         "machine": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}",

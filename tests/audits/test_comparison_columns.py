@@ -52,7 +52,9 @@ def test_columns_and_records_compare_the_same() -> None:
     assert losses_cmp.verdict == "diverged" and losses_cmp.first_difference_step == 13
     assert losses_cmp.first_beyond_tolerance_step == 23 and losses_cmp.unmatched == [1, 2, 58, 59, 60]
     assert [o.verdict for o in others] == ["diverged"] * 3  # steps on one side only
-    assert [(o.name, o.identical, o.compared) for o in others] == [("grad_norm", 55, 55), ("lr", 55, 55), ("tokens", 54, 55)]
+    assert [(o.name, o.identical, o.compared) for o in others] == [
+        ("grad_norm", 55, 55), ("lr", 55, 55), ("tokens", 54, 55)
+    ]
     assert (batches.first_difference_step, batches.differing_steps) == (1, 6)
     assert [d.step for d in details] == list(range(1, 61))
     assert details[0].other_differences == ["not rerun"] and details[59].other_differences == ["not recorded"]

@@ -117,7 +117,9 @@ def _drop_last_row(data: bytes) -> bytes:
     return table_bytes(columns.take(slice(0, 19)))
 
 
-@pytest.mark.parametrize("change", ["flip a loss bit", "drop a row", "another run's table", "truncate", "garbage", "empty"])
+@pytest.mark.parametrize(
+    "change", ["flip a loss bit", "drop a row", "another run's table", "truncate", "garbage", "empty"]
+)
 def test_any_change_to_the_sidecar_is_an_integrity_failure(
     smoke_copy: Path, tmp_path: Path, change: str, capsys: pytest.CaptureFixture
 ) -> None:
