@@ -19,13 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from repro.canonical import parse_json
 from repro.errors import IncompleteRunError, InputError, ManifestFormatError, MissingArtifactError
 
 if TYPE_CHECKING:
-    from repro.steptable import StepColumns, StepView
+    from repro.steptable import StepColumns, StepSource, StepView
 
 SCHEMA_VERSION: Final = 2
 """The manifest schema version this release writes."""
@@ -201,27 +201,7 @@ class CheckpointRecord(Record):
     tensors: dict[str, str]
 
 
-class StepSource:
-    """Where a manifest's step records are: columns in memory, or its step table file, read (and
-    checked against the recorded SHA-256) once, on first use."""
-
-    def __init__(self, columns: StepColumns | None = None, path: Path | None = None,
-                 ref: StepTableRef | None = None) -> None:
-        self._columns = columns
-        self.path = path
-        self.ref = ref
-
-    def columns(self) -> StepColumns:
-        """The columns; reads the table on first use (see :func:`repro.steptable.read_table`)."""
-        if self._columns is None:
-            from repro.steptable import read_table
-
-            assert self.path is not None and self.ref is not None
-            self._columns = read_table(self.path, self.ref.sha256, self.ref.size, self.ref.rows)
-        return self._columns
-
-
-def _no_steps() -> ManifestFormatError:
+def not_attached() -> ManifestFormatError:
     return ManifestFormatError(
         "this manifest's steps are not loaded: it was not read from a file; "
         "read it with repro.manifest.load_manifest"
@@ -244,7 +224,7 @@ class Timing(Record):
     def step_seconds(self) -> list[float]:
         """Wall-clock seconds of every step (the step table's ``seconds`` column)."""
         if self._source is None:
-            raise _no_steps()
+            raise not_attached()
         seconds = self._source.columns().seconds
         return [] if seconds is None else [float(x) for x in seconds.tolist()]
 
@@ -306,16 +286,20 @@ class RunManifest(ManifestBody):
         """The JSON body that is signed: everything but ``signature``."""
         return self.model_dump(mode="json", exclude={"signature"})
 
-    def _attach(self, source: StepSource) -> None:
+    def _attach(self, source: StepSource) -> None:  # the manifest and its timing share it
         self._source = source
         self.timing._source = source
 
     def attach_steps(self, columns: StepColumns) -> None:
         """Give the manifest its step records (a run that just wrote them, a migrated v1)."""
+        from repro.steptable import StepSource
+
         self._attach(StepSource(columns=columns))
 
     def attach_folder(self, folder: Path) -> None:
         """Read the step table relative to ``folder`` (the manifest's) on first use."""
+        from repro.steptable import StepSource
+
         if self.step_table is not None:
             self._attach(StepSource(path=Path(folder) / self.step_table.path, ref=self.step_table))
 
@@ -331,7 +315,7 @@ class RunManifest(ManifestBody):
         missing, :class:`ArtifactMismatchError` if it is not the recorded file.
         """
         if self._source is None:
-            raise _no_steps()
+            raise not_attached()
         return self._source.columns()
 
     @property
@@ -437,27 +421,12 @@ def manifest_from_json(raw: Any, what: str) -> RunManifest:
     except ValidationError as exc:
         raise ManifestFormatError(f"{what} is not a valid manifest: {_summarise(exc)}") from exc
     if inline is not None:
-        manifest.attach_steps(_inline_columns(inline, what))
+        from repro.steptable import inline_columns
+
+        manifest.attach_steps(inline_columns(inline, what))
     elif manifest.step_table is None:
         raise ManifestFormatError(f"{what} has no step_table; it is not a valid version-{version} manifest")
     return manifest
-
-
-_INLINE_ADAPTER = TypeAdapter(tuple[list[StepRecord], list[float]])
-
-
-def _inline_columns(inline: Any, what: str) -> StepColumns:
-    """A version-1 manifest's inline steps and step times, validated, as columns."""
-    from repro.steptable import StepColumns
-
-    try:
-        steps, seconds = _INLINE_ADAPTER.validate_python(inline, strict=True)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = list(first["loc"])
-        where = ".".join(str(p) for p in ["steps" if loc[0] == 0 else "timing.step_seconds", *loc[1:]])
-        raise ManifestFormatError(f"{what} is not a valid manifest: field {where}: {first['msg']}") from exc
-    return StepColumns.from_records(steps, seconds)
 
 
 def read_manifest_json(path: Path) -> Any:

@@ -24,10 +24,11 @@ from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import TypeAdapter, ValidationError
 
 from repro import atomic
 from repro.errors import ArtifactMismatchError, InputError, ManifestFormatError, MissingArtifactError
-from repro.manifest import StepRecord
+from repro.manifest import StepRecord, StepTableRef
 
 FORMAT = "repro.step-table"
 """``__metadata__["format"]`` of a step table file."""
@@ -49,7 +50,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
 }
 """Column name -> (safetensors dtype, meaning). Every column has N rows; ``batch`` is [N, 8]."""
 
-_NUMPY = {"I64": np.dtype("<i8"), "F64": np.dtype("<f8"), "U8": np.dtype("u1")}
+_NUMPY: dict[str, np.dtype[Any]] = {"I64": np.dtype("<i8"), "F64": np.dtype("<f8"), "U8": np.dtype("u1")}
 
 Array = npt.NDArray[Any]
 
@@ -183,7 +184,7 @@ def table_bytes(columns: StepColumns, where: str = "the step table") -> bytes:
         "step": columns.step, "loss": columns.loss, "lr": columns.lr, "grad_norm": columns.grad_norm,
         "tokens": columns.tokens, "batch": _hex_batches(columns.batch, where), "seconds": columns.seconds,
     }
-    arrays = {name: np.ascontiguousarray(a, dtype=_NUMPY[COLUMNS[name][0]]) for name, a in arrays.items()}  # type: ignore[call-overload]
+    arrays = {name: np.ascontiguousarray(a, dtype=_NUMPY[COLUMNS[name][0]]) for name, a in arrays.items()}
     return save(arrays, metadata={"format": FORMAT, "version": FORMAT_VERSION})
 
 
@@ -243,10 +244,11 @@ def parse_table(data: bytes, rows: int, where: str) -> StepColumns:
     ends = [0] + [end for _, end, _ in spans]
     if [start for start, _, _ in spans] != ends[:-1] or base + ends[-1] != len(data):
         raise ManifestFormatError(f"{where}: the columns do not cover the file's data exactly; it is not a valid table")
-    arrays = {}
+    arrays: dict[str, Array] = {}
     for start, end, name in spans:
-        dtype = _NUMPY[COLUMNS[name][0]]
-        arrays[name] = np.frombuffer(data, dtype=dtype, count=(end - start) // dtype.itemsize, offset=base + start)
+        numpy_dtype = _NUMPY[COLUMNS[name][0]]
+        count = (end - start) // numpy_dtype.itemsize
+        arrays[name] = np.frombuffer(data, dtype=numpy_dtype, count=count, offset=base + start)
     if not np.array_equal(arrays["step"], np.arange(1, rows + 1, dtype=np.int64)):
         raise ManifestFormatError(f"{where}: the step column is not 1, 2, ..., {rows}")
     for name in ("loss", "lr", "grad_norm", "seconds"):
@@ -316,3 +318,36 @@ def step_table_schema() -> dict[str, Any]:
             **columns,
         },
     }
+
+
+class StepSource:
+    """Where a manifest's step records are: columns in memory, or its step table file, read (and
+    checked against the recorded SHA-256) once, on first use."""
+
+    def __init__(self, columns: StepColumns | None = None, path: Path | None = None,
+                 ref: StepTableRef | None = None) -> None:
+        self._columns = columns
+        self.path = path
+        self.ref = ref
+
+    def columns(self) -> StepColumns:
+        """The columns; reads the table on first use (see :func:`repro.steptable.read_table`)."""
+        if self._columns is None:
+            assert self.path is not None and self.ref is not None
+            self._columns = read_table(self.path, self.ref.sha256, self.ref.size, self.ref.rows)
+        return self._columns
+
+
+_INLINE_ADAPTER = TypeAdapter(tuple[list[StepRecord], list[float]])
+
+
+def inline_columns(inline: Any, what: str) -> StepColumns:
+    """A version-1 manifest's inline steps and step times, validated, as columns."""
+    try:
+        steps, seconds = _INLINE_ADAPTER.validate_python(inline, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = list(first["loc"])
+        where = ".".join(str(p) for p in ["steps" if loc[0] == 0 else "timing.step_seconds", *loc[1:]])
+        raise ManifestFormatError(f"{what} is not a valid manifest: field {where}: {first['msg']}") from exc
+    return StepColumns.from_records(steps, seconds)
