@@ -52,7 +52,9 @@ MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
 version-N manifest into version N+1's form (``schema_version`` included).
 
 Chained, they bring any supported older manifest up to :data:`SCHEMA_VERSION` before validation.
-The signature is always checked over the manifest as written, before any migration. The
+The signature is always checked over the manifest as written, before any migration. A migration
+gets a copy of the JSON that shares the version-1 ``steps`` and ``timing.step_seconds`` lists with
+the original: it may move them, never change them in place. The
 committed reference run ``manifests/reference/smoke.json`` is a real version-1 manifest that
 tests keep verifying.
 """
@@ -385,7 +387,11 @@ def check_not_newer(raw: dict[str, Any], what: str) -> None:
 
 def _migrate(raw: dict[str, Any], version: int, what: str) -> dict[str, Any]:
     if version < SCHEMA_VERSION:
-        raw = copy.deepcopy(raw)  # the as-written JSON is what the signature covers: keep it
+        # The as-written JSON is what the signature covers: keep it. The per-step lists, the bulk
+        # of a version-1 manifest, are only read by migrations, so they are shared, not copied.
+        timing = raw.get("timing")
+        bulk = [raw.get("steps"), timing.get("step_seconds") if isinstance(timing, dict) else None]
+        raw = copy.deepcopy(raw, {id(item): item for item in bulk if isinstance(item, list)})
     while version < SCHEMA_VERSION:
         try:
             raw = MIGRATIONS[version](raw)
