@@ -350,4 +350,8 @@ def inline_columns(inline: Any, what: str) -> StepColumns:
         loc = list(first["loc"])
         where = ".".join(str(p) for p in ["steps" if loc[0] == 0 else "timing.step_seconds", *loc[1:]])
         raise ManifestFormatError(f"{what} is not a valid manifest: field {where}: {first['msg']}") from exc
+    if len(seconds) != len(steps):
+        raise ManifestFormatError(
+            f"{what} is not a valid manifest: timing.step_seconds has {len(seconds)} entries for {len(steps)} steps"
+        )
     return StepColumns.from_records(steps, seconds)

@@ -17,7 +17,7 @@ import pytest
 
 from repro import manifest as manifest_module
 from repro.cli import main
-from repro.keys import load_key
+from repro.keys import load_or_create_key
 from repro.manifest import load_manifest, supported_schema_versions
 from repro.signing import sign_body, verify_signature
 from tests.conftest import copy_run
@@ -33,7 +33,7 @@ def _v0_to_v1(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _signed(body: dict[str, Any], key_path: Path) -> dict[str, Any]:
     body = {k: v for k, v in body.items() if k != "signature"}
-    return {**body, "signature": sign_body(body, load_key(key_path)).model_dump(mode="json")}
+    return {**body, "signature": sign_body(body, load_or_create_key(key_path)[0]).model_dump(mode="json")}
 
 
 @pytest.fixture

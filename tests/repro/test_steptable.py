@@ -21,7 +21,7 @@ from safetensors.numpy import load_file
 from repro.checkpoint import load_records
 from repro.cli import main
 from repro.errors import InputError, ManifestFormatError
-from repro.keys import load_key
+from repro.keys import generate_key, load_key
 from repro.manifest import StepRecord, load_manifest, run_folder
 from repro.schema import schema_text
 from repro.signing import sign_body
@@ -37,8 +37,10 @@ def _table(manifest: Path) -> Path:
 
 
 def _resign(manifest: Path, raw: dict[str, Any], key_path: Path) -> None:
+    """Sign ``raw`` with the key at ``key_path`` (made there if absent) and write it."""
+    key = load_key(key_path) if key_path.exists() else generate_key(key_path)
     body = {k: v for k, v in raw.items() if k != "signature"}
-    manifest.write_text(json.dumps({**body, "signature": sign_body(body, load_key(key_path)).model_dump(mode="json")}))
+    manifest.write_text(json.dumps({**body, "signature": sign_body(body, key).model_dump(mode="json")}))
 
 
 def test_a_run_writes_version_2_with_its_steps_in_the_signed_sidecar(smoke_run: Path) -> None:
@@ -95,15 +97,21 @@ def test_the_version_1_reference_run_still_verifies(tmp_path: Path, capsys: pyte
     assert main(["verify", str(reference)]) == 3
 
 
-def test_a_version_1_manifest_with_malformed_steps_is_an_input_error(tmp_path: Path, repro_home: Path,
+def test_a_version_1_manifest_with_malformed_steps_is_an_input_error(tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture) -> None:
     reference = copy_run(REFERENCE, tmp_path / "v1")
     raw = json.loads(reference.read_text())
     raw["steps"][2]["loss"] = "six"
-    _resign(reference, raw, repro_home / "key.pem")
+    _resign(reference, raw, tmp_path / "key.pem")
     assert main(["verify", str(reference)]) == 2
     err = capsys.readouterr().err
     assert "field steps.2.loss" in err and "Traceback" not in err
+    raw["steps"][2]["loss"] = 6.0
+    raw["timing"]["step_seconds"].pop()
+    _resign(reference, raw, tmp_path / "key.pem")
+    assert main(["verify", str(reference)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "timing.step_seconds has 19 entries for 20 steps" in err and "Traceback" not in err
 
 
 def _flip_loss_bit(data: bytes) -> bytes:
