@@ -248,7 +248,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.plot:
         from repro.audits.formats.plot import write_plot
 
-        write_plot(report, Path(args.plot), [(s.step, s.loss) for s in manifest.steps])
+        columns = manifest.step_columns()
+        write_plot(report, Path(args.plot), list(zip(columns.step.tolist(), columns.loss.tolist(), strict=True)))
         err_console.print(f"wrote {args.plot}", highlight=False)
     if args.html:
         from repro.audits.formats.html import write_audit_html

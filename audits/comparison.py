@@ -6,17 +6,31 @@ Differences are also counted in units in the last place (ulps): of float32 when 
 float32 number, as the GPT's losses are, else of float64. Batch fingerprints never get a
 tolerance: a different fingerprint is a different batch, so data-order drift is reported apart
 from numeric drift.
+
+The per-step comparison works on columns (:class:`repro.steptable.StepColumns`) with NumPy, so a
+million steps compare in about a second; :func:`same_bits` and :func:`ulps` are the scalar rules
+the vectorised code follows.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import struct
 from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel
 
 from repro.audits.options import Tolerance
-from repro.audits.report import BatchComparison, SeriesComparison, StepDetail, ValidationDetail
+from repro.audits.report import BatchComparison, SeriesComparison, StepDetail, ValidationDetail, Verdict
 from repro.manifest import StepRecord, ValidationRecord
+from repro.steptable import StepColumns
+
+Array = npt.NDArray[Any]
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
 def same_bits(a: float, b: float) -> bool:
@@ -25,6 +39,8 @@ def same_bits(a: float, b: float) -> bool:
 
 
 def _is_float32(x: float) -> bool:
+    if math.isfinite(x) and abs(x) > _FLOAT32_MAX:
+        return False  # beyond float32's range (struct would refuse to pack it)
     return not math.isfinite(x) or struct.unpack("<f", struct.pack("<f", x))[0] == x
 
 
@@ -41,25 +57,52 @@ def ulps(a: float, b: float) -> int:
     """Distance in units in the last place: of float32 if either is a float32 number (the
     trainer's precision; an edited value need not be one), else of float64."""
     single = _is_float32(a) or _is_float32(b)
-    if single and max(abs(a), abs(b)) > 3.4028234663852886e38:
+    if single and max(abs(a), abs(b)) > _FLOAT32_MAX:
         single = False  # beyond float32's range
     return abs(_ordered(a, single) - _ordered(b, single))
 
 
-def _growth(diffs: list[tuple[int, float]]) -> tuple[float | None, str]:
+def ulps_array(a: Array, b: Array) -> Array:
+    """:func:`ulps` of aligned float64 arrays, as uint64 (a float64 distance can exceed int64)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        a32, b32 = a.astype(np.float32), b.astype(np.float32)
+        single = (~np.isfinite(a) | (a32 == a)) | (~np.isfinite(b) | (b32 == b))
+        single &= ~(np.maximum(np.abs(a), np.abs(b)) > _FLOAT32_MAX)
+
+    def ordered(x: Array, x32: Array) -> Array:
+        i32 = x32.view(np.int32).astype(np.int64)
+        o32 = np.where(i32 >= 0, i32, -(2**31) - i32)
+        i64 = x.view(np.int64)
+        o64 = np.where(i64 >= 0, i64, np.int64(-(2**63)) - i64)
+        return np.where(single, o32, o64)
+
+    oa, ob = ordered(a, a32), ordered(b, b32)
+    ua, ub = oa.view(np.uint64), ob.view(np.uint64)
+    distance: Array = np.where(oa >= ob, ua - ub, ub - ua)  # modular: exact, the distance is below 2**64
+    return distance
+
+
+def _allows(tolerance: Tolerance, a: Array, b: Array) -> Array:
+    """:meth:`Tolerance.allows` over aligned arrays (the same float operations)."""
+    allowed: Array = np.abs(b - a) <= tolerance.atol + tolerance.rtol * np.abs(a)
+    return allowed
+
+
+def _growth(steps: Array, d: Array) -> tuple[float | None, str]:
     """Fit log2|diff| against the step over the differing steps; return doubling steps and words."""
-    nonzero = [(s, d) for s, d in diffs if d > 0]
-    if not nonzero:
+    nonzero = d > 0
+    if not nonzero.any():
         return None, "bit-identical"
-    first_step, first = nonzero[0]
-    peak_step, peak = max(nonzero, key=lambda p: p[1])
+    xs, dz = steps[nonzero].astype(np.float64), d[nonzero]
+    first_step, first = int(steps[nonzero][0]), float(dz[0])
+    k = int(np.argmax(dz))
+    peak_step, peak = int(steps[nonzero][k]), float(dz[k])
     doubling = None
-    if len(nonzero) >= 4:
-        xs = [float(s) for s, _ in nonzero]
-        ys = [math.log2(d) for _, d in nonzero]
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        var = sum((x - mx) ** 2 for x in xs)
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+    if len(dz) >= 4:
+        ys = np.log2(dz)
+        dx = xs - xs.mean()
+        var = float(np.dot(dx, dx))
+        slope = float(np.dot(dx, ys - ys.mean())) / var if var else 0.0
         if slope > 0 and peak >= 4 * first:
             doubling = 1.0 / slope
     text = f"first {first:.3g} at step {first_step}, largest {peak:.3g} at step {peak_step}"
@@ -72,48 +115,62 @@ def _growth(diffs: list[tuple[int, float]]) -> tuple[float | None, str]:
     return doubling, text
 
 
-def compare_series(name: str, recorded: Mapping[int, float], rerun: Mapping[int, float],
-                   tolerance: Tolerance) -> SeriesComparison:
-    """Compare one per-step quantity on the steps either side has."""
-    common = sorted(set(recorded) & set(rerun))
-    unmatched = sorted(set(recorded) ^ set(rerun))
-    identical = 0
+def _series(name: str, steps: Array, *, a: Array, b: Array, unmatched: Array, tolerance: Tolerance) -> SeriesComparison:
+    """Compare one quantity: ``a`` (recorded) and ``b`` (rerun) aligned on the sorted ``steps``."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    d = np.abs(b - a)
+    differs = a.view(np.int64) != b.view(np.int64)
+    identical = int(len(a) - np.count_nonzero(differs))
+    idx = np.flatnonzero(differs)
     first_diff = first_ulps = beyond = max_step = None
     max_abs = max_rel = 0.0
     max_ulps = 0
-    diffs: list[tuple[int, float]] = []
-    for step in common:
-        a, b = recorded[step], rerun[step]
-        d = abs(b - a)
-        diffs.append((step, d))
-        if same_bits(a, b):
-            identical += 1
-            continue
-        u = ulps(a, b)
-        if first_diff is None:
-            first_diff, first_ulps = step, u
-        if beyond is None and not tolerance.allows(a, b):
-            beyond = step
-        if d > max_abs or max_step is None:
-            max_abs, max_step = d, step
-        max_rel = max(max_rel, d / abs(a) if a else d)
-        max_ulps = max(max_ulps, u)
-    if unmatched or beyond is not None:
+    if idx.size:
+        u = ulps_array(a[idx], b[idx])
+        first_diff, first_ulps = int(steps[idx[0]]), int(u[0])
+        out = idx[~_allows(tolerance, a[idx], b[idx])]
+        beyond = int(steps[out[0]]) if out.size else None
+        j = int(np.argmax(d[idx]))
+        max_abs, max_step = float(d[idx][j]), int(steps[idx[j]])
+        ai = a[idx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(ai != 0, d[idx] / np.abs(ai), d[idx])
+        max_rel = max(0.0, float(rel.max()))
+        max_ulps = int(u.max())
+    verdict: Verdict
+    if unmatched.size or beyond is not None:
         verdict = "diverged"
-    elif identical == len(common):
+    elif identical == len(a):
         verdict = "bitwise"
     else:
         verdict = "within_tolerance"
-    doubling, growth = _growth(diffs)
-    if unmatched:
-        growth += f"; {len(unmatched)} step(s) on one side only (first {unmatched[0]})"
+    doubling, growth = _growth(steps, d)
+    if unmatched.size:
+        growth += f"; {unmatched.size} step(s) on one side only (first {int(unmatched[0])})"
     return SeriesComparison(
-        name=name, verdict=verdict, compared=len(common), identical=identical, unmatched=unmatched,
+        name=name, verdict=verdict, compared=len(a), identical=identical, unmatched=unmatched.tolist(),
         first_difference_step=first_diff, first_difference_ulps=first_ulps,
         first_beyond_tolerance_step=beyond, max_abs_diff=max_abs, max_rel_diff=max_rel, max_ulps=max_ulps,
-        max_step=max_step, final_abs_diff=diffs[-1][1] if diffs else 0.0, doubling_steps=doubling,
+        max_step=max_step, final_abs_diff=float(d[-1]) if len(d) else 0.0, doubling_steps=doubling,
         growth=growth,
     )
+
+
+def _align(recorded: Array, rerun: Array) -> tuple[Array, Array, Array, Array]:
+    """Common steps (sorted) with their indices on either side, and the steps of one side only."""
+    common, ia, ib = np.intersect1d(recorded, rerun, assume_unique=True, return_indices=True)
+    return common, ia, ib, np.setxor1d(recorded, rerun, assume_unique=True)
+
+
+def compare_series(name: str, recorded: Mapping[int, float], rerun: Mapping[int, float],
+                   tolerance: Tolerance) -> SeriesComparison:
+    """Compare one per-step quantity on the steps either side has."""
+    rs = np.fromiter(recorded.keys(), dtype=np.int64, count=len(recorded))
+    ns = np.fromiter(rerun.keys(), dtype=np.int64, count=len(rerun))
+    common, ia, ib, unmatched = _align(rs, ns)
+    a = np.fromiter(recorded.values(), dtype=np.float64, count=len(recorded))[ia]
+    b = np.fromiter(rerun.values(), dtype=np.float64, count=len(rerun))[ib]
+    return _series(name, common, a=a, b=b, unmatched=unmatched, tolerance=tolerance)
 
 
 def compare_batches(recorded: Mapping[int, str], rerun: Mapping[int, str]) -> BatchComparison:
@@ -126,47 +183,102 @@ def compare_batches(recorded: Mapping[int, str], rerun: Mapping[int, str]) -> Ba
     )
 
 
-def _by_step(records: Iterable[StepRecord]) -> dict[int, StepRecord]:
-    return {r.step: r for r in records}
+def _by_step(columns: StepColumns | Iterable[StepRecord]) -> StepColumns:
+    """Columns sorted by step, one row per step (the last, where a step repeats)."""
+    cols = columns if isinstance(columns, StepColumns) else StepColumns.from_records(columns)
+    s = cols.step
+    if len(s) < 2 or bool((np.diff(s) > 0).all()):
+        return cols
+    order = np.argsort(s, kind="stable")
+    ordered = s[order]
+    last = np.append(ordered[1:] != ordered[:-1], True)
+    return cols.take(order[last])
 
 
-def compare_steps(recorded: Iterable[StepRecord], rerun: Iterable[StepRecord], tolerance: Tolerance
+def compare_steps(recorded: StepColumns | Iterable[StepRecord], rerun: StepColumns | Iterable[StepRecord],
+                  tolerance: Tolerance
                   ) -> tuple[SeriesComparison, list[SeriesComparison], BatchComparison, list[StepDetail]]:
     """Losses, gradient norms, learning rates, token counts and batches of the audited steps.
 
-    Returns the loss comparison, the other series, the batch comparison and the per-step table.
+    Takes columns (``manifest.step_columns()``) or step records. Returns the loss comparison, the
+    other series, the batch comparison and the per-step table.
     """
     rec, new = _by_step(recorded), _by_step(rerun)
-    losses = compare_series("loss", {s: r.loss for s, r in rec.items()}, {s: r.loss for s, r in new.items()}, tolerance)
+    common, ia, ib, unmatched = _align(rec.step, new.step)
+    a, b = rec.take(ia), new.take(ib)
+    losses = _series("loss", common, a=a.loss, b=b.loss, unmatched=unmatched, tolerance=tolerance)
     exact = Tolerance(atol=0.0, rtol=0.0)  # token counts are integers: no tolerance
     others = [
-        compare_series(field, {s: float(getattr(r, field)) for s, r in rec.items()},
-                       {s: float(getattr(r, field)) for s, r in new.items()},
-                       exact if field == "tokens" else tolerance.for_field(field))
+        _series(field, common, a=getattr(a, field), b=getattr(b, field), unmatched=unmatched,
+                tolerance=exact if field == "tokens" else tolerance.for_field(field))
         for field in ("grad_norm", "lr", "tokens")
     ]
-    batches = compare_batches({s: r.batch for s, r in rec.items()}, {s: r.batch for s, r in new.items()})
-    details = []
-    for step in sorted(set(rec) | set(new)):
-        a, b = rec.get(step), new.get(step)
-        if a is None or b is None:
-            details.append(StepDetail(
-                step=step, recorded_loss=a.loss if a else None, rerun_loss=b.loss if b else None,
-                abs_diff=None, rel_diff=None, ulps=None, within_tolerance=False, batch_match=None,
-                other_differences=["not recorded" if a is None else "not rerun"],
-            ))
-            continue
-        d = abs(b.loss - a.loss)
-        other = [f for f in ("grad_norm", "lr") if not tolerance.for_field(f).allows(getattr(a, f), getattr(b, f))]
-        if a.tokens != b.tokens:
-            other.append("tokens")
-        details.append(StepDetail(
-            step=step, recorded_loss=a.loss, rerun_loss=b.loss, abs_diff=d,
-            rel_diff=d / abs(a.loss) if a.loss else d,
-            ulps=ulps(a.loss, b.loss), within_tolerance=tolerance.allows(a.loss, b.loss) and not other,
-            batch_match=a.batch == b.batch, other_differences=other,
-        ))
-    return losses, others, batches, details
+    batch_match = a.batch == b.batch
+    differing = np.union1d(common[~batch_match], unmatched)
+    batches = BatchComparison(
+        compared=len(common) + len(unmatched), identical=not differing.size,
+        first_difference_step=int(differing[0]) if differing.size else None, differing_steps=int(differing.size),
+    )
+    return losses, others, batches, _details(common, a, b=b, batch_match=batch_match, unmatched=unmatched,
+                                             sides=(rec, new), tolerance=tolerance)
+
+
+_DETAIL_FIELDS = frozenset(StepDetail.model_fields)
+_SET_FIELDS_SET = BaseModel.__dict__["__pydantic_fields_set__"].__set__  # the slots behind a model
+_SET_EXTRA = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def _detail(values: dict[str, Any]) -> StepDetail:
+    """A StepDetail from values that already have its fields' types (ints, floats, bools, lists
+    of str, from ``tolist()``), made without validation: a million steps are a million rows, and
+    validating each costs several times more than the whole vectorised comparison.
+    What ``StepDetail.model_construct`` does, without its per-field default handling."""
+    detail = object.__new__(StepDetail)
+    object.__setattr__(detail, "__dict__", values)
+    _SET_FIELDS_SET(detail, _DETAIL_FIELDS)
+    _SET_EXTRA(detail, None)
+    _SET_PRIVATE(detail, None)
+    return detail
+
+
+def _details(common: Array, a: StepColumns, *, b: StepColumns, batch_match: Array, unmatched: Array,
+             sides: tuple[StepColumns, StepColumns], tolerance: Tolerance) -> list[StepDetail]:
+    """The per-step table over every step either side has, in step order."""
+    d = np.abs(b.loss - a.loss)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(a.loss != 0, d / np.abs(a.loss), d)
+    grad_bad = ~_allows(tolerance.for_field("grad_norm"), a.grad_norm, b.grad_norm)
+    lr_bad = ~_allows(tolerance.for_field("lr"), a.lr, b.lr)
+    tokens_bad = a.tokens != b.tokens
+    within = _allows(tolerance, a.loss, b.loss) & ~grad_bad & ~lr_bad & ~tokens_bad
+    flags = grad_bad.astype(np.int8) + 2 * lr_bad + 4 * tokens_bad
+    others = [[f for bit, f in ((1, "grad_norm"), (2, "lr"), (4, "tokens")) if code & bit] for code in range(8)]
+    collecting = gc.isenabled()
+    gc.disable()  # a million new containers would trigger full collections over all of them
+    try:
+        rows = [
+            _detail({"step": s, "recorded_loss": x, "rerun_loss": y, "abs_diff": dd, "rel_diff": r, "ulps": u,
+                     "within_tolerance": w, "batch_match": m, "other_differences": list(others[f]) if f else []})
+            for s, x, y, dd, r, u, w, m, f in zip(
+                common.tolist(), a.loss.tolist(), b.loss.tolist(), d.tolist(), rel.tolist(),
+                ulps_array(a.loss, b.loss).tolist(), within.tolist(), batch_match.tolist(), flags.tolist(),
+                strict=True,
+            )
+        ]
+    finally:
+        if collecting:
+            gc.enable()
+    if unmatched.size:
+        rec, new = (dict(zip(c.step.tolist(), c.loss.tolist(), strict=True)) for c in sides)
+        one_sided = [
+            StepDetail(step=s, recorded_loss=rec.get(s), rerun_loss=new.get(s), abs_diff=None, rel_diff=None,
+                       ulps=None, within_tolerance=False, batch_match=None,
+                       other_differences=["not recorded" if s not in rec else "not rerun"])
+            for s in unmatched.tolist()
+        ]
+        rows = sorted(rows + one_sided, key=lambda r: r.step)
+    return rows
 
 
 def compare_validation(recorded: Iterable[ValidationRecord], rerun: Iterable[ValidationRecord],

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from repro import __version__
 from repro.audits import attribution, comparison, differences, executed, integrity, rerun, spotcheck, tensors
 from repro.audits.options import AuditOptions
@@ -158,8 +160,12 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
         data_found = differences.data_differences(checked.data, m.data, runs[0].result.data)
 
     tol = options.tolerance
+    recorded = m.step_columns()
+    covered = np.zeros(len(recorded), dtype=bool)
+    for segment in plan.segments:
+        covered |= (recorded.step > segment.start) & (recorded.step <= segment.end)
     losses, others, batches, details = comparison.compare_steps(
-        [s for s in m.steps if plan.covers(s.step)], [s for r in runs for s in r.result.steps], tol)
+        recorded.take(covered), [s for r in runs for s in r.result.steps], tol)
     if losses.compared == 0 and not losses.unmatched:
         raise CouldNotCheckError("the rerun produced no steps to compare; nothing was checked")
     validation, val_details = comparison.compare_validation(

@@ -29,26 +29,35 @@ def _first_duplicate(values: Iterable[object]) -> object | None:
 
 
 def _problems(m: RunManifest) -> Iterable[str]:
-    numbers = [s.step for s in m.steps]
+    import numpy as np
+
+    columns = m.step_columns()  # NumPy columns: a million steps are checked without a record each
+    numbers = columns.step
+    count = len(numbers)
     planned = m.run.config.get("steps")
-    if numbers != list(range(1, len(numbers) + 1)):
-        bad = next(i + 1 for i, n in enumerate(numbers) if n != i + 1) if numbers else 1
-        yield f"steps are not numbered 1..{len(numbers)} (record {bad} is step {numbers[bad - 1]})"
-    if isinstance(planned, int) and not isinstance(planned, bool) and len(numbers) != planned:
-        yield f"it records {len(numbers)} steps but its config says the run has {planned}"
-    if len(m.timing.step_seconds) != len(numbers):
-        yield f"timing.step_seconds has {len(m.timing.step_seconds)} entries for {len(numbers)} steps"
-    recorded = {0, *numbers}
+    wrong = np.flatnonzero(numbers != np.arange(1, count + 1))
+    if wrong.size:
+        bad = int(wrong[0]) + 1
+        yield f"steps are not numbered 1..{count} (record {bad} is step {int(numbers[bad - 1])})"
+    if isinstance(planned, int) and not isinstance(planned, bool) and count != planned:
+        yield f"it records {count} steps but its config says the run has {planned}"
+    seconds = len(m.timing.step_seconds)
+    if seconds != count:
+        yield f"timing.step_seconds has {seconds} entries for {count} steps"
+
+    def is_recorded(step: int) -> bool:  # numbered 1..count when the checks above pass
+        return step == 0 or (not wrong.size and 1 <= step <= count) or bool(np.isin(step, numbers))
+
     for what, steps in (("checkpoint", [c.step for c in m.checkpoints]),
                         ("validation", [v.step for v in m.validation])):
-        if (odd := next((s for s in steps if s not in recorded), None)) is not None:
+        if (odd := next((s for s in steps if not is_recorded(s)), None)) is not None:
             yield f"a {what} is at step {odd}, which the run did not record"
         if (twice := _first_duplicate(steps)) is not None:
             yield f"two {what}s are at step {twice}"
         if steps != sorted(steps):
             yield f"{what}s are not in step order"
     resumed = m.timing.resumed_from_step
-    if resumed is not None and resumed not in {c.step for c in m.checkpoints if 0 < c.step <= len(numbers)}:
+    if resumed is not None and resumed not in {c.step for c in m.checkpoints if 0 < c.step <= count}:
         yield f"it was resumed from step {resumed}, where it records no checkpoint"
     paths = [c.path for c in m.checkpoints] + [a.path for a in m.artifacts]
     paths += [m.data.tokenizer.path] if m.data.tokenizer is not None else []

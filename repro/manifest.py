@@ -1,9 +1,14 @@
 """The run manifest: the signed, complete record of one training run.
 
 Every model here is frozen and forbids unknown fields, so a manifest that gained or lost a field
-does not load. Fields that must reproduce (``run``, ``environment``, ``code``, ``data``, ``steps``,
+does not load. Fields that must reproduce (``run``, ``environment``, ``code``, ``data``, the steps,
 ``validation``, ``checkpoints``) are kept apart from those that cannot (``timing``). The JSON Schema
 of :class:`RunManifest` is published as ``docs/manifest.schema.json``.
+
+Since schema version 2 the per-step records live in a columnar sidecar in the run folder
+(``steps.safetensors``, see :mod:`repro.steptable`) whose SHA-256, size and row count the signed
+manifest records in ``step_table``; :attr:`RunManifest.steps` reads it on first use and presents it
+as a ``Sequence[StepRecord]``. Version-1 manifests (steps inline) are migrated on reading.
 """
 
 from __future__ import annotations
@@ -12,33 +17,53 @@ import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from repro.canonical import parse_json
 from repro.confine import open_regular
 from repro.errors import IncompleteRunError, InputError, ManifestFormatError, MissingArtifactError
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from repro.steptable import StepColumns, StepSource, StepView
+
+SCHEMA_VERSION: Final = 2
 """The manifest schema version this release writes."""
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
-MIGRATIONS: dict[int, Migration] = {}
+_INLINE_STEPS = "__inline_steps_v1__"
+"""Key under which :func:`_v1_to_v2` hands a version-1 manifest's inline steps to
+:func:`manifest_from_json` (never part of a file: it is removed before validation)."""
+
+
+def _v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept ``steps`` and ``timing.step_seconds`` inline (signed with the manifest);
+    version 2 keeps them in the step table. A migrated manifest has ``step_table: null`` and its
+    steps in memory, taken from the signed JSON."""
+    raw[_INLINE_STEPS] = (raw.pop("steps"), raw["timing"].pop("step_seconds"))
+    raw["step_table"] = None
+    raw["schema_version"] = 2
+    return raw
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
 """How this release reads older manifests: version N -> a function that rewrites the JSON of a
 version-N manifest into version N+1's form (``schema_version`` included).
 
 Chained, they bring any supported older manifest up to :data:`SCHEMA_VERSION` before validation.
-The signature is always checked over the manifest as written, before any migration. Empty while
-version 1 is the only version; when version 2 is introduced, ``1: <v1 to v2>`` goes here, with a
-real version-1 manifest kept in ``tests/assets/`` that must go on verifying.
+The signature is always checked over the manifest as written, before any migration. A migration
+gets a copy of the JSON that shares the version-1 ``steps`` and ``timing.step_seconds`` lists with
+the original: it may move them, never change them in place. The
+committed reference run ``manifests/reference/smoke.json`` is a real version-1 manifest that
+tests keep verifying.
 """
 
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION, *MIGRATIONS})
 """Schema versions this release can read and verify (see :func:`supported_schema_versions`)."""
 
-MANIFEST_KIND = "repro.run-manifest"
+MANIFEST_KIND: Final = "repro.run-manifest"
 
 
 class Record(BaseModel):
@@ -180,7 +205,11 @@ class DataRecord(Record):
 
 
 class StepRecord(Record):
-    """One optimizer step. ``loss`` is the exact float32 value (float64 repr round-trips it)."""
+    """One optimizer step. ``loss`` is the exact float32 value (float64 repr round-trips it).
+
+    Since schema version 2 a manifest keeps these in its step table (:mod:`repro.steptable`);
+    :attr:`RunManifest.steps` makes them on demand.
+    """
 
     step: int = Field(ge=1)
     loss: float
@@ -207,8 +236,15 @@ class CheckpointRecord(Record):
     tensors: dict[str, str]
 
 
+def not_attached() -> ManifestFormatError:
+    return ManifestFormatError(
+        "this manifest's steps are not loaded: it was not read from a file; "
+        "read it with repro.manifest.load_manifest"
+    )
+
+
 class Timing(Record):
-    """Wall-clock facts; never compared by an audit."""
+    """Wall-clock facts; never compared by an audit. Per-step seconds are in the step table."""
 
     started_at: str
     finished_at: str
@@ -216,8 +252,23 @@ class Timing(Record):
     setup_seconds: float
     train_seconds: float
     overhead_seconds: float = Field(description="Time repro spent on capture, hashing, writing.")
-    step_seconds: list[float]
     resumed_from_step: int | None = Field(None, description="Set when the run was resumed.")
+    _source: StepSource | None = PrivateAttr(None)
+
+    @property
+    def step_seconds(self) -> list[float]:
+        """Wall-clock seconds of every step (the step table's ``seconds`` column)."""
+        if self._source is None:
+            raise not_attached()
+        seconds = self._source.columns().seconds
+        return [] if seconds is None else [float(x) for x in seconds.tolist()]
+
+    def __eq__(self, other: object) -> bool:
+        # The recorded fields; where the step times are read from is not part of the record.
+        return isinstance(other, Timing) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # as before: equal values, no hash
+
 
 
 class Signature(Record):
@@ -267,16 +318,31 @@ class DistributedRecord(Record):
     nodes: list[NodeRecord]
 
 
+class StepTableRef(Record):
+    """The step table file (``steps.safetensors``, see :mod:`repro.steptable`), manifest-relative."""
+
+    path: str
+    sha256: str = Field(description="SHA-256 of the file's bytes.")
+    size: int = Field(ge=0, description="Size of the file in bytes.")
+    rows: int = Field(ge=0, description="Number of steps N: every column has N rows, steps 1..N.")
+    format: Literal["repro.step-table/1"] = Field(
+        "repro.step-table/1", description="safetensors, one column per field (docs/manifest.md)."
+    )
+
+
 class ManifestBody(Record):
     """Everything a manifest records except its signature: exactly what is signed."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     kind: Literal["repro.run-manifest"] = MANIFEST_KIND
     run: RunIdentity
     environment: EnvironmentRecord
     code: CodeRecord
     data: DataRecord
-    steps: list[StepRecord]
+    step_table: StepTableRef | None = Field(
+        description="The per-step records' file. Null only in a manifest migrated from schema "
+        "version 1, whose steps were inline (repro never writes null)."
+    )
     validation: list[ValidationRecord]
     checkpoints: list[CheckpointRecord]
     artifacts: list[FileDigest] = Field(description="Other files (e.g. the SBOM), manifest-relative.")
@@ -288,13 +354,60 @@ class ManifestBody(Record):
 
 
 class RunManifest(ManifestBody):
-    """The signed record of a training run (schema version 1)."""
+    """The signed record of a training run (schema version 2)."""
 
     signature: Signature
+    _source: StepSource | None = PrivateAttr(None)
 
     def body(self) -> dict[str, Any]:
         """The JSON body that is signed: everything but ``signature``."""
         return self.model_dump(mode="json", exclude={"signature"})
+
+    def _attach(self, source: StepSource) -> None:  # the manifest and its timing share it
+        self._source = source
+        self.timing._source = source
+
+    def attach_steps(self, columns: StepColumns) -> None:
+        """Give the manifest its step records (a run that just wrote them, a migrated v1)."""
+        from repro.steptable import StepSource
+
+        self._attach(StepSource(columns=columns))
+
+    def attach_folder(self, folder: Path) -> None:
+        """Read the step table relative to ``folder`` (the manifest's) on first use."""
+        from repro.steptable import StepSource
+
+        if self.step_table is not None:
+            self._attach(StepSource(folder=Path(folder), ref=self.step_table))
+
+    @property
+    def steps_attached(self) -> bool:
+        """Whether the step records can be read (the manifest came from a file or a run)."""
+        return self._source is not None
+
+    def step_columns(self) -> StepColumns:
+        """The per-step records as NumPy columns (for hot paths: comparisons, plots).
+
+        Reads and checks the step table on first use: :class:`MissingArtifactError` if it is
+        missing, :class:`ArtifactMismatchError` if it is not the recorded file.
+        """
+        if self._source is None:
+            raise not_attached()
+        return self._source.columns()
+
+    @property
+    def steps(self) -> StepView:
+        """The per-step records, a read-only ``Sequence[StepRecord]`` made on demand."""
+        from repro.steptable import StepView
+
+        return StepView(self.step_columns())
+
+    def __eq__(self, other: object) -> bool:
+        # The signed record (which holds the step table's digest), not where it is read from.
+        return isinstance(other, RunManifest) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # as before: equal values, no hash
+
 
 
 class LoadedManifest(BaseModel):
@@ -305,6 +418,12 @@ class LoadedManifest(BaseModel):
     manifest: RunManifest
     raw: dict[str, Any]
     path: Path
+
+    @model_validator(mode="after")
+    def _steps_beside(self) -> LoadedManifest:
+        if not self.manifest.steps_attached:
+            self.manifest.attach_folder(self.path.parent)
+        return self
 
     @property
     def folder(self) -> Path:
@@ -343,7 +462,11 @@ def check_not_newer(raw: dict[str, Any], what: str) -> None:
 
 def _migrate(raw: dict[str, Any], version: int, what: str) -> dict[str, Any]:
     if version < SCHEMA_VERSION:
-        raw = copy.deepcopy(raw)  # the as-written JSON is what the signature covers: keep it
+        # The as-written JSON is what the signature covers: keep it. The per-step lists, the bulk
+        # of a version-1 manifest, are only read by migrations, so they are shared, not copied.
+        timing = raw.get("timing")
+        bulk = [raw.get("steps"), timing.get("step_seconds") if isinstance(timing, dict) else None]
+        raw = copy.deepcopy(raw, {id(item): item for item in bulk if isinstance(item, list)})
     while version < SCHEMA_VERSION:
         try:
             raw = MIGRATIONS[version](raw)
@@ -372,10 +495,19 @@ def manifest_from_json(raw: Any, what: str) -> RunManifest:
             f"{what} uses manifest schema version {version}, which this repro cannot read "
             f"(reads {sorted(supported_schema_versions())})"
         )
+    migrated = _migrate(raw, version, what)
+    inline = migrated.pop(_INLINE_STEPS, None) if version < 2 else None
     try:
-        return RunManifest.model_validate(_migrate(raw, version, what), strict=True)
+        manifest = RunManifest.model_validate(migrated, strict=True)
     except ValidationError as exc:
         raise ManifestFormatError(f"{what} is not a valid manifest: {_summarise(exc)}") from exc
+    if inline is not None:
+        from repro.steptable import inline_columns
+
+        manifest.attach_steps(inline_columns(inline, what))
+    elif manifest.step_table is None:
+        raise ManifestFormatError(f"{what} has no step_table; it is not a valid version-{version} manifest")
+    return manifest
 
 
 def read_manifest_bytes(path: Path) -> bytes:

@@ -37,6 +37,7 @@ from repro.manifest import (
     RunIdentity,
     RunManifest,
     StepRecord,
+    StepTableRef,
     Timing,
     ValidationRecord,
     manifest_bytes,
@@ -44,6 +45,7 @@ from repro.manifest import (
 from repro.paths import cache_dir, private_folder
 from repro.sbom import record_sbom
 from repro.signing import sign_manifest
+from repro.steptable import FILE_NAME, StepColumns, write_table
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,9 @@ def _assemble(
     wall = time.perf_counter() - started
     sbom = record_sbom(manifest_path, result.environment, started_at,
                        f"{resolved.trainer.name}/{resolved.preset or 'custom'}", folder=folder)
+    columns = StepColumns.from_records(earlier.steps + result.steps, step_seconds)
+    sha256, size = write_table(folder / FILE_NAME, columns)
+    step_table = StepTableRef(path=final(folder / FILE_NAME), sha256=sha256, size=size, rows=len(columns))
     body = ManifestBody(
         run=RunIdentity(
             tool_version=__version__, trainer=resolved.trainer, preset=resolved.preset,
@@ -307,7 +312,7 @@ def _assemble(
             tokenizer=tokenizer, token_stream_sha256=data.token_stream_sha256,
             train_tokens=data.train_tokens, val_tokens=data.val_tokens, extra=data.extra,
         ),
-        steps=earlier.steps + result.steps,
+        step_table=step_table,
         validation=earlier.validation + result.validation,
         checkpoints=checkpoints,
         artifacts=[_final_digest(layout, sbom)],
@@ -315,13 +320,14 @@ def _assemble(
             started_at=started_at, finished_at=_now(), wall_seconds=wall,
             setup_seconds=timing.setup_seconds, train_seconds=sum(step_seconds),
             overhead_seconds=max(wall - timing.setup_seconds - timing.train_seconds - timing.eval_seconds, 0.0),
-            step_seconds=step_seconds,
             resumed_from_step=result.start_step if result.start_step else None,
         ),
         executed=result.executed,
         distributed=_distributed_record(result, earlier, resolved),
     )
-    return sign_manifest(body, key)
+    manifest = sign_manifest(body, key)
+    manifest.attach_steps(columns)
+    return manifest
 
 
 def _distributed_record(result: JobResult, earlier: _Earlier, resolved: ResolvedRun) -> DistributedRecord | None:

@@ -1,6 +1,9 @@
 """The published JSON Schemas of repro's on-disk formats, and a command to regenerate them.
 
-``python -m repro.schema docs/`` writes ``docs/manifest.schema.json``; a test keeps it current.
+``python -m repro.schema docs/`` writes ``docs/manifest.schema.json`` (the manifest this release
+writes, schema version 2) and ``docs/step-table.schema.json`` (the header of a run's
+``steps.safetensors``); tests keep them current. ``docs/manifest-v1.schema.json`` is the frozen
+schema of version-1 manifests, which this release still reads (it is not regenerated).
 """
 
 from __future__ import annotations
@@ -8,16 +11,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from repro import atomic
 from repro.manifest import RunManifest
+from repro.steptable import step_table_schema
 
-SCHEMAS = {"manifest.schema.json": RunManifest}
+SCHEMAS: dict[str, type | dict[str, Any]] = {
+    "manifest.schema.json": RunManifest,
+    "step-table.schema.json": step_table_schema(),
+}
 
 
-def schema_text(model: type) -> str:
-    """The JSON Schema of a pydantic model, as stable, indented text."""
-    return json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
+def schema_text(model: type | dict[str, Any]) -> str:
+    """The JSON Schema of a pydantic model (or a schema given as a dict), as stable, indented text."""
+    schema = model if isinstance(model, dict) else model.model_json_schema()  # type: ignore[attr-defined]
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
 def write_schemas(folder: Path) -> list[Path]:

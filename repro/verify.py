@@ -56,6 +56,19 @@ class VerifyResult:
         return self.artifacts + self.data
 
 
+def check_step_table(loaded: LoadedManifest) -> ArtifactCheck:
+    """Read the step table once: hash it against the manifest, then check its columns (steps
+    1..N, the recorded row count). A valid hash over an invalid table is malformed input."""
+    path = loaded.manifest.step_table.path if loaded.manifest.step_table else "(inline)"
+    try:
+        loaded.manifest.step_columns()
+    except MissingArtifactError:
+        return ArtifactCheck("steps", path, "missing")
+    except ArtifactMismatchError:
+        return ArtifactCheck("steps", path, "changed")
+    return ArtifactCheck("steps", path, "ok")
+
+
 def raise_for_checks(checks: list[ArtifactCheck]) -> None:
     """Raise for changed files (integrity, first) or missing ones (could not check)."""
     changed = [c for c in checks if c.status == "changed"]
@@ -94,9 +107,11 @@ def verify_manifest(path: Path, trusted: dict[str, bytes] | None = None, *,
     path = Path(path)
     document = read_manifest_bytes(path)
     loaded, key_id = _authenticate(parse_json(document, f"manifest {path}"), path, trusted)
-    check_consistency(loaded.manifest, f"manifest {path}")
     artifacts = check_run_files(loaded.manifest, loaded.folder)
+    if loaded.manifest.step_table is not None:
+        artifacts.append(check_step_table(loaded))
     data_checks = check_data(loaded.manifest.data)
     raise_for_checks(artifacts + data_checks if data == "enforce" else artifacts)
+    check_consistency(loaded.manifest, f"manifest {path}")  # after the step table is checked: it reads it
     return VerifyResult(loaded=loaded, key_id=key_id, trusted=trusted is not None, document=document,
                         artifacts=artifacts, data=data_checks, seconds=time.perf_counter() - began)

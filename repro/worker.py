@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 import traceback
@@ -256,7 +257,16 @@ def _step_record(name: str, step: int, out: Any) -> StepRecord:
     for key, value in values.items():
         if not math.isfinite(value):
             raise TrainerError(f"trainer {name} returned a non-finite {key.replace('_', ' ')} ({value}) at step {step}")
-    return StepRecord(step=step, tokens=tokens, batch=str(out.batch), **values)
+    batch = str(out.batch)
+    if not _FINGERPRINT.fullmatch(batch):  # the step table stores it as 8 bytes
+        raise TrainerError(
+            f"trainer {name}: train_step({step}) returned batch {batch[:40]!r}, not 16 lowercase hex "
+            "digits; use repro.trainer_api.batch_fingerprint(batch)"
+        )
+    return StepRecord(step=step, tokens=tokens, batch=batch, **values)
+
+
+_FINGERPRINT = re.compile("[0-9a-f]{16}")
 
 
 def _trainer_state(name: str, trainer: Any) -> dict[str, Any]:

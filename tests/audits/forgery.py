@@ -8,6 +8,7 @@ against the record, and of the record against itself, can catch it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +16,14 @@ from typing import Any
 
 from repro.keys import SigningKey, generate_key
 from repro.signing import sign_body
+from repro.steptable import parse_table, write_table
 
 
-def resign(manifest: Path, edit: Callable[[dict[str, Any]], None], key_path: Path) -> SigningKey:
-    """Apply ``edit`` to the manifest's raw JSON and re-sign it with a new key at ``key_path``."""
+def resign(manifest: Path, edit: Callable[[dict[str, Any], Path], None], key_path: Path) -> SigningKey:
+    """Apply ``edit`` to the manifest's raw JSON (and its files, beside ``manifest``) and re-sign
+    it with a new key at ``key_path``."""
     raw = json.loads(manifest.read_text(encoding="utf-8"))
-    edit(raw)
+    edit(raw, manifest)
     key = generate_key(key_path)
     body = {k: v for k, v in raw.items() if k != "signature"}
     raw["signature"] = sign_body(body, key).model_dump(mode="json")
@@ -38,10 +41,20 @@ def resign_with(manifest: Path, edit: Callable[[dict[str, Any]], None], key: Sig
     manifest.write_text(json.dumps(raw, indent=1), encoding="utf-8")
 
 
-def scale_losses(first: int, last: int, factor: float) -> Callable[[dict[str, Any]], None]:
-    """An edit that multiplies the recorded losses of steps ``first``..``last`` by ``factor``."""
-    def edit(raw: dict[str, Any]) -> None:
-        for record in raw["steps"]:
-            if first <= record["step"] <= last:
-                record["loss"] = record["loss"] * factor
+def scale_losses(first: int, last: int, factor: float) -> Callable[[dict[str, Any], Path], None]:
+    """An edit that multiplies the recorded losses of steps ``first``..``last`` by ``factor``:
+    in the step table (rewritten, its new digest put in the manifest), or inline in a version 1."""
+    def edit(raw: dict[str, Any], manifest: Path) -> None:
+        if "steps" in raw:
+            for record in raw["steps"]:
+                if first <= record["step"] <= last:
+                    record["loss"] = record["loss"] * factor
+            return
+        table = manifest.parent / raw["step_table"]["path"]
+        columns = parse_table(table.read_bytes(), raw["step_table"]["rows"], str(table))
+        loss = columns.loss.copy()
+        chosen = (columns.step >= first) & (columns.step <= last)
+        loss[chosen] = loss[chosen] * factor
+        sha256, size = write_table(table, dataclasses.replace(columns, loss=loss))
+        raw["step_table"].update(sha256=sha256, size=size)
     return edit

@@ -1,8 +1,9 @@
 """Schema versions (issue 6): a newer manifest says "upgrade repro"; an older supported one is
 migrated after its signature is checked over the bytes as written.
 
-Only version 1 exists, so the migration path is proven with a version 0 that exists only inside
-these tests (registered with monkeypatch): a manifest whose validation losses were called
+The real version 1 -> 2 migration is tested in test_steptable.py with the committed version-1
+reference run. A chain of two migrations is proven here with a version 0 that exists only inside
+these tests (registered with monkeypatch): a version-1 manifest whose validation losses were called
 ``val_losses``. No such format was ever written by repro.
 """
 
@@ -16,10 +17,13 @@ import pytest
 
 from repro import manifest as manifest_module
 from repro.cli import main
-from repro.keys import load_key
+from repro.keys import load_or_create_key
 from repro.manifest import load_manifest, supported_schema_versions
 from repro.signing import sign_body
 from repro.verify import verify_manifest
+from tests.conftest import copy_run
+
+REFERENCE = Path(__file__).resolve().parents[2] / "manifests" / "reference" / "smoke.json"
 
 
 def _v0_to_v1(raw: dict[str, Any]) -> dict[str, Any]:
@@ -30,43 +34,52 @@ def _v0_to_v1(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _signed(body: dict[str, Any], key_path: Path) -> dict[str, Any]:
     body = {k: v for k, v in body.items() if k != "signature"}
-    return {**body, "signature": sign_body(body, load_key(key_path)).model_dump(mode="json")}
+    return {**body, "signature": sign_body(body, load_or_create_key(key_path)[0]).model_dump(mode="json")}
 
 
 @pytest.fixture
-def v0_manifest(smoke_copy: Path, repro_home: Path) -> Path:
-    """The smoke run, rewritten in the test-only version 0 form and signed as such."""
-    raw = json.loads(smoke_copy.read_text())
+def v1_copy(tmp_path: Path) -> Path:
+    """A private copy of the committed version-1 reference run."""
+    return copy_run(REFERENCE, tmp_path / "v1")
+
+
+@pytest.fixture
+def v0_manifest(v1_copy: Path, repro_home: Path) -> Path:
+    """The version-1 reference run, rewritten in the test-only version 0 form and signed as such."""
+    raw = json.loads(v1_copy.read_text())
+    assert raw["schema_version"] == 1
     v0 = {k: v for k, v in raw.items() if k != "validation"}
     v0.update(schema_version=0, val_losses=raw["validation"])
-    smoke_copy.write_text(json.dumps(_signed(v0, repro_home / "key.pem"), indent=1))
-    return smoke_copy
+    v1_copy.write_text(json.dumps(_signed(v0, repro_home / "key.pem"), indent=1))
+    return v1_copy
 
 
 def test_newer_schema_version_asks_to_upgrade(smoke_copy: Path, capsys: pytest.CaptureFixture) -> None:
     raw = json.loads(smoke_copy.read_text())
-    smoke_copy.write_text(json.dumps({**raw, "schema_version": 2}))
+    smoke_copy.write_text(json.dumps({**raw, "schema_version": 3}))
     assert main(["verify", str(smoke_copy)]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "uses manifest schema version 2, newer than this repro (reads [1]); upgrade repro to check it" in err
+    assert "uses manifest schema version 3, newer than this repro (reads [1, 2]); upgrade repro to check it" in err
 
 
 def test_an_old_version_without_a_migration_is_refused(v0_manifest: Path, capsys) -> None:
-    assert supported_schema_versions() == {1}
+    assert supported_schema_versions() == {1, 2}
     assert main(["verify", str(v0_manifest)]) == 2
-    assert "schema version 0, which this repro cannot read (reads [1])" in capsys.readouterr().err
+    assert "schema version 0, which this repro cannot read (reads [1, 2])" in " ".join(capsys.readouterr().err.split())
 
 
-def test_an_older_supported_version_verifies_through_its_migration(
-    v0_manifest: Path, smoke_run: Path, monkeypatch: pytest.MonkeyPatch, capsys
+def test_an_older_supported_version_verifies_through_its_migrations(
+    v0_manifest: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     monkeypatch.setitem(manifest_module.MIGRATIONS, 0, _v0_to_v1)
-    assert supported_schema_versions() == {0, 1}
+    assert supported_schema_versions() == {0, 1, 2}
     assert main(["verify", str(v0_manifest)]) == 0
     assert "verified" in capsys.readouterr().out
     loaded = load_manifest(v0_manifest)
-    assert loaded.manifest.schema_version == 1
-    assert loaded.manifest.validation == load_manifest(smoke_run).manifest.validation
+    assert loaded.manifest.schema_version == 2  # 0 -> 1 (this test's) -> 2 (repro's)
+    reference = load_manifest(REFERENCE).manifest
+    assert loaded.manifest.validation == reference.validation
+    assert list(loaded.manifest.steps) == list(reference.steps) and len(reference.steps) == 20
     # The document as written (version 0) is kept, and it is what the signature covers.
     assert loaded.raw["schema_version"] == 0 and "val_losses" in loaded.raw
     assert verify_manifest(v0_manifest).loaded.raw == loaded.raw
@@ -98,4 +111,4 @@ def test_a_migration_that_cannot_read_its_input_is_an_input_error(
 
 def test_a_broken_migration_chain_supports_nothing_older(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(manifest_module.MIGRATIONS, -1, _v0_to_v1)  # -1 -> 0, but no 0 -> 1
-    assert supported_schema_versions() == {1}
+    assert supported_schema_versions() == {1, 2}

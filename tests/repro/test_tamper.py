@@ -139,7 +139,7 @@ def _resigned(raw: dict, key_path: Path) -> dict:
 
 def test_signature_or_public_key_replaced(smoke_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     raw = json.loads(smoke_copy.read_text())
-    other = _resigned({**raw, "steps": raw["steps"][:1]}, tmp_path / "other.pem")
+    other = _resigned({**raw, "validation": raw["validation"][:1]}, tmp_path / "other.pem")
     # The signature of another document, and a public key (with its matching id) of another key.
     for block in (
         {**raw["signature"], "value": other["signature"]["value"]},
