@@ -31,11 +31,18 @@ def resign(manifest: Path, edit: Callable[[dict[str, Any], Path], None], key_pat
     return key
 
 
-def resign_with(manifest: Path, edit: Callable[[dict[str, Any]], None], key: SigningKey) -> None:
+def resign_with(manifest: Path, edit: Callable[..., None], key: SigningKey) -> None:
     """Apply ``edit`` to the manifest's raw JSON and re-sign it with ``key`` (e.g. the real key:
-    what an insider, or anyone who holds the key, can do)."""
+    what an insider, or anyone who holds the key, can do). ``edit(raw)``, or ``edit(raw, manifest)``
+    for an edit that also rewrites files beside the manifest (e.g. the step table)."""
+    import inspect
+
     raw = json.loads(manifest.read_text(encoding="utf-8"))
-    edit(raw)
+    required = [p for p in inspect.signature(edit).parameters.values() if p.default is p.empty]
+    if len(required) >= 2:
+        edit(raw, manifest)
+    else:
+        edit(raw)
     body = {k: v for k, v in raw.items() if k != "signature"}
     raw["signature"] = sign_body(body, key).model_dump(mode="json")
     manifest.write_text(json.dumps(raw, indent=1), encoding="utf-8")

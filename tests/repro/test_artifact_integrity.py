@@ -20,9 +20,10 @@ from repro.hashing import sha256_bytes, sha256_tensor
 from repro.keys import SigningKey, default_key_path, load_key, public_key_path
 from repro.manifest import load_manifest
 from repro.safetensors_digest import digest_checkpoint
+from repro.steptable import StepColumns, parse_table, write_table
 from tests.audits.forgery import resign_with
 
-Edit = Callable[[dict[str, Any]], None]
+Edit = Callable[..., None]  # (raw) or (raw, manifest path): see forgery.resign_with
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +170,15 @@ def test_swapped_checkpoint_records_with_their_digests_are_caught_by_step(
 
 
 def _steps(change: Callable[[list], list]) -> Edit:
-    def edit(raw: dict) -> None:
-        raw["steps"] = change(raw["steps"])
+    """An edit of the step records: the signer rewrites the step table and records its digest."""
+    def edit(raw: dict, manifest: Path) -> None:
+        table = manifest.parent / raw["step_table"]["path"]
+        columns = parse_table(table.read_bytes(), raw["step_table"]["rows"], str(table))
+        rows = change([{"record": columns.record(i), "seconds": float(columns.seconds[i]), "step": int(columns.step[i])}
+                       for i in range(len(columns))])
+        records = [r["record"].model_copy(update={"step": r["step"]}) for r in rows]
+        sha256, size = write_table(table, StepColumns.from_records(records, [r["seconds"] for r in rows]))
+        raw["step_table"].update(sha256=sha256, size=size, rows=len(rows))
     return edit
 
 
@@ -187,7 +195,6 @@ INCONSISTENT: dict[str, tuple[Edit, str]] = {
                                     "two checkpoints are at step 20"),
     "validation at a step never run": (lambda raw: raw["validation"][0].update(step=99), "validation is at step 99"),
     "two validations at one step": (lambda raw: raw["validation"].append(raw["validation"][-1]), "two validations"),
-    "step timing too short": (lambda raw: raw["timing"]["step_seconds"].pop(), "step_seconds has 19 entries"),
     "resumed from nowhere": (lambda raw: raw["timing"].update(resumed_from_step=7), "resumed from step 7"),
     "two records, one file": (lambda raw: raw["checkpoints"][0].update(path=raw["checkpoints"][1]["path"]),
                               "share the path"),

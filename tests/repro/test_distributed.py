@@ -28,7 +28,8 @@ from repro.job import Job
 from repro.launcher import distributed_command
 from repro.manifest import load_manifest, run_folder
 from repro.trainer_api import TrainerContext
-from tests.repro.test_resume import _bits, assert_same_run
+from tests.helpers import float_bits
+from tests.repro.test_resume import assert_same_run
 
 STEPS = ["--threads", "1", "--set", "steps=8", "--set", "checkpoint_every=4", "--set", "eval_every=4"]
 TWO = ["smoke", *STEPS, "--nproc", "2"]
@@ -140,7 +141,7 @@ def test_two_process_runs_are_bit_identical_and_the_seed_matters(two_process_run
     assert main(["run", *TWO, "--seed", "7", "--out", str(other)]) == 0
     o = load_manifest(other).manifest
     assert [s.batch for s in o.steps] != [s.batch for s in m.steps]
-    assert [_bits(s.loss) for s in o.steps] != [_bits(s.loss) for s in m.steps]
+    assert [float_bits(s.loss) for s in o.steps] != [float_bits(s.loss) for s in m.steps]
 
 
 @pytest.mark.slow
@@ -160,7 +161,7 @@ def test_two_nodes_on_localhost_give_one_manifest_audited_bitwise(two_process_ru
     assert m.distributed is not None and m.distributed.nnodes == 2 and len(m.distributed.nodes) == 2
     assert all(not n.differences for n in m.distributed.nodes)
     # 2 nodes x 1 process train exactly as 1 node x 2 processes.
-    assert [_bits(s.loss) for s in m.steps] == [_bits(s.loss) for s in load_manifest(two_process_run).manifest.steps]
+    assert [float_bits(s.loss) for s in m.steps] == [float_bits(s.loss) for s in load_manifest(two_process_run).manifest.steps]
     report = tmp_path / "audit.json"
     assert main(["audit", str(tmp_path / "node0.json"), "--json", str(report)]) == 0
     data = json.loads(report.read_text())
