@@ -84,6 +84,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         config_overrides={"steps": args.steps, "data": args.data},
         assignments=args.assignments,
     )
+    max_files = getattr(resolved.config, "max_files", None)
+    if args.data and max_files is not None:  # a preset's file limit applies to --data too: say so
+        err_console.print(
+            f"note: {resolved.preset or 'this config'} reads only the first {max_files} file(s) of {args.data} "
+            "(max_files); add --set max_files=null to read them all",
+            highlight=False, markup=False, soft_wrap=True,
+        )
+    if args.preset is None:  # say what runs, rather than silently training a default
+        err_console.print(
+            f"no preset named: training {resolved.trainer.name}'s default config "
+            f"({resolved.config.steps} steps); name one to choose, e.g. `repro run smoke`",
+            highlight=False, markup=False, soft_wrap=True,
+        )
     with TrainingProgress(f"{resolved.trainer.name}/{resolved.preset or 'default'}") as progress:
         outcome = execute_run(resolved, Path(args.out), Path(args.key) if args.key else None,
                               resume=args.resume, on_event=progress, node_rank=args.node_rank,
@@ -92,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         err_console.print(f"created signing key {outcome.key.path} (public: {outcome.key.path}.pub)")
     if outcome.manifest is None:
         out_console.print(f"node {args.node_rank}: its ranks finished; node rank 0 writes the manifest", highlight=False)
-        return EXIT_OK
+        return ExitCode.OK
     out_console.print(run_summary(outcome.manifest, str(args.out)))
     if args.plot:
         from repro.plotting import write_run_plot

@@ -63,6 +63,11 @@ class TrainingProgress:
             self.progress.update(self.task, val=f"{event['loss']:.4f}")
 
 
+
+def plural(count: int, noun: str) -> str:
+    """``"1 file"``, ``"2 files"``: a count with its noun, as a person writes it."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
 def run_summary(manifest: RunManifest, path: str, title: str | None = None) -> Table:
     """A table summarising a finished run (``title`` defaults to "run recorded: PATH")."""
     m = manifest
@@ -91,7 +96,7 @@ def run_summary(manifest: RunManifest, path: str, title: str | None = None) -> T
     table.add_row("torch", m.environment.torch_version)
     code = m.code
     table.add_row("code", f"{code.commit[:12]}{' (dirty)' if code.dirty else ''}" if code.available else f"unknown: {code.reason}")
-    table.add_row("data", f"{len(m.data.files)} files, corpus {m.data.corpus_sha256[:12]}, {m.data.train_tokens}+{m.data.val_tokens} tokens")
+    table.add_row("data", f"{plural(len(m.data.files), 'file')}, corpus {m.data.corpus_sha256[:12]}, {m.data.train_tokens}+{m.data.val_tokens} tokens")
     table.add_row("checkpoints", ", ".join(str(c.step) for c in m.checkpoints) or "none")
     table.add_row("signed by", m.signature.key_id)
     return table

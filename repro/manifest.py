@@ -524,8 +524,8 @@ def read_manifest_bytes(path: Path) -> bytes:
     if incomplete.exists() and replaced_folder(path).exists():
         raise IncompleteRunError(
             f"{path} was being replaced by a newer run that was killed halfway "
-            f"({replaced_folder(path)} is present); run `repro run ... --resume` with the same "
-            "--out to finish or undo the replacement"
+            f"({replaced_folder(path)} is present); any `repro run` with the same --out (with or "
+            "without --resume) first finishes or undoes the replacement"
         )
     if not path.exists():
         if incomplete.exists():

@@ -279,7 +279,7 @@ def _trainer_state(name: str, trainer: Any) -> dict[str, Any]:
     for key, value in state.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise TrainerError(
-                f"trainer {name}: state_tensors entry {key!r} is a {type(value).__name__}; it must map "
+                f"trainer {name}: state_tensors entry {key!r} is of type {type(value).__name__}; it must map "
                 "names to tensors (see repro.torch_state for optimizer and generator state)"
             )
         if key.startswith("repro."):
