@@ -15,7 +15,7 @@ from pathlib import Path
 
 from repro import __version__
 from repro.audits import attribution, comparison, differences, integrity, rerun, spotcheck, tensors
-from repro.audits.options import AuditOptions
+from repro.audits.options import AuditOptions, effective_tolerance
 from repro.audits.report import (
     AuditReport,
     AuditTiming,
@@ -57,7 +57,7 @@ def check_options(options: AuditOptions) -> None:
 
 
 def _plan(m: RunManifest, options: AuditOptions) -> _Plan:
-    resolved = rerun.plan(m, options.device, options.threads)
+    resolved = rerun.plan(m, options.device, options.threads, options.precision, options.compile)
     total = resolved.config.steps
     if options.segments is not None:
         seed = options.seed if options.seed is not None else spotcheck.draw_seed()
@@ -97,12 +97,16 @@ def run_audit(manifest_path: Path, options: AuditOptions | None = None,
     clock = [time.perf_counter()]
     options = options or AuditOptions()
     check_options(options)
+    given_tolerance = options.tolerance
     checked = integrity.check_integrity(Path(manifest_path), options.trusted_keys, options.allow_data_change)
     m = checked.loaded.manifest
     for change in checked.data_changed:
         _notify(on_event, f"data differs before the rerun: {change.kind} {change.path} {change.status}")
     clock.append(time.perf_counter())
     plan = _plan(m, options)
+    # The defaults depend on the precision of both runs; what the auditor set explicitly stays.
+    options = options.model_copy(update={"tolerance": effective_tolerance(
+        given_tolerance, m.run.settings.precision, plan.resolved.settings.precision)})
     code_here = capture_code(Path(options.code_path or Path.cwd()))
     clock.append(time.perf_counter())
 
@@ -135,7 +139,8 @@ def run_audit(manifest_path: Path, options: AuditOptions | None = None,
     found = differences.rank([
         *data_found,
         *differences.run_differences(m.run, plan.resolved.trainer, plan.resolved.settings.device,
-                                     plan.resolved.config.model_dump(mode="json"), __version__),
+                                     plan.resolved.config.model_dump(mode="json"), __version__,
+                                     settings_here=plan.resolved.settings),
         *differences.environment_differences(m.environment, env_here),
         *differences.code_differences(m.code, code_here),
     ])

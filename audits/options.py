@@ -56,6 +56,23 @@ class Tolerance(BaseModel):
         return self.model_copy(update={"rtol": self.grad_rtol}) if field == "grad_norm" else self
 
 
+# Placeholders until the bf16 measurement (docs/audit.md, "bf16-mixed") sets them.
+BF16_TOLERANCE = Tolerance(atol=1e-3, rtol=1e-3, grad_rtol=5e-2, tensor_rtol=1e-1)
+"""Defaults for runs in ``bf16-mixed`` precision (recorded or rerun): bfloat16 keeps 8 bits of
+mantissa, so a different summation order moves a loss by far more than in float32."""
+
+
+def default_tolerance(*precisions: str) -> Tolerance:
+    """The default tolerance for a comparison of runs in these precisions (the loosest applies)."""
+    return BF16_TOLERANCE if "bf16-mixed" in precisions else Tolerance()
+
+
+def effective_tolerance(given: Tolerance, *precisions: str) -> Tolerance:
+    """``given``'s explicitly set values over the defaults for ``precisions``."""
+    base = default_tolerance(*precisions)
+    return base.model_copy(update={name: getattr(given, name) for name in given.model_fields_set})
+
+
 class AuditOptions(BaseModel):
     """Everything an audit can be told; recorded verbatim in its report.
 
@@ -73,7 +90,12 @@ class AuditOptions(BaseModel):
     )
     device: Literal["cpu", "cuda"] | None = Field(None, description="Rerun device; default: as recorded.")
     threads: int | None = Field(None, ge=1, le=512, description="Rerun thread count; default: as recorded.")
-    tolerance: Tolerance = Field(default_factory=Tolerance)
+    precision: Literal["32", "bf16-mixed"] | None = Field(None, description="Rerun precision; default: as recorded.")
+    compile: bool | None = Field(None, description="Rerun through torch.compile or not; default: as recorded.")
+    tolerance: Tolerance = Field(
+        default_factory=Tolerance,
+        description="Values set explicitly override the defaults for the runs' precision (see docs/audit.md).",
+    )
     allow_data_change: bool = Field(
         False, description="Rerun even though data files differ from the recorded ones (and attribute)."
     )

@@ -42,7 +42,8 @@ class Rerun:
         return (Path(saved.path), saved.tensors) if saved is not None else None
 
 
-def plan(manifest: RunManifest, device: str | None, threads: int | None) -> ResolvedRun:
+def plan(manifest: RunManifest, device: str | None, threads: int | None, precision: str | None = None,
+         compile: bool | None = None) -> ResolvedRun:
     """The recorded run as the installed trainer reads it, with the auditor's device and threads.
 
     Raises :class:`TrainerNotFoundError` when the trainer is not installed,
@@ -74,7 +75,8 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None) -> Reso
             f"{recorded.trainer.version}"
         ) from exc
     settings = recorded.settings.model_copy(update={
-        k: v for k, v in {"device": device, "threads": threads}.items() if v is not None
+        k: v for k, v in {"device": device, "threads": threads, "precision": precision, "compile": compile}.items()
+        if v is not None
     })
     if settings.device == "cuda":
         check_cuda()

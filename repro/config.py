@@ -40,9 +40,18 @@ class ResolvedRun:
         return config_digest(self.settings, self.config.model_dump(mode="json"))
 
 
+# Settings added after the first manifests: left out of the digest at their defaults, so the
+# digests (and resumable checkpoints) of runs recorded before they existed stay valid.
+_LATER_SETTINGS = {"precision": "32", "compile": False}
+
+
 def config_digest(settings: RunSettings, config: Mapping[str, Any]) -> str:
     """SHA-256 of ``{"settings": ..., "config": ...}`` in canonical JSON."""
-    return sha256_bytes(canonical_bytes({"settings": settings.model_dump(mode="json"), "config": dict(config)}))
+    dumped = settings.model_dump(mode="json")
+    for name, default in _LATER_SETTINGS.items():
+        if dumped.get(name) == default:
+            del dumped[name]
+    return sha256_bytes(canonical_bytes({"settings": dumped, "config": dict(config)}))
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:

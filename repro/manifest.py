@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from repro.canonical import parse_json
 from repro.errors import IncompleteRunError, InputError, ManifestFormatError, MissingArtifactError
@@ -56,7 +56,8 @@ class TrainerRef(Record):
 
 
 class RunSettings(Record):
-    """Settings repro itself controls for every trainer: seeding, device, threads, cadence."""
+    """Settings repro itself controls for every trainer: seeding, device, threads, cadence, and
+    the numeric mode (precision, compilation) a trainer must honour."""
 
     seed: int = Field(1337, ge=0, description="Seed for every random source.")
     device: Literal["cpu", "cuda"] = Field("cpu", description="Device the run trains on.")
@@ -64,6 +65,16 @@ class RunSettings(Record):
     pythonhashseed: int = Field(1337, ge=0, le=4294967295, description="PYTHONHASHSEED.")
     checkpoint_every: int = Field(100, ge=1, description="Steps between checkpoints.")
     eval_every: int = Field(100, ge=1, description="Steps between validation passes.")
+    precision: Literal["32", "bf16-mixed"] = Field(
+        "32", description="'32': float32 throughout; 'bf16-mixed': float32 weights, bfloat16 autocast."
+    )
+    compile: bool = Field(False, description="Train through torch.compile (inductor, per-run cache).")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, value: Any) -> Any:
+        # `--set precision=32` parses as the JSON number 32; the setting is the text "32".
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class RunIdentity(Record):
