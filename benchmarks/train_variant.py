@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -69,6 +70,7 @@ def main() -> None:
             out_ = trainer.train_step(step)
             times.append(time.perf_counter() - t)
             losses.append(out_.loss)
+            print(f"step {step} loss {out_.loss:.4f} {times[-1]:.2f} s", file=sys.stderr, flush=True)
             if step % args.eval_every == 0 or step == steps:
                 vals[step] = trainer.validate()
         digest = hashlib.sha256()
