@@ -162,7 +162,7 @@ def package_differences(recorded: dict[str, str], here: dict[str, str]) -> list[
 
 def run_differences(recorded: RunIdentity, trainer_here: TrainerRef, device: str, config_here: dict,
                     tool_version: str, *, settings_here: RunSettings | None = None) -> list[Difference]:
-    """Device, numeric settings (precision, compile, seeds), trainer and config as the installed
+    """Device, numeric settings (precision, compile), trainer and config as the installed
     trainer reads them; the tool version."""
     out = []
     if recorded.settings.device != device:

@@ -164,7 +164,7 @@ class GPTTrainer:
         """Build the model on the CPU (same init on every device), then move it; set up AdamW."""
         cfg = self.cfg
         shape = GPTShape(cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.init)
-        self.model = GPT(shape).to(self.device)
+        self.model: torch.nn.Module = GPT(shape).to(self.device)
         self._setup_training()
 
     def _setup_training(self) -> None:
@@ -190,7 +190,7 @@ class GPTTrainer:
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.ctx.settings.precision):
-            _, loss = self.forward(x, y)
+            loss: torch.Tensor | None = self.forward(x, y)[1]
         assert loss is not None
         return loss
 
@@ -215,13 +215,13 @@ class GPTTrainer:
         accum = cfg.grad_accum_steps
         if accum == 1:
             loss = self._loss(x, y)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             total = loss.detach()
         else:
             total = torch.zeros((), device=self.device)
             for xm, ym in zip(x.chunk(accum), y.chunk(accum), strict=True):
                 micro = self._loss(xm, ym) / accum
-                micro.backward()
+                micro.backward()  # type: ignore[no-untyped-call]
                 total += micro.detach().float()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
