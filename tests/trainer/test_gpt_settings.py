@@ -104,6 +104,10 @@ def test_new_settings_at_their_defaults_leave_recorded_digests_valid() -> None:
     m = load_manifest(REFERENCE).manifest
     assert '"precision"' not in REFERENCE.read_text(encoding="utf-8")
     assert config_digest(m.run.settings, m.run.config) == m.run.config_sha256
+    # ... and a smoke run resolved today records the same config and digest as the reference.
+    today = resolve_run("smoke")
+    assert today.config.model_dump(mode="json") == m.run.config and today.config_sha256 == m.run.config_sha256
+    assert "grad_accum_steps" in resolve_run("smoke", assignments=["grad_accum_steps=2"]).config.model_dump()
     changed = m.run.settings.model_copy(update={"precision": "bf16-mixed"})
     assert config_digest(changed, m.run.config) != m.run.config_sha256
 

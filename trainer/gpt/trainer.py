@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from repro.hashing import sha256_bytes
 from repro.torch_state import (
@@ -58,6 +58,20 @@ class GPTConfig(TrainerConfig):
         "default", description="torch AdamW kernels; default: torch's choice (for-loop on CPU, foreach on CUDA)."
     )
     steps: int = Field(300, ge=1)
+
+    later_fields: ClassVar[tuple[str, ...]] = ("grad_accum_steps", "adamw", "init")
+    """Fields newer than the first manifests, omitted from the recorded config at their defaults."""
+
+    @model_serializer(mode="wrap")
+    def _omit_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Fields added after the first manifests are left out at their defaults, so the recorded
+        # config (and config_sha256) of a default run is what it was before they existed: older
+        # manifests audit and resume without a spurious config difference.
+        data: dict[str, Any] = handler(self)
+        for name in self.later_fields:
+            if name in data and data[name] == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
     @model_validator(mode="after")
     def _micro_batches_divide(self) -> GPTConfig:

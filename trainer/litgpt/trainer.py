@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -41,6 +41,7 @@ class LitGPTConfig(GPTConfig):
         None,
         description="A litgpt.Config name (e.g. pythia-14m); None: the seed architecture at n_layer/n_head/n_embd.",
     )
+    later_fields: ClassVar[tuple[str, ...]] = ()  # no LitGPT run predates a field: record them all
     init: Literal["gpt2", "neox"] = Field(
         "neox", description="litgpt pretrain's GPT-NeoX small init, or nanoGPT's std 0.02 (the gpt trainer's)."
     )
