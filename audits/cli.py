@@ -25,6 +25,7 @@ installed), 70 internal error. See docs/audit.md."""
 def add_audit_command(sub: argparse._SubParsersAction) -> None:
     """Add ``audit`` to the ``repro`` subcommands."""
     from repro.audits.options import (
+        BF16_TOLERANCE,
         DEFAULT_GRAD_RTOL,
         DEFAULT_LOSS_ATOL,
         DEFAULT_LOSS_RTOL,
@@ -45,14 +46,20 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="rerun thread count (default: as recorded)")
     p.add_argument("--nproc", type=int, metavar="N",
                    help="rerun data-parallel processes on this node (default: the recorded world size)")
-    p.add_argument("--atol", type=float, default=DEFAULT_LOSS_ATOL,
-                   help=f"absolute tolerance per step (default {DEFAULT_LOSS_ATOL:g})")
-    p.add_argument("--rtol", type=float, default=DEFAULT_LOSS_RTOL,
-                   help=f"relative tolerance per step (default {DEFAULT_LOSS_RTOL:g})")
-    p.add_argument("--grad-rtol", type=float, default=DEFAULT_GRAD_RTOL,
-                   help=f"relative tolerance on gradient norms (default {DEFAULT_GRAD_RTOL:g})")
-    p.add_argument("--tensor-rtol", type=float, default=DEFAULT_TENSOR_RTOL,
-                   help=f"relative L2 tolerance per checkpoint tensor (default {DEFAULT_TENSOR_RTOL:g})")
+    p.add_argument("--precision", choices=["32", "bf16-mixed"], help="rerun precision (default: as recorded)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                   help="rerun through torch.compile, or not (default: as recorded)")
+    bf16 = "; bf16-mixed runs: {:g}"
+    p.add_argument("--atol", type=float, help=f"absolute tolerance per step (default {DEFAULT_LOSS_ATOL:g}"
+                   + bf16.format(BF16_TOLERANCE.atol) + ")")
+    p.add_argument("--rtol", type=float, help=f"relative tolerance per step (default {DEFAULT_LOSS_RTOL:g}"
+                   + bf16.format(BF16_TOLERANCE.rtol) + ")")
+    p.add_argument("--grad-rtol", type=float,
+                   help=f"relative tolerance on gradient norms (default {DEFAULT_GRAD_RTOL:g}"
+                   + bf16.format(BF16_TOLERANCE.grad_rtol) + ")")
+    p.add_argument("--tensor-rtol", type=float,
+                   help=f"relative L2 tolerance per checkpoint tensor (default {DEFAULT_TENSOR_RTOL:g}"
+                   + bf16.format(BF16_TOLERANCE.tensor_rtol) + ")")
     p.add_argument("--allow-data-change", action="store_true",
                    help="rerun even if data files differ from the recorded ones, and attribute")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON (schema: docs/audit-report.schema.json)")
@@ -89,8 +96,11 @@ def _options(args: argparse.Namespace) -> Any:
             trusted_keys=Path(args.trusted_keys) if args.trusted_keys is not None else None,
             steps=args.steps, segments=args.segments, seed=args.seed, device=args.device, threads=args.threads,
             nproc=args.nproc,
-            tolerance=Tolerance(atol=args.atol, rtol=args.rtol, grad_rtol=args.grad_rtol,
-                                tensor_rtol=args.tensor_rtol),
+            precision=args.precision, compile=args.compile,
+            # Only the values given: the rest default by the runs' precision (the engine decides).
+            tolerance=Tolerance(**{k: v for k, v in (("atol", args.atol), ("rtol", args.rtol),
+                                                     ("grad_rtol", args.grad_rtol),
+                                                     ("tensor_rtol", args.tensor_rtol)) if v is not None}),
             allow_data_change=args.allow_data_change,
             work_dir=Path(args.work_dir) if args.work_dir else None,
             trainer=args.trainer, max_steps=args.max_steps, allow_imports=args.allow_imports,

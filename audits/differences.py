@@ -24,6 +24,7 @@ from repro.manifest import (
     EnvironmentRecord,
     RunIdentity,
     RunManifest,
+    RunSettings,
     TrainerRef,
 )
 
@@ -56,6 +57,18 @@ _ENV_VAR_CATEGORY: dict[str, tuple[str, Likelihood]] = {
     "TORCH_CUDNN_V8_API_DISABLED": ("cuda", "medium"),
     "NCCL_ALGO": ("world", "high"),
     "NCCL_PROTO": ("world", "high"),
+}
+
+
+LATER_FLAGS = frozenset({
+    "cuda_matmul_allow_bf16_reduced_precision_reduction", "inductor_deterministic",
+    "inductor_fallback_random", "inductor_fx_graph_cache", "inductor_fresh_cache",
+})
+"""Determinism flags captured since the second release; a manifest without them predates them."""
+
+# Run settings with a numeric effect, and how likely a change of each is to change the numbers.
+_SETTING_LIKELIHOOD: dict[str, Likelihood] = {
+    "precision": "certain", "compile": "high",
 }
 
 
@@ -121,6 +134,8 @@ def environment_differences(recorded: EnvironmentRecord, here: EnvironmentRecord
                          "instruction-set extensions differ; torch may pick other kernels"))
     for flag in sorted(set(recorded.determinism) | set(here.determinism)):
         a, b = recorded.determinism.get(flag), here.determinism.get(flag)
+        if flag not in recorded.determinism and flag in LATER_FLAGS:
+            continue  # recorded before repro captured this flag: no evidence either way
         if a != b:
             category = "hashseed" if flag == "hash_randomization" else "determinism"
             out.append(_diff(category, f"determinism.{flag}", a, b, "medium" if category == "hashseed" else "high"))
@@ -157,12 +172,19 @@ def package_differences(recorded: dict[str, str], here: dict[str, str]) -> list[
 
 
 def run_differences(recorded: RunIdentity, trainer_here: TrainerRef, device: str, config_here: dict,
-                    tool_version: str) -> list[Difference]:
-    """Device, trainer and config as the installed trainer reads them; the tool version."""
+                    tool_version: str, *, settings_here: RunSettings | None = None) -> list[Difference]:
+    """Device, numeric settings (precision, compile), trainer and config as the installed
+    trainer reads them; the tool version."""
     out = []
     if recorded.settings.device != device:
         out.append(_diff("device", "settings.device", recorded.settings.device, device, "high",
                          "the rerun was asked to use another device"))
+    if settings_here is not None:
+        for name, likelihood in _SETTING_LIKELIHOOD.items():
+            a, b = getattr(recorded.settings, name), getattr(settings_here, name)
+            if a != b:
+                out.append(_diff("determinism", f"settings.{name}", a, b, likelihood,
+                                 "the rerun was asked for another value"))
     if recorded.trainer.entry != trainer_here.entry:
         out.append(_diff("trainer", "trainer.entry", recorded.trainer.entry, trainer_here.entry, "high"))
     if recorded.trainer.version != trainer_here.version:

@@ -18,7 +18,7 @@ import numpy as np
 
 from repro import __version__
 from repro.audits import attribution, comparison, differences, executed, integrity, rerun, spotcheck, tensors
-from repro.audits.options import AuditOptions
+from repro.audits.options import AuditOptions, effective_tolerance
 from repro.audits.report import (
     AuditReport,
     AuditTiming,
@@ -62,7 +62,8 @@ def check_options(options: AuditOptions) -> None:
 
 def _plan(m: RunManifest, options: AuditOptions, trusted: bool) -> _Plan:
     resolved = rerun.plan(m, options.device, options.threads, options.nproc, trainer=options.trainer,
-                          trusted=trusted or options.allow_imports)
+                          trusted=trusted or options.allow_imports, precision=options.precision,
+                          compile=options.compile)
     total = resolved.config.steps
     if options.segments is not None:
         seed = options.seed if options.seed is not None else spotcheck.draw_seed()
@@ -132,6 +133,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
     clock = [time.perf_counter() - verified.seconds]  # integrity time includes the verification
     options = options or AuditOptions()
     check_options(options)
+    given_tolerance = options.tolerance
     checked = integrity.check_integrity(verified, options.allow_data_change)
     manifest_path = verified.loaded.path
     m = checked.loaded.manifest
@@ -139,6 +141,9 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
         _notify(on_event, f"data differs before the rerun: {change.kind} {change.path} {change.status}")
     clock.append(time.perf_counter())
     plan = _plan(m, options, checked.trusted)
+    # The defaults depend on the precision of both runs; what the auditor set explicitly stays.
+    options = options.model_copy(update={"tolerance": effective_tolerance(
+        given_tolerance, m.run.settings.precision, plan.resolved.settings.precision)})
     # The run's own outputs (and the audit's work folder) are not code, tracked by git or not.
     path = Path(manifest_path)
     outputs = [path, run_folder(path), incomplete_marker(path), replaced_folder(path),
@@ -179,7 +184,8 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
     weighed, code_known = executed.refine([
         *data_found,
         *differences.run_differences(m.run, plan.resolved.trainer, plan.resolved.settings.device,
-                                     plan.resolved.config.model_dump(mode="json"), __version__),
+                                     plan.resolved.config.model_dump(mode="json"), __version__,
+                                     settings_here=plan.resolved.settings),
         *differences.distributed_differences(m, plan.resolved.settings.world_size, runs[0].result.distributed),
         *differences.environment_differences(m.environment, env_here),
         *differences.code_differences(m.code, code_here),

@@ -61,6 +61,23 @@ class Tolerance(BaseModel):
         return self.model_copy(update={"rtol": self.grad_rtol}) if field == "grad_norm" else self
 
 
+BF16_TOLERANCE = Tolerance(atol=1e-4, rtol=5e-4, grad_rtol=5e-2, tensor_rtol=1e-1)
+"""Defaults when the recorded run or the rerun is in ``bf16-mixed`` precision (docs/audit.md,
+"bf16-mixed and torch.compile"): bf16-mixed vs float32 moved losses by up to 3.8e-5 relative and
+gradient norms by 1.2e-3 (13x and 40x margins); a 0.1% edit of a recorded loss is still caught."""
+
+
+def default_tolerance(*precisions: str) -> Tolerance:
+    """The default tolerance for a comparison of runs in these precisions (the loosest applies)."""
+    return BF16_TOLERANCE if "bf16-mixed" in precisions else Tolerance()
+
+
+def effective_tolerance(given: Tolerance, *precisions: str) -> Tolerance:
+    """``given``'s explicitly set values over the defaults for ``precisions``."""
+    base = default_tolerance(*precisions)
+    return base.model_copy(update={name: getattr(given, name) for name in given.model_fields_set})
+
+
 class AuditOptions(BaseModel):
     """Everything an audit can be told; recorded verbatim in its report.
 
@@ -81,7 +98,12 @@ class AuditOptions(BaseModel):
     nproc: int | None = Field(
         None, ge=1, le=1024, description="Rerun processes (on this node); default: the recorded world size."
     )
-    tolerance: Tolerance = Field(default_factory=Tolerance)
+    precision: Literal["32", "bf16-mixed"] | None = Field(None, description="Rerun precision; default: as recorded.")
+    compile: bool | None = Field(None, description="Rerun through torch.compile or not; default: as recorded.")
+    tolerance: Tolerance = Field(
+        default_factory=Tolerance,
+        description="Values set explicitly override the defaults for the runs' precision (see docs/audit.md).",
+    )
     allow_data_change: bool = Field(
         False, description="Rerun even though data files differ from the recorded ones (and attribute)."
     )

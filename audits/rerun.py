@@ -83,7 +83,8 @@ def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef,
 
 
 def plan(manifest: RunManifest, device: str | None, threads: int | None, nproc: int | None = None,
-         trainer: str | None = None, trusted: bool = False) -> ResolvedRun:
+         trainer: str | None = None, trusted: bool = False, precision: str | None = None,
+         compile: bool | None = None) -> ResolvedRun:
     """The recorded run as the installed trainer reads it, with the auditor's device and threads.
 
     A rerun happens on this one node: by default with as many processes as the recorded world
@@ -115,7 +116,8 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None, nproc: 
             "--trusted-keys listing the signer"
         )
     settings = recorded.settings.model_copy(update={
-        k: v for k, v in {"device": device, "threads": threads}.items() if v is not None
+        k: v for k, v in {"device": device, "threads": threads, "precision": precision, "compile": compile}.items()
+        if v is not None
     })
     settings = settings.model_copy(update={"nproc": nproc or settings.world_size, "nnodes": 1})
     if settings.world_size > 1:

@@ -40,16 +40,25 @@ class ResolvedRun:
         return config_digest(self.settings, self.config.model_dump(mode="json"))
 
 
+# Settings added after the first manifests: left out of the digest at their defaults, so the
+# digests (and resumable checkpoints) of runs recorded before they existed stay valid.
+_LATER_SETTINGS = {"precision": "32", "compile": False}
+
+
 def config_digest(settings: RunSettings, config: Mapping[str, Any]) -> str:
     """SHA-256 of ``{"settings": ..., "config": ...}`` in canonical JSON.
 
     The layout of the ranks counts only as the world size (2 nodes x 1 process train exactly as
     1 node x 2 processes), and a single-process run digests as it did before distributed
-    training existed, so digests recorded by earlier releases still match.
+    training existed; settings added later are left out at their defaults. So digests recorded
+    by earlier releases still match.
     """
     dumped = settings.model_dump(mode="json", exclude={"nproc", "nnodes"})
     if settings.world_size != 1:
         dumped["world_size"] = settings.world_size
+    for name, default in _LATER_SETTINGS.items():
+        if dumped.get(name) == default:
+            del dumped[name]
     return sha256_bytes(canonical_bytes({"settings": dumped, "config": dict(config)}))
 
 

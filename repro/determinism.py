@@ -7,8 +7,11 @@ starts training in a child process with :func:`controlled_environment`; the chil
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
+import shutil
+import tempfile
 from collections.abc import Mapping
 
 from repro.errors import DeviceUnavailableError, ProcessEnvironmentError
@@ -28,6 +31,8 @@ def controlled_environment(settings: RunSettings, base: Mapping[str, str] | None
         MKL_NUM_THREADS=threads,
         OPENBLAS_NUM_THREADS=threads,
         CUBLAS_WORKSPACE_CONFIG=CUBLAS_WORKSPACE_CONFIG,
+        # Inductor skips on-device benchmarking that can pick kernels with other numerics.
+        TORCHINDUCTOR_DETERMINISTIC="1",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -44,6 +49,16 @@ def require_device(device: str) -> None:
         raise DeviceUnavailableError(
             "--device cuda was asked for but no CUDA device is available here; use --device cpu"
         )
+def _fresh_inductor_cache() -> None:
+    """Point inductor (and Triton beneath it) at an empty cache for this process, removed at exit.
+
+    A compiled run then compiles everything itself, as its first run did; a warm shared cache
+    could hand it kernels compiled under other settings or by another torch build.
+    """
+    folder = tempfile.mkdtemp(prefix="repro-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+    os.environ["TRITON_CACHE_DIR"] = os.path.join(folder, "triton")
+    atexit.register(shutil.rmtree, folder, True)
 
 
 def apply_determinism(settings: RunSettings) -> torch.device:  # noqa: F821
@@ -71,6 +86,14 @@ def apply_determinism(settings: RunSettings) -> torch.device:  # noqa: F821
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
+    # bf16 matmuls accumulate in float32 (cuBLAS may otherwise reduce in bf16 on some shapes).
+    torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
+    import torch._inductor.config as inductor
+
+    inductor.fallback_random = True  # compiled random ops draw as eager ones do
+    inductor.deterministic = True
+    if settings.compile:
+        _fresh_inductor_cache()
 
     if settings.device == "cuda":
         if not torch.cuda.is_available():

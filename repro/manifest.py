@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from repro.canonical import parse_json
 from repro.confine import open_regular
@@ -82,7 +82,8 @@ class TrainerRef(Record):
 
 
 class RunSettings(Record):
-    """Settings repro itself controls for every trainer: seeding, device, threads, cadence."""
+    """Settings repro itself controls for every trainer: seeding, device, threads, cadence, and
+    the numeric mode (precision, compilation) a trainer must honour."""
 
     # torch seeds are 64-bit; at most 2**63 - 1 so a trainer's seed + offset stays a valid seed.
     seed: int = Field(1337, ge=0, le=2**63 - 1, description="Seed for every random source.")
@@ -93,11 +94,21 @@ class RunSettings(Record):
     eval_every: int = Field(100, ge=1, description="Steps between validation passes.")
     nproc: int = Field(1, ge=1, le=1024, description="Training processes per node (data-parallel ranks).")
     nnodes: int = Field(1, ge=1, le=4096, description="Nodes the run spans; world size is nproc * nnodes.")
+    precision: Literal["32", "bf16-mixed"] = Field(
+        "32", description="'32': float32 throughout; 'bf16-mixed': float32 weights, bfloat16 autocast."
+    )
+    compile: bool = Field(False, description="Train through torch.compile (inductor, per-run cache).")
 
     @property
     def world_size(self) -> int:
         """Data-parallel ranks in all: ``nproc * nnodes`` (1 for a single-process run)."""
         return self.nproc * self.nnodes
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, value: Any) -> Any:
+        # `--set precision=32` parses as the JSON number 32; the setting is the text "32".
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class RunIdentity(Record):

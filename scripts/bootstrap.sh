@@ -29,5 +29,5 @@ fi
 # Pin the torch that is now installed, so no dependency can swap it for another (CUDA) build.
 installed_torch > "$VENV/torch-constraint.txt"
 echo "installing repro and its dependencies" >&2
-"${pip[@]}" install -c "$VENV/torch-constraint.txt" -e '.[test,lint,lightning]'
+"${pip[@]}" install -c "$VENV/torch-constraint.txt" -e '.[test,lint,lightning,litgpt]'
 echo "$want" > "$stamp"

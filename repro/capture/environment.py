@@ -10,6 +10,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+import tempfile
 from pathlib import Path
 
 from repro.manifest import EnvironmentRecord
@@ -63,6 +64,7 @@ def installed_distributions() -> dict[str, str]:
 def determinism_flags() -> dict[str, bool | str | int | None]:
     """The torch settings that decide whether results are bit-reproducible."""
     import torch
+    import torch._inductor.config as inductor
 
     return {
         "use_deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
@@ -73,6 +75,14 @@ def determinism_flags() -> dict[str, bool | str | int | None]:
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "hash_randomization": bool(sys.flags.hash_randomization),
+        "cuda_matmul_allow_bf16_reduced_precision_reduction":
+            torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction,
+        "inductor_deterministic": inductor.deterministic,
+        "inductor_fallback_random": inductor.fallback_random,
+        "inductor_fx_graph_cache": inductor.fx_graph_cache,
+        "inductor_fresh_cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR", "").startswith(
+            os.path.join(tempfile.gettempdir(), "repro-inductor-")
+        ),
     }
 
 

@@ -191,6 +191,35 @@ def encode(model: bytes, text: str, cache_dir: Path) -> np.ndarray:
     return ids
 
 
+def tail_bytes(model: bytes, text: str, first_token: int, cache_dir: Path) -> int:
+    """UTF-8 bytes of the original text covered by tokens ``first_token`` onwards (the validation
+    split), for bits per byte; cached like :func:`encode`. SentencePiece's character offsets map
+    the first token back to the raw text, so collapsed whitespace still counts as bytes."""
+    import sentencepiece as spm
+
+    key = f"{sha256_bytes(model)}-{sha256_bytes(text.encode('utf-8'))}-{first_token}"
+    cached = Path(cache_dir) / "bytes" / f"{key}.json"
+    if cached.exists():
+        return int(json.loads(cached.read_text(encoding="utf-8"))["bytes"])
+    processor = spm.SentencePieceProcessor(model_proto=model)
+    ids = encode(model, text, cache_dir)
+    wanted = len(ids) - first_token
+    # Pieces never cross whitespace, so a suffix from a line start encodes to the same tail: offset
+    # only a suffix about twice the split's length (the whole text is 10x slower), else everything.
+    start = text.rfind("\n", 0, max(len(text) - 2 * len(text) * wanted // max(len(ids), 1), 0)) + 1
+    while True:
+        found = processor.encode(text[start:], return_type="offset_mapping")
+        if len(found["ids"]) >= wanted and list(found["ids"][-wanted:]) == ids[first_token:].tolist():
+            begin = start + found["offsets"][len(found["ids"]) - wanted][0] if wanted else len(text)
+            break
+        if start == 0:
+            raise InputError("the validation tokens do not map back onto the text; report this tokenizer")
+        start = 0
+    count = len(text[begin:].encode("utf-8"))
+    atomic.write_text(cached, json.dumps({"bytes": count}))
+    return count
+
+
 def token_stream_sha256(ids: np.ndarray) -> str:
     """SHA-256 of the token ids as little-endian int32."""
     return sha256_bytes(ids.astype("<i4").tobytes())

@@ -23,6 +23,9 @@ class GPTShape:
     n_layer: int
     n_head: int
     n_embd: int
+    init: str = "gpt2"
+    """``gpt2``: normal(0.02), residual projections 0.02 / sqrt(2 n_layer) (nanoGPT). ``neox``: what
+    ``litgpt pretrain`` uses, normal(sqrt(2 / 5 n_embd)), residual projections 1 / (sqrt(n_embd) n_layer)."""
 
 
 class CausalSelfAttention(nn.Module):
@@ -82,21 +85,24 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.n_layer))
         self.ln_f = nn.LayerNorm(shape.n_embd)
         self.lm_head = nn.Linear(shape.n_embd, shape.vocab_size, bias=False)
-        self.apply(self._init_weights)
-        # GPT-2: scale residual projections by 1/sqrt(2 * n_layer) so the residual stream's
-        # variance does not grow with depth.
+        if shape.init == "neox":
+            std, proj_std = math.sqrt(2.0 / 5 / shape.n_embd), 1 / math.sqrt(shape.n_embd) / shape.n_layer
+        else:
+            std, proj_std = 0.02, 0.02 / math.sqrt(2 * shape.n_layer)
+        self.apply(lambda module: self._init_weights(module, std))
+        # Scale residual projections down so the residual stream's variance does not grow with depth.
         for name, param in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * shape.n_layer))
+                nn.init.normal_(param, mean=0.0, std=proj_std)
 
     @staticmethod
-    def _init_weights(module: nn.Module) -> None:
+    def _init_weights(module: nn.Module, std: float = 0.02) -> None:
         if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            nn.init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            nn.init.normal_(module.weight, mean=0.0, std=std)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, V) and, given targets (B, T), the mean cross-entropy loss."""

@@ -14,12 +14,13 @@ every rank (no collectives); repro records rank 0's value.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from repro.hashing import sha256_bytes
 from repro.torch_state import (
@@ -42,8 +43,14 @@ class GPTConfig(TrainerConfig):
     n_layer: int = Field(4, ge=1)
     n_head: int = Field(4, ge=1)
     n_embd: int = Field(256, ge=8)
+    init: Literal["gpt2", "neox"] = Field(
+        "gpt2", description="Weight init: nanoGPT's std 0.02, or litgpt pretrain's GPT-NeoX small init."
+    )
     block_size: int = Field(128, ge=8, description="Sequence length.")
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="Sequences per optimizer step (the global batch).")
+    grad_accum_steps: int = Field(
+        1, ge=1, description="Micro-batches per optimizer step; batch_size must divide by it."
+    )
     lr: float = Field(3e-4, gt=0.0)
     min_lr: float = Field(3e-5, ge=0.0, description="Floor of the cosine decay.")
     warmup_steps: int = Field(50, ge=0)
@@ -54,7 +61,32 @@ class GPTConfig(TrainerConfig):
     beta2: float = Field(0.999, gt=0.0, lt=1.0)
     grad_clip: float = Field(1.0, gt=0.0)
     eval_batches: int = Field(20, ge=1, description="Fixed validation batches per evaluation.")
+    adamw: Literal["default", "for-loop", "foreach", "fused"] = Field(
+        "default", description="torch AdamW kernels; default: torch's choice (for-loop on CPU, foreach on CUDA)."
+    )
     steps: int = Field(300, ge=1)
+
+    later_fields: ClassVar[tuple[str, ...]] = ("grad_accum_steps", "adamw", "init")
+    """Fields newer than the first manifests, omitted from the recorded config at their defaults."""
+
+    @model_serializer(mode="wrap")
+    def _omit_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Fields added after the first manifests are left out at their defaults, so the recorded
+        # config (and config_sha256) of a default run is what it was before they existed: older
+        # manifests audit and resume without a spurious config difference.
+        data: dict[str, Any] = handler(self)
+        for name in self.later_fields:
+            if name in data and data[name] == type(self).model_fields[name].default:
+                del data[name]
+        return data
+
+    @model_validator(mode="after")
+    def _micro_batches_divide(self) -> GPTConfig:
+        if self.batch_size % self.grad_accum_steps:
+            raise ValueError(
+                f"batch_size {self.batch_size} does not divide into {self.grad_accum_steps} micro-batches"
+            )
+        return self
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -70,6 +102,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_batches": 2, "checkpoint_every": 10, "eval_every": 10,
     },
 }
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """The autocast context of a run's ``precision`` setting ('32': none; 'bf16-mixed': bfloat16)."""
+    if precision == "bf16-mixed":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def adamw(groups: list[dict[str, Any]], cfg: GPTConfig) -> torch.optim.AdamW:
+    """AdamW with the configured implementation (for-loop, foreach or fused kernels)."""
+    impl: dict[str, bool] = {
+        "default": {}, "for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}
+    }[cfg.adamw]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8, **impl)
 
 
 def learning_rate(cfg: GPTConfig, step: int) -> float:
@@ -128,6 +175,7 @@ class GPTTrainer:
                 f"the corpus gives {len(ids)} tokens, too few for block_size {cfg.block_size} in both "
                 "splits; use a larger corpus or --set block_size=N"
             )
+        val_bytes = gpt_data.tail_bytes(model_bytes, text, n_train, cache)
         tokens = torch.from_numpy(ids.astype("int64"))
         self.train_tokens, self.val_tokens = tokens[:n_train], tokens[n_train:]
         return DataSummary(
@@ -138,25 +186,36 @@ class GPTTrainer:
             token_stream_sha256=gpt_data.token_stream_sha256(ids),
             train_tokens=n_train,
             val_tokens=len(ids) - n_train,
-            extra={"tokenizer": "sentencepiece-bpe", "vocab_size": cfg.vocab_size, "total_tokens": len(ids)},
+            extra={
+                "tokenizer": "sentencepiece-bpe", "vocab_size": cfg.vocab_size, "total_tokens": len(ids),
+                # bits per byte = val loss (nats/token) * val_tokens / val_bytes / ln 2
+                "val_bytes": val_bytes, "val_tokens_per_byte": round((len(ids) - n_train) / val_bytes, 6),
+            },
         )
 
     def build(self) -> None:
         """Build the model on the CPU (same init on every device), then move it; set up AdamW."""
         cfg = self.cfg
-        shape = GPTShape(cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd)
-        self.model = GPT(shape).to(self.device)
-        self.forward: torch.nn.Module = self.model
+        shape = GPTShape(cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.init)
+        self.model: torch.nn.Module = GPT(shape).to(self.device)
+        self._setup_training()
+
+    def _setup_training(self) -> None:
+        """AdamW over ``self.model`` (decay on matrices only), the forward (DDP-wrapped under data
+        parallelism, compiled when asked), validation windows."""
+        cfg = self.cfg
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = adamw(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], cfg
+        )
+        module: torch.nn.Module = self.model
         if self.ctx.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.forward = DistributedDataParallel(self.model, process_group=self.ctx.process_group)
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-8,
-        )
+            module = DistributedDataParallel(self.model, process_group=self.ctx.process_group)
+        # The compiled module shares the parameters; checkpoints use the plain module's names.
+        self.forward = torch.compile(module) if self.ctx.settings.compile else module
         # Fixed validation windows, evenly spaced over the validation split.
         count = cfg.eval_batches * cfg.batch_size
         last = len(self.val_tokens) - cfg.block_size - 1
@@ -168,8 +227,19 @@ class GPTTrainer:
         y = torch.stack([source[i + 1 : i + 1 + block] for i in starts])
         return x, y
 
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.ctx.settings.precision):
+            loss: torch.Tensor | None = self.forward(x, y)[1]
+        assert loss is not None
+        return loss
+
     def train_step(self, step: int) -> StepOutput:
-        """One AdamW step on a batch drawn with the dedicated batch generator."""
+        """One AdamW step on a batch drawn with the dedicated batch generator.
+
+        The whole batch is drawn first (one draw of ``batch_size`` starts, so the data order does
+        not depend on ``grad_accum_steps``) and fingerprinted as one; with accumulation it is cut
+        into equal micro-batches whose mean losses are averaged, which is the full batch's mean.
+        """
         cfg = self.cfg
         high = len(self.train_tokens) - cfg.block_size - 1
         starts = torch.randint(high, (cfg.batch_size,), generator=self.batches).tolist()
@@ -184,13 +254,22 @@ class GPTTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        _, loss = self.forward(x, y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        accum = cfg.grad_accum_steps
+        if accum == 1:
+            loss = self._loss(x, y)
+            loss.backward()  # type: ignore[no-untyped-call]
+            total = loss.detach()
+        else:
+            total = torch.zeros((), device=self.device)
+            for xm, ym in zip(x.chunk(accum), y.chunk(accum), strict=True):
+                micro = self._loss(xm, ym) / accum
+                micro.backward()  # type: ignore[no-untyped-call]
+                total += micro.detach().float()
         # DDP averaged the gradients over ranks: the norm is the global batch's, the same on every rank.
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
-        reported = loss.detach()
+        reported = total
         if self.ctx.world_size > 1:  # equal shards: the global mean is the mean of the rank means
             import torch.distributed as dist
 
@@ -208,8 +287,7 @@ class GPTTrainer:
         size = self.cfg.batch_size
         for b in range(self.cfg.eval_batches):
             x, y = self._windows(self.val_tokens, self.val_starts[b * size : (b + 1) * size])
-            _, loss = self.model(x.to(self.device), y.to(self.device))
-            total += loss.item()
+            total += self._loss(x.to(self.device), y.to(self.device)).float().item()
         return total / self.cfg.eval_batches
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
