@@ -112,7 +112,7 @@ def missing_artifact(case: Case) -> None:
 
 def bad_signature(case: Case) -> None:
     raw = json.loads(case.manifest.read_text())
-    raw["steps"][0]["loss"] += 1.0
+    raw["validation"][0]["loss"] += 1.0  # any signed value, edited without re-signing
     case.manifest.write_text(json.dumps(raw))
 
 
@@ -134,7 +134,7 @@ def small_order_key(case: Case) -> None:
 
 
 def artifact_path_into_proc(case: Case) -> None:
-    """A signed manifest naming /proc/self/mem (EIO when read). Path confinement may make this 3."""
+    """A signed manifest naming /proc/self/mem: an absolute path, refused unread by path confinement."""
     _resign(case.manifest, lambda raw: raw["artifacts"][0].update(path="/proc/self/mem"))
 
 
@@ -198,7 +198,7 @@ CONDITIONS = [
     Condition(malformed_manifest, ExitCode.USAGE),
     Condition(manifest_is_a_folder, ExitCode.USAGE),
     Condition(newer_schema_version, ExitCode.USAGE),
-    Condition(artifact_path_into_proc, ExitCode.USAGE),
+    Condition(artifact_path_into_proc, ExitCode.INTEGRITY),
 ]
 ROWS = [(c, command) for c in CONDITIONS for command in COMMANDS
         if not (c.prepare is untouched and command != "verify")]
@@ -225,7 +225,7 @@ def test_a_bug_is_an_internal_error_never_1(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug in repro")
 
-    monkeypatch.setattr("repro.manifest.parse_json", broken)
+    monkeypatch.setattr("repro.verify.parse_json", broken)  # every command verifies first
     case = Case(manifest=copy_run(smoke_run, tmp_path / "runs"), trusted=public_key_path(default_key_path()),
                 work=tmp_path)
     assert COMMANDS[command](case) == ExitCode.INTERNAL == 70

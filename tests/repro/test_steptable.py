@@ -157,9 +157,10 @@ def test_a_missing_sidecar_means_verify_could_not_check(smoke_copy: Path, capsys
     assert "missing" in capsys.readouterr().err
 
 
-def test_a_signed_but_inconsistent_table_is_malformed_input(smoke_copy: Path, repro_home: Path,
-                                                            capsys: pytest.CaptureFixture) -> None:
-    """Only the signer can make one (the hash is signed): steps 2..21 instead of 1..20."""
+def test_a_signed_but_inconsistent_table_is_an_integrity_failure(smoke_copy: Path, repro_home: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """Only the signer can make one (the hash is signed): steps 2..21 instead of 1..20. Like any
+    self-contradicting signed manifest it is not a valid record (exit 3, repro.consistency)."""
     m = load_manifest(smoke_copy).manifest
     good = m.step_columns()
     shifted = StepColumns(step=good.step + 1, loss=good.loss, lr=good.lr, grad_norm=good.grad_norm,
@@ -168,9 +169,9 @@ def test_a_signed_but_inconsistent_table_is_malformed_input(smoke_copy: Path, re
     raw = json.loads(smoke_copy.read_text())
     raw["step_table"].update(sha256=sha256, size=size)
     _resign(smoke_copy, raw, repro_home / "key.pem")
-    assert main(["verify", str(smoke_copy)]) == 2
+    assert main(["verify", str(smoke_copy)]) == 3
     err = capsys.readouterr().err
-    assert "the step column is not 1, 2, ..., 20" in err and "Traceback" not in err
+    assert "steps are not numbered 1..20" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("damage", ["dtype", "offsets", "extra column", "metadata", "rows"])
