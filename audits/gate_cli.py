@@ -59,6 +59,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from repro.audits.policy import PolicyError, load_policy
     from repro.console import err_console, out_console
 
+    _check_outputs(args)  # cheap, before anything is read or run
     loaded = load_policy(Path(args.config))
     if args.osv_url:
         from pydantic import ValidationError
@@ -69,7 +70,6 @@ def cmd_gate(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             raise PolicyError(f"--osv-url {args.osv_url!r}: {exc.errors()[0]['msg']}") from None
         loaded = loaded.model_copy(update={"policy": loaded.policy.model_copy(update={"vulnerabilities": vulns})})
-    _check_outputs(args)
     plots = Path(args.plots) if args.plots else None
     gate = Gate(loaded, plots_dir=plots, on_progress=lambda message: err_console.print(message, highlight=False))
     report = gate.run()

@@ -60,6 +60,13 @@ class Rerun:
         return (Path(saved.path), saved.tensors) if saved is not None else None
 
 
+def _provider(trainer: TrainerRef) -> str:
+    """What to install for a recorded trainer, in words."""
+    if trainer.distribution:
+        return f"{trainer.distribution} {trainer.version}"
+    return f"the code that provides {trainer.entry} (version {trainer.version})"
+
+
 def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef, type]:
     """The recorded trainer, found without importing anything the manifest alone names."""
     recorded = manifest.run.trainer
@@ -70,7 +77,7 @@ def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef,
         raise TrainerNotFoundError(
             f"the run was made with trainer {name!r} ({recorded.entry}), which is not installed here as a "
             f"repro.trainers entry point, and repro does not import a module that an unverified signer's "
-            f"manifest names; install {recorded.distribution or 'it'} {recorded.version}, or pass --trainer "
+            f"manifest names; install {_provider(recorded)}, or pass --trainer "
             f"{recorded.entry} (or --allow-imports) if you trust that code, or --trusted-keys listing the signer"
         )
     try:  # a trusted signer's recorded import reference may work where no entry point is installed
@@ -78,7 +85,7 @@ def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef,
     except TrainerNotFoundError as exc:
         raise TrainerNotFoundError(
             f"the run was made with trainer {name!r} ({recorded.entry}), which is not installed here; "
-            f"install {recorded.distribution or 'it'} {recorded.version} to audit the run ({exc})"
+            f"install {_provider(recorded)} to audit the run ({exc})"
         ) from exc
 
 

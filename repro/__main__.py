@@ -9,8 +9,9 @@ module, which needs nothing but ``signal`` and ``sys``; only the interpreter's o
 
 from __future__ import annotations
 
-import signal
-import sys
+# ``_signal`` is the interpreter's own, already loaded at start-up: importing it is a dictionary
+# look-up, where ``import signal`` runs a module (a Ctrl-C measured inside it printed a traceback).
+import _signal
 
 INTERRUPTED = 130  # repro.errors.ExitCode.INTERRUPTED, not imported: start-up must stay minimal
 
@@ -24,8 +25,11 @@ def _interrupted_at_startup(signum: int, frame: object) -> None:
 
 # At import, not in run(): the console script imports this module first, so the window in which
 # a Ctrl-C can still raise is only the interpreter's own start-up.
-if __name__ in ("__main__", "repro.__main__") and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _interrupted_at_startup)
+if __name__ in ("__main__", "repro.__main__") and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+    _signal.signal(_signal.SIGINT, _interrupted_at_startup)
+
+import signal  # noqa: E402 - after the handler: see above
+import sys  # noqa: E402
 
 
 def run() -> int:

@@ -277,13 +277,13 @@ def read_table(root: Path, relative: str, sha256: str, size: int, rows: int) -> 
     try:
         with open_recorded(Path(root), relative, "steps") as handle:
             if handle is None:
-                raise MissingArtifactError(f"1 file(s) missing: steps {path}; restore it to verify")
+                raise MissingArtifactError(f"1 file(s) missing: steps {relative}; restore it to verify")
             data = handle.read(size + 1)  # never more than the recorded size (+1 to see a longer file)
     except OSError as exc:
         raise InputError(f"cannot read step table {path}: {exc.strerror}; check its permissions") from exc
     if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
         raise ArtifactMismatchError(
-            f"1 file(s) changed since the run: steps {path}; the manifest no longer describes these files"
+            f"1 file(s) changed since the run: steps {relative}; the manifest no longer describes these files"
         )
     return parse_table(data, rows, f"step table {path}")
 

@@ -27,7 +27,7 @@ from repro import atomic
 from repro import distributed as dist
 from repro.checkpoint import CheckpointRecords, load_records, load_state, save_checkpoint
 from repro.crashpoint import crash_point
-from repro.errors import ReproError, TrainerError, TrainingProcessError, category
+from repro.errors import ReproError, TrainerError, TrainingProcessError, UsageError, category
 from repro.hashing import sha256_tensor
 from repro.job import DataResult, Job, JobResult, JobTiming, WorkerFailure
 from repro.manifest import StepRecord, ValidationRecord
@@ -113,7 +113,7 @@ def run_job(job: Job, events: _Events) -> JobResult:
         start, prior_steps, prior_val = records.step, list(records.steps), list(records.validation)
         prior_seconds = list(records.step_seconds)
         if records.world_size != job.settings.world_size:
-            raise ReproError(
+            raise UsageError(
                 f"the checkpoint at step {start} was trained by {records.world_size} processes, this run has "
                 f"{job.settings.world_size}; resume with the world size it was made with"
             )

@@ -36,9 +36,10 @@ def _examples() -> list[tuple[str, str]]:
                 pending = line.rstrip()[:-1] + " "
                 continue
             pending = ""
-            match = COMMAND.match(line)
-            if match:
-                found.append((f"{doc.name}:{number}", match["args"]))
+            for command in re.split(r"&&|;", re.sub(r"\s#.*$", "", line)):  # `a && b`: each command
+                match = COMMAND.match(command)
+                if match:
+                    found.append((f"{doc.name}:{number}", match["args"]))
     return found
 
 

@@ -19,11 +19,23 @@ from repro.signing import sign_body
 from repro.steptable import parse_table, write_table
 
 
-def resign(manifest: Path, edit: Callable[[dict[str, Any], Path], None], key_path: Path) -> SigningKey:
+def _apply(edit: Callable[..., None], raw: dict[str, Any], manifest: Path) -> None:
+    """``edit(raw)``, or ``edit(raw, manifest)`` for an edit that also rewrites files beside the
+    manifest (e.g. the step table)."""
+    import inspect
+
+    required = [p for p in inspect.signature(edit).parameters.values() if p.default is p.empty]
+    if len(required) >= 2:
+        edit(raw, manifest)
+    else:
+        edit(raw)
+
+
+def resign(manifest: Path, edit: Callable[..., None], key_path: Path) -> SigningKey:
     """Apply ``edit`` to the manifest's raw JSON (and its files, beside ``manifest``) and re-sign
     it with a new key at ``key_path``."""
     raw = json.loads(manifest.read_text(encoding="utf-8"))
-    edit(raw, manifest)
+    _apply(edit, raw, manifest)
     key = generate_key(key_path)
     body = {k: v for k, v in raw.items() if k != "signature"}
     raw["signature"] = sign_body(body, key).model_dump(mode="json")
@@ -35,14 +47,8 @@ def resign_with(manifest: Path, edit: Callable[..., None], key: SigningKey) -> N
     """Apply ``edit`` to the manifest's raw JSON and re-sign it with ``key`` (e.g. the real key:
     what an insider, or anyone who holds the key, can do). ``edit(raw)``, or ``edit(raw, manifest)``
     for an edit that also rewrites files beside the manifest (e.g. the step table)."""
-    import inspect
-
     raw = json.loads(manifest.read_text(encoding="utf-8"))
-    required = [p for p in inspect.signature(edit).parameters.values() if p.default is p.empty]
-    if len(required) >= 2:
-        edit(raw, manifest)
-    else:
-        edit(raw)
+    _apply(edit, raw, manifest)
     body = {k: v for k, v in raw.items() if k != "signature"}
     raw["signature"] = sign_body(body, key).model_dump(mode="json")
     manifest.write_text(json.dumps(raw, indent=1), encoding="utf-8")

@@ -86,7 +86,7 @@ def test_diff_attributes_a_thread_count_difference_to_threads(
 def test_diff_of_a_tampered_run_is_an_integrity_failure(smoke_copy: Path, smoke_run: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     raw = json.loads(smoke_copy.read_text(encoding="utf-8"))
-    raw["steps"][0]["loss"] += 1.0
+    raw["validation"][0]["loss"] += 1.0
     smoke_copy.write_text(json.dumps(raw), encoding="utf-8")
     assert main(["diff", str(smoke_run), str(smoke_copy)]) == 3
     assert "Traceback" not in capsys.readouterr().err

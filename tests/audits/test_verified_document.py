@@ -16,6 +16,7 @@ import pytest
 
 from repro import verify as verify_module
 from repro.cli import main
+from repro.manifest import load_manifest
 from repro.hashing import sha256_bytes
 from repro.keys import default_key_path, load_key
 from tests.audits.forgery import resign_with
@@ -46,7 +47,7 @@ def _forged(manifest: Path, tmp_path: Path) -> bytes:
 
     def edit(raw: dict[str, Any]) -> None:
         raw["environment"]["distributions"]["requests"] = FORGED_VERSION
-        for record in raw["steps"]:
+        for record in raw["validation"]:
             record["loss"] *= 2
     resign_with(forged, edit, load_key(default_key_path()))
     return forged.read_bytes()
@@ -68,6 +69,7 @@ def test_audit_scan_plot_and_json_come_from_the_verified_bytes(
         smoke_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     original = json.loads(smoke_copy.read_text())
     real_version = original["environment"]["distributions"]["requests"]
+    original_curve = [(s.step, s.loss) for s in load_manifest(smoke_copy).manifest.steps]
     seen = _swap_after_read(monkeypatch, smoke_copy, _forged(smoke_copy, tmp_path))
     curves: list[list[tuple[int, float]]] = []
     from repro.audits.formats import plot
@@ -85,8 +87,8 @@ def test_audit_scan_plot_and_json_come_from_the_verified_bytes(
     report = json.loads(report_path.read_text())
     [requests] = [p for p in report["vulnerabilities"]["packages"] if p["name"] == "requests"]
     assert requests["version"] == real_version and requests["status"] == "no_known"
-    assert curves == [[(s["step"], s["loss"]) for s in original["steps"]]]
-    assert report["steps"][0]["recorded_loss"] == original["steps"][0]["loss"]
+    assert curves == [original_curve]
+    assert report["steps"][0]["recorded_loss"] == original_curve[0][1]
 
 
 def test_the_gate_scans_the_verified_bytes(smoke_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

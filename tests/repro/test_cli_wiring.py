@@ -29,6 +29,7 @@ def test_no_core_module_imports_audits_when_imported() -> None:
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name in ("run", "verify", "keygen", "trainers", "attest", "gate", "audit"):
+    names = ("run", "verify", "keygen", "trainers", "attest", "show", "gate", "audit", "diff")
+    for name in names:
         assert f"    {name} " in out, name
-    assert len(COMMANDS) == 7 and all(":" in reference for reference in COMMANDS)
+    assert len(COMMANDS) == len(names) and all(":" in reference for reference in COMMANDS)

@@ -41,7 +41,7 @@ def test_a_good_manifest_is_summarised_with_its_curve_and_exits_0(smoke_run: Pat
 
 def test_a_tampered_manifest_is_shown_under_an_integrity_failure_exit_3(smoke_copy: Path, capsys) -> None:
     raw = json.loads(smoke_copy.read_text())
-    raw["steps"][3]["loss"] += 0.5
+    raw["validation"][0]["loss"] += 0.5
     smoke_copy.write_text(json.dumps(raw))
     assert main(["show", str(smoke_copy)]) == 3
     captured = capsys.readouterr()
