@@ -59,6 +59,8 @@ def import_reference(entry: str) -> type:
         raise TrainerNotFoundError(
             f"cannot import trainer module {module_name!r} ({exc}); install it or fix PYTHONPATH"
         ) from exc
+    except ReproError:
+        raise  # the module itself says what is wrong (e.g. an optional dependency is missing)
     except Exception as exc:  # third-party code failed while being imported
         raise TrainerError(
             f"importing trainer module {module_name!r} failed: {type(exc).__name__}: {exc}"
