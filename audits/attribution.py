@@ -19,6 +19,8 @@ The evidence, in the order it is weighed:
 
 from __future__ import annotations
 
+from typing import Literal
+
 from repro.audits.report import Attribution, BatchComparison, CheckpointComparison, Difference, SeriesComparison
 
 SUDDEN_ULPS = 1 << 16
@@ -26,7 +28,8 @@ SUDDEN_ULPS = 1 << 16
 
 _LABELS = {
     "environment.torch_threads": "threads", "environment.torch_version": "torch",
-    "settings.device": "device", "settings.world_size": "world size", "environment.cuda_version": "CUDA", "environment.cudnn_version": "cuDNN",
+    "settings.device": "device", "settings.world_size": "world size",
+    "environment.cuda_version": "CUDA", "environment.cudnn_version": "cuDNN",
     "environment.cpu_capability": "CPU capability", "env.PYTHONHASHSEED": "PYTHONHASHSEED",
 }
 
@@ -70,7 +73,7 @@ def _weights_untouched(losses: SeriesComparison, checkpoints: list[CheckpointCom
     return bool(later) and all(c.verdict == "bitwise" for c in later)
 
 
-def attribute(
+def attribute(  # noqa: PLR0917 - audits/engine.py (changing on another branch) calls it positionally
     verdict: str, losses: SeriesComparison, series: list[SeriesComparison], batches: BatchComparison,
     checkpoints: list[CheckpointComparison], differences: list[Difference], *, code_known: bool = True,
 ) -> Attribution:
@@ -81,7 +84,8 @@ def attribute(
     relevant = [d for d in differences if d.likelihood in ("certain", "high", "medium")]
     if verdict == "bitwise":
         if relevant:
-            return Attribution(kind="none", summary="bit-identical despite: " + "; ".join(label(d) for d in relevant[:3]),
+            return Attribution(kind="none",
+                               summary="bit-identical despite: " + "; ".join(label(d) for d in relevant[:3]),
                                causes=[])
         return Attribution(kind="none", summary="bit-identical; nothing to attribute", causes=[])
 
@@ -105,7 +109,7 @@ def attribute(
             causes=["edited or fabricated records", "otherwise: nondeterminism in the trainer (a bug)"],
         )
     if numeric:
-        kind = "code" if numeric[0].category in ("code", "trainer") else "environment"
+        kind: Literal["code", "environment"] = "code" if numeric[0].category in ("code", "trainer") else "environment"
         return Attribution(kind=kind, summary=f"{first}; " + "; ".join(label(d) for d in numeric[:3]),
                            causes=[label(d) for d in numeric])
     low = [label(d) for d in differences if d.likelihood == "low"]

@@ -47,7 +47,7 @@ def _is_float32(x: float) -> bool:
 def _ordered(x: float, single: bool) -> int:
     """The float's bits as an integer that increases with the value (adjacent floats differ by 1)."""
     if single:
-        i = struct.unpack("<i", struct.pack("<f", x))[0]
+        i: int = struct.unpack("<i", struct.pack("<f", x))[0]
         return i if i >= 0 else -(2**31) - i
     i = struct.unpack("<q", struct.pack("<d", x))[0]
     return i if i >= 0 else -(2**63) - i

@@ -19,7 +19,7 @@ executed) and data, with the likely cause. Exit codes: 0 bitwise or within toler
 diverged, 2 usage or input error, 3 integrity failure, 4 could not check. See docs/audit.md."""
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``repro diff``."""
     from repro.audits.options import DEFAULT_GRAD_RTOL, DEFAULT_LOSS_ATOL, DEFAULT_LOSS_RTOL, DEFAULT_TENSOR_RTOL
 
@@ -57,9 +57,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
         tensor_table,
     )
     from repro.audits.options import Tolerance
-    from repro.errors import ExitCode
     from repro.console import err_console, out_console
-    from repro.errors import UsageError
+    from repro.errors import ExitCode, UsageError
 
     try:
         tol = Tolerance(atol=args.atol, rtol=args.rtol, grad_rtol=args.grad_rtol, tensor_rtol=args.tensor_rtol)

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,11 +63,12 @@ OUTCOME_EXIT_CODES: dict[Outcome, errors.ExitCode] = {
 
 ReproductionStatus = Literal["reproduced", "not_reproduced", "integrity_failure", "input_error", "could_not_check",
                              "internal_error"]
-VulnerabilityStatus = Literal["pass", "fail", "accepted", "unchecked_warning", "unchecked_failure", "not_scanned", "disabled"]
+VulnerabilityStatus = Literal["pass", "fail", "accepted", "unchecked_warning", "unchecked_failure", "not_scanned",
+                              "disabled"]
 """``accepted``: vulnerable but the policy does not fail on it. ``unchecked_*``: some packages could
 not be checked (a warning or a failure per policy). ``not_scanned``: the manifest did not verify."""
 
-REPORT_KIND = "repro.gate-report"
+REPORT_KIND: Final = "repro.gate-report"
 
 
 class _Model(BaseModel):
@@ -167,7 +168,7 @@ class Gate:
         """Audit and scan every manifest; never raises for a manifest's failure."""
         started = time.perf_counter()
         results = [self._one(policy_path, path)
-                   for policy_path, path in zip(self.loaded.policy.manifests, self.loaded.manifests)]
+                   for policy_path, path in zip(self.loaded.policy.manifests, self.loaded.manifests, strict=True)]
         return GateReport(
             tool_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             policy_file=str(self.loaded.source), policy=self.loaded.policy,
@@ -192,7 +193,7 @@ class Gate:
         except Exception as exc:  # noqa: BLE001 - a bug must not cost the other manifests or the report
             reproduction, message = "internal_error", _internal(exc)
         if audit is not None and self.plots_dir is not None:
-            plot = self._plot(audit, policy_path)
+            plot = self._plot(audit, policy_path, self.plots_dir)
         try:
             vuln_status, vulns = self._scan(verified, policy_path)
         except errors.ReproError as exc:  # e.g. a contradictory recorded environment: never a pass
@@ -208,15 +209,15 @@ class Gate:
     def _engine_audit(self, verified: VerifyResult, options: AuditOptions) -> AuditReport:
         from repro.audits.engine import audit_verified
 
-        def notice(event: dict) -> None:
+        def notice(event: dict[str, Any]) -> None:
             if event.get("event") == "notice":
                 self.on_progress(str(event.get("message")))
 
         return audit_verified(verified, options, on_event=notice)
 
-    def _plot(self, audit: AuditReport, policy_path: Path) -> str | None:
+    def _plot(self, audit: AuditReport, policy_path: Path, plots_dir: Path) -> str | None:
         # Named after the whole policy path, so manifests with the same file name do not collide.
-        target = self.plots_dir / (str(policy_path.with_suffix("")).replace("/", "_").strip("_") + ".png")
+        target = plots_dir / (str(policy_path.with_suffix("")).replace("/", "_").strip("_") + ".png")
         try:
             self.plot(audit, target)
         except errors.ReproError as exc:
@@ -266,7 +267,7 @@ def _warnings(result: ManifestResult) -> list[str]:
             f"checked for vulnerabilities ({v.service}); that is not a clean result"
             + (f": {v.error}" if v.error else _first_reason(v))
         )
-    if result.vulnerability_status == "accepted":
+    if result.vulnerability_status == "accepted" and result.vulnerabilities is not None:  # "accepted" implies a scan
         found.append(f"{result.manifest}: known vulnerabilities accepted by policy: {result.vulnerabilities.summary()}")
     if result.vulnerability_status == "not_scanned":
         found.append(f"{result.manifest}: not scanned for vulnerabilities because the manifest did not verify")

@@ -12,14 +12,15 @@ from pathlib import Path
 SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``repro gate``."""
     p = sub.add_parser("gate", help="release gate: audit the policy's manifests and scan their environments")
     p.add_argument("--config", default="pyproject.toml",
                    help="pyproject.toml holding [tool.repro.gate] (default: ./pyproject.toml)")
     p.add_argument("--json", metavar="FILE", help="write the gate report as JSON")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML (two test cases per manifest)")
-    p.add_argument("--summary", metavar="FILE", help=f"write the markdown summary (also appended to ${SUMMARY_ENV_VAR} when set)")
+    p.add_argument("--summary", metavar="FILE",
+                   help=f"write the markdown summary (also appended to ${SUMMARY_ENV_VAR} when set)")
     p.add_argument("--plots", metavar="DIR", help="write a loss-curve plot per manifest into DIR")
     p.add_argument("--html", metavar="FILE", help="write one self-contained HTML page for all the policy's manifests")
     p.add_argument("--osv-url", help="scan with this OSV-compatible service instead of the policy's")

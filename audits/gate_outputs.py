@@ -76,10 +76,12 @@ def junit_bytes(report: GateReport) -> bytes:
         case(f"vulnerabilities {r.manifest}", 0.0, vkind, _VULN_WORDS[r.vulnerability_status], _vuln_detail(r))
     for key, value in counts.items():
         suite.set(key, str(value))
-    root = ET.Element("testsuites", name="repro gate", **{k: suite.get(k) for k in ("tests", "failures", "errors")})
+    root = ET.Element("testsuites", name="repro gate", tests=str(counts["tests"]), failures=str(counts["failures"]),
+                      errors=str(counts["errors"]))
     root.append(suite)
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document + b"\n"
 
 
 def _cell(text: str) -> str:
@@ -100,7 +102,8 @@ def markdown(report: GateReport) -> str:
         vulns = _VULN_WORDS[r.vulnerability_status]
         if r.vulnerabilities is not None:
             v = r.vulnerabilities
-            vulns += f": {v.count('vulnerable')} vulnerable, {v.count('no_known')} none known, {v.count('not_checked')} not checked"
+            vulns += (f": {v.count('vulnerable')} vulnerable, {v.count('no_known')} none known, "
+                      f"{v.count('not_checked')} not checked")
         lines.append(f"| `{_cell(r.manifest)}` | {r.reproduction} | {verdict} | {steps} | {_cell(vulns)} |")
     lines.append("")
     for r in report.results:
@@ -110,9 +113,9 @@ def markdown(report: GateReport) -> str:
     if found:
         lines += ["", "### Known vulnerabilities", "", "| package | version | id | aliases | fixed in | ignored |",
                   "| --- | --- | --- | --- | --- | --- |"]
-        for _, p, v in found:
-            lines.append(f"| {p.name} | {p.version} | {v.id} | {', '.join(v.aliases)} | "
-                         f"{', '.join(v.fix_versions) or 'none'} | {'yes' if v.ignored else 'no'} |")
+        for _, p, vuln in found:
+            lines.append(f"| {p.name} | {p.version} | {vuln.id} | {', '.join(vuln.aliases)} | "
+                         f"{', '.join(vuln.fix_versions) or 'none'} | {'yes' if vuln.ignored else 'no'} |")
     if report.warnings:
         lines += ["", "### Warnings", ""] + [f"- {_cell(w)}" for w in report.warnings]
     plots = [r.plot for r in report.results if r.plot]

@@ -165,7 +165,9 @@ def load_policy(pyproject: Path) -> LoadedPolicy:
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise PolicyError(f"{pyproject} does not exist; run the gate from the repository root or pass --config") from None
+        raise PolicyError(
+            f"{pyproject} does not exist; run the gate from the repository root or pass --config"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read {pyproject}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from repro.audits.options import AuditOptions
 from repro.audits.vulnerabilities import VulnerabilityReport
 
-REPORT_SCHEMA_VERSION = 1
-REPORT_KIND = "repro.audit-report"
+REPORT_SCHEMA_VERSION: Final = 1
+REPORT_KIND: Final = "repro.audit-report"
 SCHEMA_FILE = "audit-report.schema.json"
 
 Verdict = Literal["bitwise", "within_tolerance", "diverged"]
@@ -239,4 +239,4 @@ def write_schema(folder: Path) -> Path:
 
 
 if __name__ == "__main__":
-    print(write_schema(Path(sys.argv[1] if len(sys.argv) > 1 else "docs")))
+    print(write_schema(Path(sys.argv[1] if len(sys.argv) > 1 else "docs")))  # noqa: T201 - this command prints what it wrote

@@ -13,10 +13,10 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from repro.audits.options import Tolerance
-from repro.audits.report import CheckpointComparison, TensorDifference
+from repro.audits.report import CheckpointComparison, TensorDifference, Verdict
 from repro.confine import open_recorded
 from repro.errors import ArtifactMismatchError, MissingArtifactError, ReproError, TrainingProcessError
 from repro.hashing import sha256_bytes
@@ -57,7 +57,7 @@ def _measure(name: str, recorded: torch.Tensor, rerun: torch.Tensor, tolerance: 
     )
 
 
-def _one_side(name: str, status: str) -> TensorDifference:
+def _one_side(name: str, status: Literal["missing_in_rerun", "only_in_rerun", "device_only"]) -> TensorDifference:
     return TensorDifference(name=name, status=status, dtype=None, shape=None, max_abs_diff=None, rel_l2=None,
                             differing_elements=None, elements=None)
 
@@ -118,7 +118,7 @@ def _recorded_tensors(recorded_file: Path | str, root: Path | None, sha256: str 
         raise _unreadable(Path(recorded_file), step, True, f"not the recorded tensors: {exc}") from exc
 
 
-def compare_checkpoint(
+def compare_checkpoint(  # noqa: PLR0917 - audits/engine.py (changing on another branch) calls it positionally
     step: int, recorded_file: Path | str, recorded_digests: dict[str, str], rerun_file: Path,
     rerun_digests: dict[str, str], tolerance: Tolerance, device_changed: bool, *,
     recorded_root: Path | None = None, recorded_sha256: str | None = None,
@@ -145,7 +145,9 @@ def compare_checkpoint(
             for name in changed:
                 differences.append(_measure(name, recorded[name], _tensor(new, name, Path(rerun_file), step, False),
                                             tolerance))
-    differences.sort(key=lambda d: (d.status == "device_only", d.status == "within_tolerance", -(d.rel_l2 or 0.0), d.name))
+    differences.sort(key=lambda d: (d.status == "device_only", d.status == "within_tolerance",
+                                    -(d.rel_l2 or 0.0), d.name))
+    verdict: Verdict
     if any(d.status in ("differs", "missing_in_rerun", "only_in_rerun") for d in differences):
         verdict = "diverged"
     elif differences:

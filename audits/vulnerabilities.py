@@ -296,18 +296,21 @@ def scan_distributions(distributions: Mapping[str, str], settings: ScanSettings 
     """
     settings = settings or ScanSettings()
     version = pip_audit_version()
-    report = dict(tool=f"pip-audit {version}" if version else "pip-audit (not installed)",
-                  service=settings.effective_service,
-                  osv_url=str(settings.osv_url) if settings.osv_url else None)
     text, rejected = requirements_text(distributions)
     unchecked = {name: PackageFinding(name=name, version=distributions[name], status="not_checked", reason=why)
                  for name, why in rejected.items()}
     scannable = {n: v for n, v in distributions.items() if n not in rejected}
 
+    def make_report(packages: list[PackageFinding], error: str | None = None) -> VulnerabilityReport:
+        return VulnerabilityReport(tool=f"pip-audit {version}" if version else "pip-audit (not installed)",
+                                   service=settings.effective_service,
+                                   osv_url=str(settings.osv_url) if settings.osv_url else None,
+                                   packages=sorted([*packages, *unchecked.values()], key=lambda p: p.name),
+                                   error=error)
+
     def everything_unchecked(error: str) -> VulnerabilityReport:
         packages = [PackageFinding(name=n, version=v, status="not_checked", reason=error) for n, v in scannable.items()]
-        return VulnerabilityReport(**report, packages=sorted([*packages, *unchecked.values()], key=lambda p: p.name),
-                                   error=error)
+        return make_report(packages, error)
 
     if version is None:
         return everything_unchecked("pip-audit is not installed; install it to scan for vulnerabilities")
@@ -318,7 +321,7 @@ def scan_distributions(distributions: Mapping[str, str], settings: ScanSettings 
         requirements.write_text(text, encoding="utf-8")
         try:
             done = subprocess.run(pip_audit_command(requirements, output, settings), capture_output=True,
-                                  text=True, timeout=settings.deadline, stdin=subprocess.DEVNULL)
+                                  text=True, timeout=settings.deadline, stdin=subprocess.DEVNULL, check=False)
         except subprocess.TimeoutExpired:
             return everything_unchecked(f"pip-audit did not finish within {settings.deadline} s")
         # Exit 1 with a report means "vulnerabilities found"; exit 1 without one means it failed.
@@ -332,7 +335,7 @@ def scan_distributions(distributions: Mapping[str, str], settings: ScanSettings 
         findings = findings_from_output(parsed, scannable, set(settings.ignore))
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         return everything_unchecked(f"pip-audit's report has an unexpected shape ({type(exc).__name__}: {exc})")
-    return VulnerabilityReport(**report, packages=sorted([*findings, *unchecked.values()], key=lambda p: p.name))
+    return make_report(findings)
 
 
 def scan_manifest(manifest: RunManifest, settings: ScanSettings | None = None) -> VulnerabilityReport:

@@ -84,10 +84,8 @@ def fsync_dir(folder: Path) -> None:
 
 def _discard(tmp: Path) -> None:
     """Remove a temporary file after a failure; the failure is what gets reported, not this."""
-    try:
+    with contextlib.suppress(OSError):
         tmp.unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def _temporary(path: Path) -> tuple[int, Path]:

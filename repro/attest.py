@@ -26,7 +26,7 @@ import base64
 import binascii
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -39,7 +39,7 @@ from repro.hashing import sha256_bytes
 from repro.keys import SigningKey, key_id, public_key_problem
 from repro.verify import VerifyResult
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 PREDICATE_TYPE = "https://repro.dev/attestation/run-record/v1"
 """Names this predicate's schema (a URI used as an identifier; see docs/attestation.md)."""
@@ -157,7 +157,8 @@ def verify_envelope(data: bytes, trusted: dict[str, bytes]) -> Statement:
         if problem := public_key_problem(public):
             raise SignatureError(f"trusted key {sig.keyid} is refused: {problem}")
         try:
-            Ed25519PublicKey.from_public_bytes(public).verify(_b64(sig.sig, "signature"), pae(envelope.payloadType, payload))
+            Ed25519PublicKey.from_public_bytes(public).verify(_b64(sig.sig, "signature"),
+                                                              pae(envelope.payloadType, payload))
         except InvalidSignature as exc:
             raise SignatureError(f"the attestation's signature by {sig.keyid} does not match its payload") from exc
     try:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``repro attest``."""
     p = sub.add_parser("attest", help="verify a manifest, then write a signed in-toto attestation of it")
     p.add_argument("manifest")

@@ -76,7 +76,9 @@ def _check_value(value: Any, what: str) -> None:
             if isinstance(child, (dict, list)):
                 stack.append((child, depth + 1))
             elif isinstance(child, str) and _SURROGATE.search(child):
-                raise ManifestFormatError(f"{what} has a string with an unpaired surrogate escape; it is not Unicode text")
+                raise ManifestFormatError(
+                    f"{what} has a string with an unpaired surrogate escape; it is not Unicode text"
+                )
 
 
 def parse_json(data: bytes, what: str) -> Any:

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +26,9 @@ from repro.crashpoint import crash_point
 from repro.errors import ArtifactMismatchError, InputError, MissingArtifactError, OutputError
 from repro.hashing import sha256_bytes, sha256_tensor
 from repro.manifest import StepRecord, ValidationRecord
+
+if TYPE_CHECKING:  # torch is imported lazily, where tensors are loaded
+    import torch
 
 STATE_FILE = "state.safetensors"
 RECORDS_FILE = "records.json"
@@ -63,7 +67,7 @@ def checkpoint_dir(root: Path, step: int) -> Path:
 
 
 def save_checkpoint(
-    root: Path, step: int, tensors: dict[str, torch.Tensor], records: CheckpointRecords  # noqa: F821
+    root: Path, step: int, tensors: dict[str, torch.Tensor], records: CheckpointRecords
 ) -> SavedCheckpoint:
     """Write a checkpoint folder atomically; return its digests.
 
@@ -121,7 +125,7 @@ def discard_partial(root: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_state(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:  # noqa: F821
+def load_state(path: Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
     """Load a checkpoint's tensors, verifying the file hash first when one is given.
 
     The file is read once (a regular file, never blocking on a FIFO) and the tensors are parsed

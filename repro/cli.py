@@ -60,9 +60,11 @@ def _add_run(sub: Subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--plot", metavar="FILE.png",
                    help="draw the finished run's loss, learning-rate and gradient-norm curves")
-    p.add_argument("--nproc", type=int, help="data-parallel processes on this node (default 1; gloo on CPU, NCCL on CUDA)")
+    p.add_argument("--nproc", type=int,
+                   help="data-parallel processes on this node (default 1; gloo on CPU, NCCL on CUDA)")
     p.add_argument("--nnodes", type=int, help="nodes the run spans (default 1); run the same command on each")
-    p.add_argument("--node-rank", type=int, default=0, help="this node's rank, 0 to nnodes-1 (node 0 writes the manifest)")
+    p.add_argument("--node-rank", type=int, default=0,
+                   help="this node's rank, 0 to nnodes-1 (node 0 writes the manifest)")
     p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="c10d rendezvous address, the same on every node")
     p.set_defaults(func=cmd_run)
 
@@ -104,7 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.key_created:
         err_console.print(f"created signing key {outcome.key.path} (public: {outcome.key.path}.pub)")
     if outcome.manifest is None:
-        out_console.print(f"node {args.node_rank}: its ranks finished; node rank 0 writes the manifest", highlight=False)
+        out_console.print(f"node {args.node_rank}: its ranks finished; node rank 0 writes the manifest",
+                          highlight=False)
         return ExitCode.OK
     out_console.print(run_summary(outcome.manifest, str(args.out)))
     if args.plot:
@@ -161,7 +164,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
     path = Path(args.key) if args.key else default_key_path()
     key = generate_key(path, overwrite=args.force)
-    out_console.print(f"private key: {path} (mode 600)\npublic key:  {public_key_path(path)}\nkey id:      {key.key_id}", highlight=False)
+    out_console.print(f"private key: {path} (mode 600)\npublic key:  {public_key_path(path)}\n"
+                      f"key id:      {key.key_id}", highlight=False)
     return ExitCode.OK
 
 
@@ -187,7 +191,7 @@ def cmd_trainers(args: argparse.Namespace) -> int:
         except errors.ReproError as exc:
             presets, problem = "[red]unavailable[/]", str(exc)
             problems.append(f"{t.name}: {problem}")
-        except Exception as exc:  # a broken third-party trainer must not hide the others
+        except Exception as exc:  # noqa: BLE001 - a broken third-party trainer must not hide the others
             presets = "[red]unavailable[/]"
             problems.append(f"{t.name}: presets() failed: {type(exc).__name__}: {exc}")
         table.add_row(t.name, t.distribution or "-", t.version or "-", t.entry, presets)

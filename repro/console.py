@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import TracebackType
 from typing import Any
 
 from rich.console import Console
@@ -43,8 +44,10 @@ class TrainingProgress:
         self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.progress.__exit__(exc_type, exc, tb)
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -85,7 +88,8 @@ def run_summary(manifest: RunManifest, path: str, title: str | None = None) -> T
         table.add_row("final val loss", f"{m.validation[-1].loss:.4f} (step {m.validation[-1].step})")
     t = m.timing
     per_step = t.train_seconds / max(len(t.step_seconds), 1)
-    table.add_row("wall time", f"{t.wall_seconds:.1f} s ({per_step:.3f} s/step, repro overhead {t.overhead_seconds:.1f} s)")
+    table.add_row("wall time", f"{t.wall_seconds:.1f} s ({per_step:.3f} s/step, "
+                               f"repro overhead {t.overhead_seconds:.1f} s)")
     table.add_row("device / threads", f"{m.run.settings.device} / {m.environment.torch_threads}")
     if m.distributed is not None:
         d = m.distributed
@@ -95,8 +99,13 @@ def run_summary(manifest: RunManifest, path: str, title: str | None = None) -> T
                                    f"{len(d.replica_checks)} checkpoint(s))")
     table.add_row("torch", m.environment.torch_version)
     code = m.code
-    table.add_row("code", f"{code.commit[:12]}{' (dirty)' if code.dirty else ''}" if code.available else f"unknown: {code.reason}")
-    table.add_row("data", f"{plural(len(m.data.files), 'file')}, corpus {m.data.corpus_sha256[:12]}, {m.data.train_tokens}+{m.data.val_tokens} tokens")
+    if code.available and code.commit is not None:
+        code_text = f"{code.commit[:12]}{' (dirty)' if code.dirty else ''}"
+    else:
+        code_text = f"unknown: {code.reason}"
+    table.add_row("code", code_text)
+    table.add_row("data", f"{plural(len(m.data.files), 'file')}, corpus {m.data.corpus_sha256[:12]}, "
+                          f"{m.data.train_tokens}+{m.data.val_tokens} tokens")
     table.add_row("checkpoints", ", ".join(str(c.step) for c in m.checkpoints) or "none")
     table.add_row("signed by", m.signature.key_id)
     return table

@@ -7,7 +7,10 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is imported lazily: start-up stays fast for commands that never hash tensors
+    import torch
 
 _CHUNK = 1 << 20
 
@@ -34,7 +37,7 @@ def sha256_concat(parts: Iterable[bytes]) -> str:
     return digest.hexdigest()
 
 
-def sha256_tensor(tensor: torch.Tensor) -> str:  # noqa: F821 - torch imported lazily
+def sha256_tensor(tensor: torch.Tensor) -> str:
     """Hex SHA-256 of a tensor's dtype, shape and raw little-endian bytes.
 
     dtype and shape are part of the digest so that a reshaped or re-typed tensor with the same
@@ -89,7 +92,9 @@ def _update_structure(digest: hashlib._Hash, obj: Any) -> None:
         for item in obj:
             _update_structure(digest, item)
     else:
-        raise TypeError(f"cannot fingerprint a value of type {type(obj).__name__!r}; use tensors, arrays, numbers or strings")
+        raise TypeError(
+            f"cannot fingerprint a value of type {type(obj).__name__!r}; use tensors, arrays, numbers or strings"
+        )
 
 
 _DIGEST = re.compile(r"\b[0-9a-f]{64}\b")

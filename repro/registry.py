@@ -15,7 +15,7 @@ from typing import Any
 
 from repro.errors import TrainerError, TrainerNotFoundError, UsageError
 from repro.manifest import TrainerRef
-from repro.trainer_api import REQUIRED_METHODS, TrainerConfig
+from repro.trainer_api import REQUIRED_METHODS, Trainer, TrainerConfig
 
 GROUP = "repro.trainers"
 
@@ -47,7 +47,7 @@ def installed_trainers() -> dict[str, TrainerEntry]:
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
-def import_reference(entry: str) -> type:
+def import_reference(entry: str) -> type[Trainer]:
     """Import ``package.module:Class`` and return the class, checked against the contract."""
     module_name, sep, attr = entry.partition(":")
     # Dotted identifiers only: no relative import (".x"), no empty part, nothing importlib rejects.
@@ -71,7 +71,8 @@ def import_reference(entry: str) -> type:
         if obj is None:
             raise TrainerNotFoundError(f"module {module_name!r} has no attribute {attr!r}")
     check_trainer_class(obj, entry)
-    return obj
+    trainer_class: type[Trainer] = obj  # what check_trainer_class accepts fits the Trainer protocol
+    return trainer_class
 
 
 def check_trainer_class(cls: Any, entry: str) -> None:
@@ -86,7 +87,7 @@ def check_trainer_class(cls: Any, entry: str) -> None:
         raise TrainerError(f"trainer {entry}: config_model must subclass repro.trainer_api.TrainerConfig")
 
 
-def resolve_trainer(name_or_entry: str) -> tuple[TrainerRef, type]:
+def resolve_trainer(name_or_entry: str) -> tuple[TrainerRef, type[Trainer]]:
     """Find a trainer by registry name or import reference; return its record and class."""
     installed = installed_trainers()
     if ":" in name_or_entry:
@@ -135,7 +136,7 @@ def find_preset(preset: str) -> tuple[str, Mapping[str, Any]]:
     for name, entry in installed_trainers().items():
         try:
             presets = import_reference(entry.entry).presets()
-        except Exception:  # a broken third-party trainer must not hide the others' presets
+        except Exception:  # noqa: BLE001, S112 - a broken third-party trainer must not hide the others' presets
             continue
         all_presets.extend(presets)
         if preset in presets:

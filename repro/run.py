@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from repro import __version__
 from repro.capture.git import capture_code
@@ -95,17 +96,17 @@ def check_distributed(resolved: ResolvedRun) -> None:
 
 def build_job(resolved: ResolvedRun, folder: Path, scratch: Path, **overrides: object) -> Job:
     """The job for a run of ``resolved`` whose artifacts go to ``folder``."""
-    fields = dict(
-        trainer_name=resolved.trainer.name,
-        trainer_entry=resolved.trainer.entry,
-        settings=resolved.settings,
-        config=resolved.config.model_dump(mode="json"),
-        config_sha256=resolved.config_sha256,
-        artifact_dir=str(folder),
-        cache_dir=str(private_folder(cache_dir())),
-        checkpoint_root=str(folder / "checkpoints"),
-        result_path=str(scratch / "result.json"),
-    )
+    fields: dict[str, Any] = {
+        "trainer_name": resolved.trainer.name,
+        "trainer_entry": resolved.trainer.entry,
+        "settings": resolved.settings,
+        "config": resolved.config.model_dump(mode="json"),
+        "config_sha256": resolved.config_sha256,
+        "artifact_dir": str(folder),
+        "cache_dir": str(private_folder(cache_dir())),
+        "checkpoint_root": str(folder / "checkpoints"),
+        "result_path": str(scratch / "result.json"),
+    }
     fields.update(overrides)
     return Job(**fields)
 
@@ -138,10 +139,10 @@ def execute_run(
     resolved: ResolvedRun,
     manifest_path: Path,
     key_path: Path | None = None,
+    *,
     resume: bool = False,
     code_path: Path | None = None,
     on_event: EventHandler | None = None,
-    *,
     node_rank: int = 0,
     rdzv_endpoint: str | None = None,
 ) -> RunOutcome:
@@ -179,7 +180,8 @@ def execute_run(
             shutil.rmtree(layout.staging, ignore_errors=True)
             layout.marker.unlink(missing_ok=True)
             return RunOutcome(manifest=None, path=manifest_path, key=key, key_created=created)
-        manifest = _assemble(resolved, result, _earlier(latest, layout), layout, code, run, started, key)
+        manifest = _assemble(resolved, result, _earlier(latest, layout), layout,
+                             code=code, run=run, started=started, key=key)
         layout.commit(manifest_bytes(manifest), run)
     return RunOutcome(manifest=manifest, path=manifest_path, key=key, key_created=created)
 
@@ -266,7 +268,7 @@ def _check_world_size(checkpoints: Path, world_size: int) -> None:
 
 
 def _assemble(
-    resolved: ResolvedRun, result: JobResult, earlier: _Earlier, layout: RunLayout,
+    resolved: ResolvedRun, result: JobResult, earlier: _Earlier, layout: RunLayout, *,
     code: CodeRecord, run: InFlightRun, started: float, key: SigningKey,
 ) -> RunManifest:
     """Build and sign the manifest. Paths are relative to the manifest's folder, as they will be

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Any, Final, Literal
 
 from packageurl import PackageURL
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,7 +34,7 @@ from repro.manifest import EnvironmentRecord, FileDigest, run_folder
 SBOM_NAME = "sbom.cdx.json"
 """File name of the SBOM inside a run folder."""
 
-SPEC_VERSION = "1.6"
+SPEC_VERSION: Final = "1.6"
 
 
 class _Model(BaseModel):
@@ -90,7 +90,7 @@ def pypi_purl(name: str, version: str) -> str:
     return PackageURL(type="pypi", name=name.lower().replace("_", "-"), version=version).to_string()
 
 
-def _serial(document: dict) -> str:
+def _serial(document: dict[str, Any]) -> str:
     """``urn:uuid:`` of a version-5 UUID named by the SHA-256 of the document's canonical JSON."""
     return uuid.uuid5(uuid.NAMESPACE_URL, f"urn:repro:sbom:sha256:{sha256_bytes(canonical_bytes(document))}").urn
 
@@ -119,7 +119,7 @@ def build_sbom(environment: EnvironmentRecord, timestamp: str, subject: str) -> 
     return bom.model_copy(update={"serialNumber": _serial(_dump(bom))})
 
 
-def _dump(bom: Bom) -> dict:
+def _dump(bom: Bom) -> dict[str, Any]:
     return bom.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 

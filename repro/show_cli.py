@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from repro.pages import Banner
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``repro show``."""
     p = sub.add_parser("show", help="summarise a manifest (facts, loss curve) and verify it like `repro verify`")
     p.add_argument("manifest")
@@ -56,13 +56,12 @@ def _failure_banner(exc: ReproError) -> Banner:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Verify, print the summary and loss curve, optionally write the HTML page; exit as verify would."""
-    from repro.errors import ExitCode
+    from repro.artifacts import check_data, check_run_files
     from repro.console import err_console, loss_curve_lines, out_console, run_summary
-    from repro.errors import ArtifactMismatchError, MissingArtifactError, ReproError
+    from repro.errors import ArtifactMismatchError, ExitCode, MissingArtifactError, ReproError
     from repro.keys import load_trusted_keys
     from repro.manifest import incomplete_marker
     from repro.pages import Banner, Verification, show_page, write_html
-    from repro.artifacts import check_data, check_run_files
     from repro.verify import verify_manifest
 
     path = Path(args.manifest)

@@ -81,7 +81,9 @@ def signature_block(raw: dict[str, Any], where: str) -> Signature:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
-        raise SignatureError(f"the signature block in {where} is malformed (field {field}: {first['msg']}); it was altered") from exc
+        raise SignatureError(
+            f"the signature block in {where} is malformed (field {field}: {first['msg']}); it was altered"
+        ) from exc
 
 
 def verify_document(raw: dict[str, Any], where: str, trusted: dict[str, bytes] | None) -> str:

@@ -83,7 +83,9 @@ def state_dict_tensors(state: Mapping[str, Any], prefix: str) -> dict[str, torch
             return {"__tuple__": items} if isinstance(value, tuple) else items
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
-        raise TypeError(f"cannot pack a value of type {type(value).__name__!r} at {prefix}{path} into checkpoint tensors")
+        raise TypeError(
+            f"cannot pack a value of type {type(value).__name__!r} at {prefix}{path} into checkpoint tensors"
+        )
 
     meta = json.dumps(encode(dict(state), ""), sort_keys=True).encode("utf-8")
     tensors[prefix + META] = torch.frombuffer(bytearray(meta), dtype=torch.uint8).clone()
@@ -106,4 +108,5 @@ def load_state_dict_tensors(tensors: Mapping[str, torch.Tensor], prefix: str) ->
             return [decode(v) for v in value]
         return value
 
-    return decode(meta)
+    state: dict[str, Any] = decode(meta)
+    return state

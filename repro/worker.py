@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"repro: {type(exc).__name__}: {exc}\n")  # the log says why, too
         result = JobResult(failure=_failure(exc))
         code = 1
-    except Exception as exc:  # a bug in repro itself: keep the traceback in the log
+    except Exception as exc:  # noqa: BLE001 - a bug in repro itself: keep the traceback in the log
         traceback.print_exc()
         result = JobResult(failure=_failure(TrainingProcessError(
             f"training process crashed: {type(exc).__name__}: {exc}"

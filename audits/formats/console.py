@@ -129,7 +129,8 @@ def _chosen_steps(report: Compared) -> list[StepDetail]:
 def loss_table(report: Compared, sides: str = "recorded vs rerun") -> Table:
     """Per-step losses, recorded vs rerun (or A vs B), with exact differences and ulps."""
     rows = _chosen_steps(report)
-    caption = None if len(rows) == len(report.steps) else f"{len(rows)} of {len(report.steps)} steps shown; --json has all"
+    caption = (None if len(rows) == len(report.steps)
+               else f"{len(rows)} of {len(report.steps)} steps shown; --json has all")
     left, _, right = sides.partition(" vs ")
     table = _table(f"losses: {sides}", ["step", left, right, "|Δ|", "rel. Δ", "ulps", "batch", "status"],
                    right=("step", left, right, "|Δ|", "rel. Δ", "ulps"), caption=caption)
@@ -139,7 +140,8 @@ def loss_table(report: Compared, sides: str = "recorded vs rerun") -> Table:
         elif d.within_tolerance:
             status = Text("within tolerance", "yellow")
         else:
-            status = Text("beyond tolerance" + (f" ({', '.join(d.other_differences)})" if d.other_differences else ""), "red")
+            others = f" ({', '.join(d.other_differences)})" if d.other_differences else ""
+            status = Text("beyond tolerance" + others, "red")
         batch = "-" if d.batch_match is None else ("same" if d.batch_match else Text("DIFFERENT", "red"))
         table.add_row(str(d.step), _num(d.recorded_loss), _num(d.rerun_loss), _num(d.abs_diff, 3),
                       _num(d.rel_diff, 3), "-" if d.ulps is None else str(d.ulps), batch, status)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from repro.audits.report import AuditReport
 from repro.plotting import new_figure, save_png
@@ -17,7 +18,7 @@ from repro.plotting import new_figure, save_png
 _COLOURS = {"bitwise": "#2e7d32", "within_tolerance": "#e65100", "diverged": "#c62828"}
 
 
-def _figure(report: AuditReport, recorded_curve: list[tuple[int, float]]):
+def _figure(report: AuditReport, recorded_curve: list[tuple[int, float]]) -> Any:  # a matplotlib Figure
     from matplotlib.ticker import MaxNLocator
 
     fig = new_figure(9, 6.5)  # the Agg set-up `repro run --plot` uses too
@@ -25,20 +26,21 @@ def _figure(report: AuditReport, recorded_curve: list[tuple[int, float]]):
     colour = _COLOURS[report.verdict]
 
     if recorded_curve:
-        xs, ys = zip(*recorded_curve)
+        xs, ys = zip(*recorded_curve, strict=True)
         top.plot(xs, ys, color="#1565c0", lw=1.6, label="recorded")
     rerun = [(d.step, d.rerun_loss) for d in report.steps if d.rerun_loss is not None]
     for seg in report.segments:  # one line per segment, so gaps between segments stay gaps
         pts = [(s, v) for s, v in rerun if seg.start < s <= seg.end]
         if pts:
-            xs, ys = zip(*pts)
+            xs, ys = zip(*pts, strict=True)
             top.plot(xs, ys, color=colour, lw=1.2, ls="--", label="rerun" if seg == report.segments[0] else None)
     val_rec = [(v.step, v.recorded) for v in report.validation if v.recorded is not None]
     val_new = [(v.step, v.rerun) for v in report.validation if v.rerun is not None]
     if val_rec:
-        top.scatter(*zip(*val_rec), marker="o", s=36, facecolors="none", edgecolors="#1565c0", label="recorded val")
+        top.scatter(*zip(*val_rec, strict=True), marker="o", s=36, facecolors="none", edgecolors="#1565c0",
+                    label="recorded val")
     if val_new:
-        top.scatter(*zip(*val_new), marker="x", s=36, color=colour, label="rerun val")
+        top.scatter(*zip(*val_new, strict=True), marker="x", s=36, color=colour, label="rerun val")
     if report.mode == "spot-check":
         for seg in report.segments:
             top.axvspan(seg.start, seg.end, color=colour, alpha=0.08)
@@ -58,13 +60,14 @@ def _figure(report: AuditReport, recorded_curve: list[tuple[int, float]]):
     scale = nonzero + [v for _, v in limit]
     # Below every difference and the tolerance: far below when bit-identical steps sit on the floor.
     floor = (min(scale) if scale else 1e-6) / (1000 if zero else 10)
-    ceiling = max(scale + [floor * 100]) * 10
+    ceiling = max([*scale, floor * 100]) * 10
     if limit:
-        bottom.plot(*zip(*limit), color="#616161", lw=1, ls=":", label="tolerance")
+        bottom.plot(*zip(*limit, strict=True), color="#616161", lw=1, ls=":", label="tolerance")
     if nonzero:
         # Bit-identical steps break the line (NaN) instead of joining differences across them.
-        ys = [a if a > 0 else math.nan for _, a, _ in diffs]
-        bottom.plot([s for s, _, _ in diffs], ys, color=colour, marker=".", lw=0.8, ms=5, label="|rerun − recorded|")
+        gapped = [a if a > 0 else math.nan for _, a, _ in diffs]
+        bottom.plot([s for s, _, _ in diffs], gapped, color=colour, marker=".", lw=0.8, ms=5,
+                    label="|rerun \N{MINUS SIGN} recorded|")
     if zero:
         bottom.scatter(zero, [floor] * len(zero), color="#2e7d32", marker="|", s=60, label="bit-identical (Δ = 0)")
     bottom.set_yscale("log")

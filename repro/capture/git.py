@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from repro.hashing import sha256_bytes
 from repro.manifest import CodeRecord
+
+if TYPE_CHECKING:  # at run time imported in capture_code, which reports a missing GitPython
+    import git
 
 # Without a git binary, `import git` raises at import time unless told to stay quiet.
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
@@ -46,7 +50,7 @@ def _is_excluded(path: Path, exclude: list[Path]) -> bool:
     return any(path == e or e in path.parents for e in exclude)
 
 
-def _record(repo: git.Repo, exclude: list[Path]) -> CodeRecord:  # noqa: F821
+def _record(repo: git.Repo, exclude: list[Path]) -> CodeRecord:
     commit = repo.head.commit.hexsha
     branch = None if repo.head.is_detached else repo.active_branch.name
     remotes = {remote.name: next(iter(remote.urls), "") for remote in repo.remotes}

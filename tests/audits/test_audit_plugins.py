@@ -43,7 +43,8 @@ def test_an_entry_point_trainer_is_recorded_verified_and_audits_bitwise(
     entry_point_run: Path, plugin_site: PluginSite, tmp_path: Path, capsys
 ) -> None:
     m = load_manifest(entry_point_run).manifest
-    assert (m.run.trainer.name, m.run.trainer.distribution, m.run.trainer.version) == ("tinymlp", "tinymlp-plugin", "1.2.3")
+    trainer = m.run.trainer
+    assert (trainer.name, trainer.distribution, trainer.version) == ("tinymlp", "tinymlp-plugin", "1.2.3")
     assert m.run.preset == "mlp-tiny" and len(m.steps) == 12 and [c.step for c in m.checkpoints] == [4, 8, 12]
     assert m.data.source.kind == "path" and m.data.source.name == str(REGRESSION_CSV.parent.resolve())
     assert [(f.path, f.sha256) for f in m.data.files] == [("regression.csv", sha256_file(REGRESSION_CSV))]

@@ -67,7 +67,7 @@ def _step(step: int, loss: float, batch: str = "b") -> StepRecord:
 
 def test_batches_are_compared_apart_from_numbers() -> None:
     rec = [_step(1, 6.0), _step(2, 5.9)]
-    losses, others, batches, details = compare_steps(rec, [_step(1, 6.0), _step(2, 5.9, batch="x")], TOL)
+    losses, _others, batches, details = compare_steps(rec, [_step(1, 6.0), _step(2, 5.9, batch="x")], TOL)
     assert losses.verdict == "bitwise" and not batches.identical and batches.first_difference_step == 2
     assert [d.batch_match for d in details] == [True, False]
     assert compare_batches({1: "a"}, {1: "a", 2: "b"}).differing_steps == 1
@@ -94,7 +94,8 @@ def test_checkpoints_are_compared_tensor_by_tensor(tmp_path: Path) -> None:
     assert near.verdict == "within_tolerance" and near.identical == 2
     (d,) = near.differences
     assert d.name == "model.w" and d.status == "within_tolerance" and d.differing_elements == 100
-    assert d.max_abs_diff == pytest.approx(1e-6, rel=0.1) and d.rel_l2 == pytest.approx(1e-6 * 10 / w.norm().item(), rel=0.1)
+    assert d.max_abs_diff == pytest.approx(1e-6, rel=0.1)
+    assert d.rel_l2 == pytest.approx(1e-6 * 10 / w.norm().item(), rel=0.1)
 
     broken = dict(base, **{"optim.step": torch.tensor([6], dtype=torch.int64), "model.w": w * 2})
     far = compare_checkpoint(10, *rec, *_checkpoint(tmp_path, "far", broken), TOL, False)
@@ -140,7 +141,8 @@ def test_attribution_rules() -> None:
 
     assert attribute("within_tolerance", drift, [], same_batches, [], [_diff("threads")]).kind == "environment"
     assert attribute("diverged", jump, [], same_batches, moved_ckpt, [_diff("code")]).kind == "code"
-    assert attribute("diverged", jump, [], same_batches, moved_ckpt, [_diff("data", "certain"), _diff("device")]).kind == "data"
+    data_and_device = [_diff("data", "certain"), _diff("device")]
+    assert attribute("diverged", jump, [], same_batches, moved_ckpt, data_and_device).kind == "data"
     assert attribute("diverged", jump, [], other_batches, moved_ckpt, []).kind == "data_order"
     assert attribute("diverged", jump, [], same_batches, bitwise_ckpt, [_diff("threads")]).kind == "records"
     plain = attribute("diverged", drift, [], same_batches, moved_ckpt, [_diff("packages", "none")])

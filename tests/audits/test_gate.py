@@ -102,7 +102,9 @@ def real_audit(gated: dict) -> AuditReport:
     return GateReport.model_validate_json((gated["base"] / "gate.json").read_text()).results[0].audit
 
 
-def _gate(gated: dict, tmp_path: Path, audit, extra: str = "[tool.repro.gate.vulnerabilities]\nenabled = false\n") -> GateReport:
+def _gate(
+    gated: dict, tmp_path: Path, audit, extra: str = "[tool.repro.gate.vulnerabilities]\nenabled = false\n"
+) -> GateReport:
     config = write_policy(tmp_path, gated["manifest"], public_key_path(default_key_path()), extra)
     return Gate(load_policy(config), audit=audit).run()
 
@@ -113,7 +115,9 @@ def test_a_reproduced_run_with_nothing_forbidden_passes(gated: dict, real_audit:
 
 
 def test_a_diverged_run_is_not_reproduced(gated: dict, real_audit: AuditReport, tmp_path: Path) -> None:
-    diverged = real_audit.model_copy(update={"verdict": "diverged", "reproduced": False, "summary": "diverged at step 3"})
+    diverged = real_audit.model_copy(
+        update={"verdict": "diverged", "reproduced": False, "summary": "diverged at step 3"}
+    )
     report = _gate(gated, tmp_path, lambda path, options: diverged)
     assert report.outcome == "not_reproduced" and report.results[0].message == "diverged at step 3"
 
@@ -142,7 +146,9 @@ def test_errors_map_to_outcomes_and_integrity_wins(gated: dict, real_audit: Audi
     assert report.outcome == "integrity_failure"
 
 
-def test_unchecked_packages_warn_by_default_and_fail_when_told(gated: dict, real_audit: AuditReport, tmp_path: Path) -> None:
+def test_unchecked_packages_warn_by_default_and_fail_when_told(
+    gated: dict, real_audit: AuditReport, tmp_path: Path
+) -> None:
     unreachable = '[tool.repro.gate.vulnerabilities]\nosv_url = "http://127.0.0.1:9/v1/query"\ntimeout = 5\n'
     report = _gate(gated, tmp_path, lambda path, options: real_audit, unreachable)
     assert report.outcome == "pass" and report.results[0].vulnerability_status == "unchecked_warning"
@@ -159,6 +165,7 @@ def test_cli_exit_codes_for_tampered_untrusted_and_missing_manifests(gated: dict
     assert main(["gate", "--config", str(write_policy(tmp_path, tampered, trusted, off))]) == 3
 
     other = generate_key(tmp_path / "other.pem")
-    assert main(["gate", "--config", str(write_policy(tmp_path, gated["manifest"], public_key_path(other.path), off))]) == 3
+    config = write_policy(tmp_path, gated["manifest"], public_key_path(other.path), off)
+    assert main(["gate", "--config", str(config)]) == 3
 
     assert main(["gate", "--config", str(write_policy(tmp_path, tmp_path / "absent.json", trusted, off))]) == 4

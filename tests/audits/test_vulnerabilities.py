@@ -57,9 +57,12 @@ def test_finds_the_known_vulnerability_and_nothing_else(recorded: RunManifest, l
     assert len(asked) == len(distributions)
 
 
-def test_ignored_vulnerability_is_listed_but_does_not_count(recorded: RunManifest, loopback_only, tmp_path: Path) -> None:
+def test_ignored_vulnerability_is_listed_but_does_not_count(
+    recorded: RunManifest, loopback_only, tmp_path: Path
+) -> None:
     with serve_osv(_known(recorded)) as server:
-        report = scan_manifest(recorded, ScanSettings(osv_url=server.url, cache_dir=tmp_path, ignore=["CVE-0000-00001"]))
+        settings = ScanSettings(osv_url=server.url, cache_dir=tmp_path, ignore=["CVE-0000-00001"])
+        report = scan_manifest(recorded, settings)
     finding = next(p for p in report.packages if p.name == VULNERABLE)
     assert finding.status == "no_known" and finding.vulnerabilities[0].ignored
     assert report.verdict == "no_known"

@@ -38,7 +38,8 @@ def attested(smoke_copy: Path, tmp_path: Path) -> Path:
 
 
 def test_pae_matches_the_dsse_spec_example() -> None:
-    assert pae("http://example.com/HelloWorld", b"hello world") == b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    expected = b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    assert pae("http://example.com/HelloWorld", b"hello world") == expected
 
 
 def test_envelope_verifies_with_securesystemslib(attested: Path, smoke_copy: Path) -> None:

@@ -18,7 +18,8 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["run", "no-such-preset"], 2, "unknown preset 'no-such-preset' (known presets: baseline, baseline-full, litgpt-baseline"),
+        (["run", "no-such-preset"], 2,
+         "unknown preset 'no-such-preset' (known presets: baseline, baseline-full, litgpt-baseline"),
         (["run", "smoke", "--set", "n_layer=abc"], 2, "invalid gpt config value for 'n_layer'"),
         (["run", "smoke", "--set", "bogus=1"], 2, "--set bogus: unknown key"),
         (["run", "smoke", "--set", "novalue"], 2, "must look like key=value"),

@@ -161,7 +161,8 @@ def test_two_nodes_on_localhost_give_one_manifest_audited_bitwise(two_process_ru
     assert m.distributed is not None and m.distributed.nnodes == 2 and len(m.distributed.nodes) == 2
     assert all(not n.differences for n in m.distributed.nodes)
     # 2 nodes x 1 process train exactly as 1 node x 2 processes.
-    assert [float_bits(s.loss) for s in m.steps] == [float_bits(s.loss) for s in load_manifest(two_process_run).manifest.steps]
+    two_process = load_manifest(two_process_run).manifest
+    assert [float_bits(s.loss) for s in m.steps] == [float_bits(s.loss) for s in two_process.steps]
     report = tmp_path / "audit.json"
     assert main(["audit", str(tmp_path / "node0.json"), "--json", str(report)]) == 0
     data = json.loads(report.read_text())

@@ -66,10 +66,10 @@ def _nodes(value: Any, path: tuple = ()) -> list[tuple]:
     found = [path]
     if isinstance(value, dict):
         for key, child in value.items():
-            found += _nodes(child, path + (key,))
+            found += _nodes(child, (*path, key))
     elif isinstance(value, list):
         for n, child in enumerate(value):
-            found += _nodes(child, path + (n,))
+            found += _nodes(child, (*path, n))
     return found
 
 
@@ -166,6 +166,6 @@ def test_a_character_of_the_file_replaced(target: Path, smoke_run: Path, data: s
     ],
 )
 def test_specific_malformed_inputs(target: Path, data: bytes, message: str) -> None:
-    code, line = verify_refuses(target, data)
+    _code, line = verify_refuses(target, data)
     assert message in line
 

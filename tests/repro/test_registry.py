@@ -19,7 +19,9 @@ def test_an_installed_distribution_registers_its_trainer(plugin_site: PluginSite
     entry = installed_trainers()["tinymlp"]
     assert (entry.entry, entry.distribution, entry.version) == ("tinymlp:TinyMLPTrainer", "tinymlp-plugin", "1.2.3")
     ref, cls = resolve_trainer("tinymlp")
-    assert ref == TrainerRef(name="tinymlp", version="1.2.3", distribution="tinymlp-plugin", entry="tinymlp:TinyMLPTrainer")
+    assert ref == TrainerRef(
+        name="tinymlp", version="1.2.3", distribution="tinymlp-plugin", entry="tinymlp:TinyMLPTrainer"
+    )
     assert cls.__name__ == "TinyMLPTrainer"
     # The same class named by import reference is recognised as the registered trainer.
     assert resolve_trainer("tinymlp:TinyMLPTrainer")[0] == ref
@@ -60,11 +62,12 @@ def test_repro_trainers_lists_name_distribution_version_and_presets(plugin_site:
 def test_unknown_names_and_bad_references_say_what_to_do(plugin_path: Path) -> None:
     with pytest.raises(TrainerNotFoundError, match=r"no trainer named 'nope' is installed \(installed: gpt, lightning"):
         resolve_trainer("nope")
-    with pytest.raises(TrainerNotFoundError, match=r"cannot import trainer module 'no_such_pkg.mod' \(No module named 'no_such_pkg'\)"):
+    missing_module = r"cannot import trainer module 'no_such_pkg.mod' \(No module named 'no_such_pkg'\)"
+    with pytest.raises(TrainerNotFoundError, match=missing_module):
         resolve_trainer("no_such_pkg.mod:Trainer")
     with pytest.raises(TrainerNotFoundError, match="has no attribute 'Missing'"):
         resolve_trainer("tinymlp:Missing")
-    with pytest.raises(UsageError, match="must look like 'package.module:Class'"):
+    with pytest.raises(UsageError, match=r"must look like 'package\.module:Class'"):
         resolve_trainer("tinymlp:")
 
 
@@ -80,5 +83,5 @@ def test_a_class_that_does_not_fit_the_contract_is_named() -> None:
         check_trainer_class(Half, "pkg:Half")
     for name in ("prepare_data", "build", "train_step", "validate", "state_tensors", "load_state_tensors"):
         setattr(Half, name, lambda self: None)
-    with pytest.raises(TrainerError, match="config_model must subclass repro.trainer_api.TrainerConfig"):
+    with pytest.raises(TrainerError, match=r"config_model must subclass repro\.trainer_api\.TrainerConfig"):
         check_trainer_class(Half, "pkg:Half")

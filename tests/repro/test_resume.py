@@ -110,7 +110,7 @@ def test_killed_repeatedly_then_resumed_is_bit_identical(
         assert incomplete_marker(out).exists()
         assert_refused_as_incomplete(out, capsys, "did not finish")
 
-    proc = _repro(args + ["--resume"], tmp_path)
+    proc = _repro([*args, "--resume"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert load_manifest(out).manifest.timing.resumed_from_step == 20
     assert_same_run(out, smoke_run)

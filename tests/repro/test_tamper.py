@@ -45,7 +45,7 @@ def _with(root: Any, path: tuple, change: Callable[[Any], Any]) -> Any:
 def _set(container: Any, index: Any, value: Any) -> Any:
     if isinstance(container, dict):
         return {**container, index: value}
-    return container[:index] + [value] + container[index + 1:]
+    return [*container[:index], value, *container[index + 1:]]
 
 
 def _changed_leaf(value: Any) -> list[tuple[str, Any]]:
@@ -71,7 +71,7 @@ def mutations(node: Any, path: tuple = ()) -> Iterator[tuple[str, tuple, Callabl
             yield (f"remove {key}", path, lambda d, k=key: {x: v for x, v in d.items() if x != k})
             yield (f"rename {key}", path, lambda d, k=key: {(x + "~" if x == k else x): v for x, v in d.items()})
             if isinstance(value, (dict, list)):
-                yield from mutations(value, path + (key,))
+                yield from mutations(value, (*path, key))
             else:
                 for label, new in _changed_leaf(value):
                     yield (f"{label} {key}", path, lambda d, k=key, n=new: {**d, k: n})
@@ -84,10 +84,10 @@ def mutations(node: Any, path: tuple = ()) -> Iterator[tuple[str, tuple, Callabl
         yield ("append", parent, lambda d, i=index: _set(d, i, d[i] + [d[i][-1] if d[i] else None]))
         for n, value in enumerate(node):
             if isinstance(value, (dict, list)):
-                yield from mutations(value, path + (n,))
+                yield from mutations(value, (*path, n))
             else:
                 for label, new in _changed_leaf(value):
-                    yield (f"{label} [{n}]", path, lambda lst, j=n, v=new: lst[:j] + [v] + lst[j + 1:])
+                    yield (f"{label} [{n}]", path, lambda lst, j=n, v=new: [*lst[:j], v, *lst[j + 1:]])
 
 
 def _where(path: tuple) -> str:

@@ -28,8 +28,9 @@ def _trained() -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_s
 
 
 def test_optimizer_and_scheduler_state_round_trip_exactly() -> None:
-    model, optimizer, scheduler = _trained()
-    packed = {**state_dict_tensors(optimizer.state_dict(), "optim."), **state_dict_tensors(scheduler.state_dict(), "sched.")}
+    _model, optimizer, scheduler = _trained()
+    packed = {**state_dict_tensors(optimizer.state_dict(), "optim."),
+              **state_dict_tensors(scheduler.state_dict(), "sched.")}
     assert "optim.state.0.exp_avg" in packed and packed["optim.__meta__"].dtype == torch.uint8
 
     fresh = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
@@ -52,7 +53,7 @@ def test_packing_keeps_integer_keys_and_non_finite_floats() -> None:
 
 
 def test_packing_rejects_what_it_cannot_store() -> None:
-    with pytest.raises(TypeError, match="type 'object' at p.thing"):
+    with pytest.raises(TypeError, match=r"type 'object' at p\.thing"):
         state_dict_tensors({"thing": object()}, "p.")
 
 
@@ -72,6 +73,6 @@ def test_grad_norm_is_the_total_norm_and_leaves_gradients_alone() -> None:
     model(torch.ones(2, 3)).sum().backward()
     grads = [p.grad.clone() for p in model.parameters()]
     norm = grad_norm(model.parameters())
-    assert all(torch.equal(g, p.grad) for g, p in zip(grads, model.parameters()))
+    assert all(torch.equal(g, p.grad) for g, p in zip(grads, model.parameters(), strict=True))
     assert norm == pytest.approx(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1e9)), rel=1e-6)
     assert grad_norm([torch.nn.Parameter(torch.ones(1))]) == 0.0

@@ -27,7 +27,7 @@ def test_from_files_hashes_each_file_and_their_concatenation_in_order(tmp_path: 
 
 
 def test_from_files_names_a_missing_file_or_one_outside_the_root(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="cannot read data file .*nope.csv"):
+    with pytest.raises(InputError, match=r"cannot read data file .*nope\.csv"):
         DataSummary.from_files(tmp_path, ["nope.csv"], train_tokens=1, val_tokens=1)
     with pytest.raises(InputError, match="is not inside"):
         DataSummary.from_files(tmp_path / "sub", [tmp_path / "a.csv"], train_tokens=1, val_tokens=1)
@@ -37,7 +37,8 @@ def test_generated_data_is_identified_by_its_content() -> None:
     data = torch.arange(12.0).reshape(3, 4)
     one = DataSummary.generated("demo:make", data, train_tokens=2, val_tokens=1)
     assert one.source.kind == "generated" and one.files == []
-    assert one.corpus_sha256 == DataSummary.generated("demo:make", data.clone(), train_tokens=2, val_tokens=1).corpus_sha256
+    again = DataSummary.generated("demo:make", data.clone(), train_tokens=2, val_tokens=1)
+    assert one.corpus_sha256 == again.corpus_sha256
     changed = data.clone()
     changed[2, 3] += 1e-6
     assert DataSummary.generated("demo:make", changed, train_tokens=2, val_tokens=1).corpus_sha256 != one.corpus_sha256

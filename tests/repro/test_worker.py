@@ -16,14 +16,15 @@ from tests.plugin_site import interrupt_after
 
 
 def _out(**changes: object) -> StepOutput:
-    values = dict(loss=1.0, lr=0.1, grad_norm=2.0, tokens=8, batch="0123456789abcdef")
+    values: dict[str, object] = {"loss": 1.0, "lr": 0.1, "grad_norm": 2.0, "tokens": 8, "batch": "0123456789abcdef"}
     values.update(changes)
     return StepOutput(**values)  # type: ignore[arg-type]
 
 
 def test_a_step_output_becomes_an_exact_record() -> None:
     record = _step_record("t", 3, _out(loss=torch.tensor(0.25).item()))
-    assert (record.step, record.loss, record.lr, record.grad_norm, record.tokens, record.batch) == (3, 0.25, 0.1, 2.0, 8, "0123456789abcdef")
+    recorded = (record.step, record.loss, record.lr, record.grad_norm, record.tokens, record.batch)
+    assert recorded == (3, 0.25, 0.1, 2.0, 8, "0123456789abcdef")
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,8 @@ class _State:
 
 def test_state_tensors_must_map_names_to_tensors_outside_repro_namespace() -> None:
     assert _trainer_state("t", _State({"w": torch.ones(1)})).keys() == {"w"}
-    with pytest.raises(TrainerError, match="trainer t: state_tensors entry 'step' is of type int; it must map names to tensors"):
+    not_a_tensor = "trainer t: state_tensors entry 'step' is of type int; it must map names to tensors"
+    with pytest.raises(TrainerError, match=not_a_tensor):
         _trainer_state("t", _State({"step": 3}))
     with pytest.raises(TrainerError, match=r"trainer t: state_tensors name 'repro.rng.mine' is reserved"):
         _trainer_state("t", _State({"repro.rng.mine": torch.ones(1)}))
@@ -59,7 +61,9 @@ def test_state_tensors_must_map_names_to_tensors_outside_repro_namespace() -> No
         _trainer_state("t", _State([]))
 
 
-def test_a_non_finite_loss_stops_the_run_with_exit_4_naming_the_trainer(plugin_path: Path, tmp_path: Path, capsys) -> None:
+def test_a_non_finite_loss_stops_the_run_with_exit_4_naming_the_trainer(
+    plugin_path: Path, tmp_path: Path, capsys
+) -> None:
     out = tmp_path / "nan.json"
     assert main(["run", "mlp-tiny", "--trainer", "tinymlp:NaNLossTrainer", "--out", str(out)]) == 4
     err = capsys.readouterr().err
@@ -70,7 +74,9 @@ def test_a_non_finite_loss_stops_the_run_with_exit_4_naming_the_trainer(plugin_p
     assert not out.exists() and not incomplete_marker(out).exists()
 
 
-def test_forgetting_to_restore_a_generator_is_caught_on_a_real_resume(plugin_path: Path, tmp_path: Path, capsys) -> None:
+def test_forgetting_to_restore_a_generator_is_caught_on_a_real_resume(
+    plugin_path: Path, tmp_path: Path, capsys
+) -> None:
     out = tmp_path / "forgetful.json"
     run = ["run", "mlp-tiny", "--trainer", "tinymlp:ForgetfulTrainer", "--out", str(out)]
     assert main(run) == 0

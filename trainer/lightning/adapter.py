@@ -90,7 +90,8 @@ def _import_class(reference: str, what: str) -> type:
         obj = getattr(obj, part, None)
         if obj is None:
             raise TrainerNotFoundError(f"module {module_name!r} has no {what} {attr!r}")
-    return obj
+    found: type = obj  # by the config's contract a class; instantiating it reports anything else
+    return found
 
 
 def _call_hook(obj: Any, name: str, *args: Any) -> Any:
@@ -162,15 +163,17 @@ class LightningTrainer:
             "drop_last": self.train_source.drop_last,
             "loader_settings_not_applied": list(self.train_source.ignored + self.val_source.ignored),
         }
-        sizes = {"train_tokens": len(self.train_source), "val_tokens": len(self.val_source)}
+        train_tokens, val_tokens = len(self.train_source), len(self.val_source)
         if data_path is None:
             train, val = self.train_source.content_sha256(), self.val_source.content_sha256()
             extra.update(train_sha256=train, val_sha256=val)
-            return DataSummary.generated(cfg.datamodule, [train, val], extra=extra, **sizes)
+            return DataSummary.generated(cfg.datamodule, [train, val], extra=extra,
+                                         train_tokens=train_tokens, val_tokens=val_tokens)
         if data_path.is_file():
-            return DataSummary.from_files(data_path.parent, [data_path.name], extra=extra, **sizes)
+            return DataSummary.from_files(data_path.parent, [data_path.name], extra=extra,
+                                          train_tokens=train_tokens, val_tokens=val_tokens)
         names = sorted(p.relative_to(data_path).as_posix() for p in data_path.rglob("*") if p.is_file())
-        return DataSummary.from_files(data_path, names, extra=extra, **sizes)
+        return DataSummary.from_files(data_path, names, extra=extra, train_tokens=train_tokens, val_tokens=val_tokens)
 
     # -- model --------------------------------------------------------------------------------
     def build(self) -> None:
@@ -224,14 +227,16 @@ class LightningTrainer:
         output = module.training_step(batch, batch_idx)
         loss = _loss_of(output, "loss", "training_step")
         if loss is None:
-            raise InputError(f"{self.cfg.module}.training_step returned no loss at step {step}; skipping is not supported")
+            raise InputError(
+                f"{self.cfg.module}.training_step returned no loss at step {step}; skipping is not supported"
+            )
         _call_hook(module, "on_before_zero_grad", optimizer)
         optimizer.zero_grad(set_to_none=True)
         _call_hook(module, "on_before_backward", loss)
         if hasattr(module, "backward"):
             module.backward(loss)
         else:
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
         _call_hook(module, "on_after_backward")
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
         norm = grad_norm(parameters)
@@ -270,8 +275,8 @@ class LightningTrainer:
         self.metrics.clear()
         _call_hook(module, "on_validation_epoch_start")
         total = count = 0.0
-        for batch_idx, batch, size in self.val_source.sequential_batches(self.cfg.limit_val_batches):
-            batch = self._to_device(batch)
+        for batch_idx, loaded, size in self.val_source.sequential_batches(self.cfg.limit_val_batches):
+            batch = self._to_device(loaded)
             self.metrics.clear()
             output = module.validation_step(batch, batch_idx)
             loss = _loss_of(output, self.cfg.val_metric, "validation_step")

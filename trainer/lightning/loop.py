@@ -97,7 +97,8 @@ def _scheduler_config(value: Any) -> tuple[Any, str, int]:
         unknown = set(value) - {"scheduler", "interval", "frequency", "name", "monitor", "strict"}
         if unknown or "scheduler" not in value:
             raise UnsupportedModuleError(f"lr_scheduler config keys {sorted(value)} are not supported")
-        if value.get("monitor") is not None and isinstance(value["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau):
+        monitored = value.get("monitor") is not None
+        if monitored and isinstance(value["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau):
             raise UnsupportedModuleError("ReduceLROnPlateau (a monitored scheduler) is not supported")
         interval = value.get("interval", "epoch")
         if interval not in ("step", "epoch"):

@@ -89,7 +89,9 @@ def test_excluded_outputs_are_not_untracked_changes(repo: Path) -> None:
     (repo / "manifests" / "run.incomplete").mkdir()
     (repo / "manifests" / "run.incomplete" / "tokenizer.model").write_text("x")
     (repo / "notes.txt").write_text("a real change")
-    code = capture_code(repo, exclude=[repo / "manifests" / "run.json.incomplete", repo / "manifests" / "run.incomplete"])
+    code = capture_code(
+        repo, exclude=[repo / "manifests" / "run.json.incomplete", repo / "manifests" / "run.incomplete"]
+    )
     assert code.untracked == ["notes.txt"]
     clean = capture_code(repo, exclude=[repo / "manifests", repo / "notes.txt"])
     assert clean.untracked == [] and clean.dirty is False
