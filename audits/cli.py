@@ -22,7 +22,7 @@ changed data file), 4 could not check (missing artifact or data, device unavaila
 installed), 70 internal error. See docs/audit.md."""
 
 
-def add_audit_command(sub: argparse._SubParsersAction) -> None:
+def add_audit_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``audit`` to the ``repro`` subcommands."""
     from repro.audits.options import (
         BF16_TOLERANCE,
@@ -38,7 +38,8 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("manifest", help="the run manifest, e.g. manifests/run.json")
     p.add_argument("--trusted-keys", metavar="FILE", help="trust list: a valid signature by another key fails (exit 3)")
     scope = p.add_mutually_exclusive_group()
-    scope.add_argument("--steps", type=int, metavar="N", help="audit only the first N steps (schedules stay as recorded)")
+    scope.add_argument("--steps", type=int, metavar="N",
+                       help="audit only the first N steps (schedules stay as recorded)")
     scope.add_argument("--segments", type=int, metavar="K",
                        help="spot-check: replay K random checkpoint-to-checkpoint segments")
     p.add_argument("--seed", type=int, metavar="S", help="seed for choosing the segments (default: random, reported)")
@@ -68,7 +69,8 @@ def add_audit_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML report (verdict, curves, all tensors)")
     p.add_argument("--scan-vulnerabilities", action="store_true",
                    help="also scan the recorded environment with pip-audit (informational; the gate enforces policy)")
-    p.add_argument("--osv-url", metavar="URL", help="OSV-compatible mirror for the scan (default: pip-audit's PyPI service)")
+    p.add_argument("--osv-url", metavar="URL",
+                   help="OSV-compatible mirror for the scan (default: pip-audit's PyPI service)")
     p.add_argument("--work-dir", metavar="DIR", help="keep the rerun's checkpoints and log here (default: temporary)")
     p.add_argument("--vary", metavar="LIST",
                    help="rerun a prefix (--steps, default 20) as recorded and once per changed condition: "
@@ -177,9 +179,8 @@ def cmd_vary(args: argparse.Namespace, options: Any) -> int:
     """``--vary``: rerun under changed conditions; 0 if the control reproduces the record, else 1."""
     from repro.audits.formats.vary import print_vary, write_vary_json, write_vary_junit
     from repro.audits.vary import parse_variations, run_vary
-    from repro.errors import ExitCode
     from repro.console import err_console, out_console
-    from repro.errors import UsageError
+    from repro.errors import ExitCode, UsageError
 
     names = parse_variations(args.vary)
     for flag, value in (("--segments", args.segments), ("--device", args.device), ("--threads", args.threads),

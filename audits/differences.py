@@ -85,7 +85,7 @@ def _text(value: object) -> str | None:
 
 
 def _diff(category: str, field: str, recorded: object, here: object, likelihood: Likelihood,
-          note: str | None = None) -> Difference:
+          *, note: str | None = None) -> Difference:
     return Difference(category=category, field=field, recorded=_text(recorded), here=_text(here),
                       likelihood=likelihood, note=note)
 
@@ -124,14 +124,14 @@ def environment_differences(recorded: EnvironmentRecord, here: EnvironmentRecord
             if name == "torch_build":
                 out.append(_diff(category, "environment.torch_build", "(recorded build config)",
                                  "(different build config)", likelihood,
-                                 "torch.__config__.show() differs: compiler, BLAS or oneDNN"))
+                                 note="torch.__config__.show() differs: compiler, BLAS or oneDNN"))
             else:
                 out.append(_diff(category, f"environment.{name}", ", ".join(a) if isinstance(a, list) else a,
                                  ", ".join(b) if isinstance(b, list) else b, likelihood))
     if recorded.cpu_flags != here.cpu_flags:
         before, after = _flag_summary(recorded.cpu_flags, here.cpu_flags)
         out.append(_diff("cpu", "environment.cpu_flags", before, after, "medium",
-                         "instruction-set extensions differ; torch may pick other kernels"))
+                         note="instruction-set extensions differ; torch may pick other kernels"))
     for flag in sorted(set(recorded.determinism) | set(here.determinism)):
         a, b = recorded.determinism.get(flag), here.determinism.get(flag)
         if flag not in recorded.determinism and flag in LATER_FLAGS:
@@ -145,7 +145,8 @@ def environment_differences(recorded: EnvironmentRecord, here: EnvironmentRecord
         if a == b:
             continue
         category, likelihood = _ENV_VAR_CATEGORY.get(var, ("platform", "low"))
-        if category == "threads" and threads_changed and (a, b) == (str(recorded.torch_threads), str(here.torch_threads)):
+        if (category == "threads" and threads_changed
+                and (a, b) == (str(recorded.torch_threads), str(here.torch_threads))):
             continue  # the same change as torch_threads, already listed
         if category == "determinism" and not here.devices and not recorded.devices:
             likelihood = "low"  # CUDA settings cannot matter on a CPU-only run
@@ -161,6 +162,7 @@ def package_differences(recorded: dict[str, str], here: dict[str, str]) -> list[
         a, b = recorded.get(name), here.get(name)
         if a == b or name in ("torch", "repro"):
             continue
+        likelihood: Likelihood
         if name.startswith("nvidia-"):
             category, likelihood = "cuda", "medium"
         elif name in NUMERIC_PACKAGES:
@@ -171,20 +173,20 @@ def package_differences(recorded: dict[str, str], here: dict[str, str]) -> list[
     return out
 
 
-def run_differences(recorded: RunIdentity, trainer_here: TrainerRef, device: str, config_here: dict,
+def run_differences(recorded: RunIdentity, trainer_here: TrainerRef, device: str, config_here: dict[str, object],
                     tool_version: str, *, settings_here: RunSettings | None = None) -> list[Difference]:
     """Device, numeric settings (precision, compile), trainer and config as the installed
     trainer reads them; the tool version."""
     out = []
     if recorded.settings.device != device:
         out.append(_diff("device", "settings.device", recorded.settings.device, device, "high",
-                         "the rerun was asked to use another device"))
+                         note="the rerun was asked to use another device"))
     if settings_here is not None:
         for name, likelihood in _SETTING_LIKELIHOOD.items():
             a, b = getattr(recorded.settings, name), getattr(settings_here, name)
             if a != b:
                 out.append(_diff("determinism", f"settings.{name}", a, b, likelihood,
-                                 "the rerun was asked for another value"))
+                                 note="the rerun was asked for another value"))
     if recorded.trainer.entry != trainer_here.entry:
         out.append(_diff("trainer", "trainer.entry", recorded.trainer.entry, trainer_here.entry, "high"))
     if recorded.trainer.version != trainer_here.version:
@@ -193,7 +195,7 @@ def run_differences(recorded: RunIdentity, trainer_here: TrainerRef, device: str
         if recorded.config.get(key, "(absent)") != config_here.get(key, "(absent)"):
             out.append(_diff("trainer", f"config.{key}", recorded.config.get(key, "(absent)"),
                              config_here.get(key, "(absent)"), "high",
-                             "the installed trainer reads the recorded config differently"))
+                             note="the installed trainer reads the recorded config differently"))
     if recorded.tool_version != tool_version:
         out.append(_diff("tool", "repro version", recorded.tool_version, tool_version, "low"))
     return out
@@ -208,7 +210,7 @@ def distributed_differences(
     out: list[Difference] = []
     if recorded.run.settings.world_size != world_size:
         out.append(_diff("world", "settings.world_size", recorded.run.settings.world_size, world_size, "high",
-                         "data-parallel reduction order depends on the number of processes"))
+                         note="data-parallel reduction order depends on the number of processes"))
     pairs: list[tuple[str, object, object]] = [
         ("distributed.backend", rec.backend if rec else None, here.backend if here else None),
         ("distributed.nccl_version", rec.nccl_version if rec else None, here.nccl_version if here else None),
@@ -222,7 +224,7 @@ def distributed_differences(
     for node in rec.nodes if rec else []:
         for note in node.differences:
             out.append(_diff("platform", f"node {node.node_rank}", "as node 0", note, "medium",
-                             "the recorded run's nodes differed from each other"))
+                             note="the recorded run's nodes differed from each other"))
     return out
 
 
@@ -232,18 +234,18 @@ def code_differences(recorded: CodeRecord, here: CodeRecord) -> list[Difference]
         return []
     if not recorded.available or not here.available:
         return [_diff("code", "code.available", recorded.reason or "known", here.reason or "known", "medium",
-                      "the code state is unknown on one side, so a code change cannot be ruled out")]
+                      note="the code state is unknown on one side, so a code change cannot be ruled out")]
     out = []
     if recorded.commit != here.commit:
         out.append(_diff("code", "code.commit", recorded.commit, here.commit, "high"))
     if recorded.diff_sha256 != here.diff_sha256:
         out.append(_diff("code", "code.diff_sha256", recorded.diff_sha256 or "(clean)", here.diff_sha256 or "(clean)",
-                         "high", "uncommitted changes differ"))
+                         "high", note="uncommitted changes differ"))
     if recorded.untracked != here.untracked:
         gone = sorted(set(recorded.untracked) - set(here.untracked))
         new = sorted(set(here.untracked) - set(recorded.untracked))
         out.append(_diff("code", "code.untracked", ", ".join(gone[:5]) or "-", ", ".join(new[:5]) or "-", "medium",
-                         "untracked files differ (their contents are not recorded)"))
+                         note="untracked files differ (their contents are not recorded)"))
     return out
 
 
@@ -258,7 +260,7 @@ def data_differences(checks: list[DataCheck], recorded: DataRecord, rerun: DataR
     for path in sorted(set(rec_files) ^ set(new_files)):
         out.append(_diff("data", f"data file {path}", "present" if path in rec_files else "(absent)",
                          "present" if path in new_files else "(absent)", "certain",
-                         "the trainer read a different set of files"))
+                         note="the trainer read a different set of files"))
     pairs: list[tuple[str, object, object]] = [
         ("data.source", recorded.source.model_dump(), rerun.source.model_dump()),
         ("data.corpus_sha256", recorded.corpus_sha256, rerun.corpus_sha256),

@@ -24,6 +24,7 @@ from repro.audits.report import (
     AuditTiming,
     CheckpointComparison,
     ManifestInfo,
+    Mode,
     RerunInfo,
     Segment,
     SeriesComparison,
@@ -43,7 +44,7 @@ class _Plan:
     """What will be replayed, and how."""
 
     resolved: ResolvedRun
-    mode: str
+    mode: Mode
     segments: list[Segment]
     seed: int | None
 
@@ -61,7 +62,7 @@ def check_options(options: AuditOptions) -> None:
 
 
 def _plan(m: RunManifest, options: AuditOptions, trusted: bool) -> _Plan:
-    resolved = rerun.plan(m, options.device, options.threads, options.nproc, trainer=options.trainer,
+    resolved = rerun.plan(m, options.device, options.threads, nproc=options.nproc, trainer=options.trainer,
                           trusted=trusted or options.allow_imports, precision=options.precision,
                           compile=options.compile)
     total = resolved.config.steps
@@ -158,7 +159,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
                 _notify(on_event, f"segment {index}/{len(plan.segments)}: steps {segment.start + 1}-{segment.end}")
             folder = work / f"segment-{segment.start:06d}-{segment.end:06d}"
             start = spotcheck.start_checkpoint(m, segment)
-            runs.append(rerun.rerun(plan.resolved, checked.loaded, folder, start, segment.end, on_event))
+            runs.append(rerun.rerun(plan.resolved, checked.loaded, folder, start, segment.end, on_event=on_event))
         clock.append(time.perf_counter())
         checkpoints = _compare_checkpoints(m, checked.loaded.folder, plan, runs, options)
         # The rerun's tokenizer lives in the work folder: hash it before the folder goes.

@@ -42,7 +42,7 @@ from repro.launcher import EventHandler, launch
 from repro.manifest import CheckpointRecord, LoadedManifest, RunManifest, TrainerRef
 from repro.registry import installed_trainers, resolve_trainer
 from repro.run import build_job, check_distributed
-from repro.trainer_api import import_reference_fields
+from repro.trainer_api import Trainer, import_reference_fields
 from repro.verify import data_source_root
 
 
@@ -67,7 +67,7 @@ def _provider(trainer: TrainerRef) -> str:
     return f"the code that provides {trainer.entry} (version {trainer.version})"
 
 
-def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef, type]:
+def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef, type[Trainer]]:
     """The recorded trainer, found without importing anything the manifest alone names."""
     recorded = manifest.run.trainer
     name = recorded.name
@@ -89,7 +89,7 @@ def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef,
         ) from exc
 
 
-def plan(manifest: RunManifest, device: str | None, threads: int | None, nproc: int | None = None,
+def plan(manifest: RunManifest, device: str | None, threads: int | None, *, nproc: int | None = None,
          trainer: str | None = None, trusted: bool = False, precision: str | None = None,
          compile: bool | None = None) -> ResolvedRun:
     """The recorded run as the installed trainer reads it, with the auditor's device and threads.
@@ -100,8 +100,9 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None, nproc: 
     installed entry point, or, when ``trusted`` (the signer is on the user's trust list, or
     ``--allow-imports``), the recorded import reference is imported. Config fields that name
     modules to import (:data:`~repro.trainer_api.IMPORT_REFERENCE`) need ``trusted`` too.
-    Raises :class:`TrainerNotFoundError` when no allowed trainer is found, :class:`TrainerError` when it cannot read the recorded config, and
-    :class:`DeviceUnavailableError` when the device is not here.
+    Raises :class:`TrainerNotFoundError` when no allowed trainer is found, :class:`TrainerError`
+    when it cannot read the recorded config, and :class:`DeviceUnavailableError` when the device
+    is not here.
     """
     recorded = manifest.run
     ref, cls = resolve_trainer(trainer) if trainer is not None else _recorded_trainer(manifest, trusted)
@@ -198,7 +199,7 @@ def verified_data(loaded: LoadedManifest) -> VerifiedDataSpec:
 
 def rerun(
     resolved: ResolvedRun, loaded: LoadedManifest, folder: Path, start: CheckpointRecord | None,
-    stop: int, on_event: EventHandler | None = None, *, extra_env: dict[str, str] | None = None,
+    stop: int, *, on_event: EventHandler | None = None, extra_env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Rerun:
     """Train from ``start`` (a recorded checkpoint, hash-verified; None: from scratch) to ``stop``."""

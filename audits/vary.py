@@ -161,7 +161,7 @@ def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None,
     with rerun.work_folder(work_dir) as kept:
         work = kept.resolve()  # the cwd variation runs elsewhere: every path the job names is absolute
         notify(f"control: steps 1-{stop} as recorded")
-        control = rerun.rerun(resolved, loaded, work / "control", None, stop, on_event)
+        control = rerun.rerun(resolved, loaded, work / "control", None, stop, on_event=on_event)
         ref_steps, ref_val = control.result.steps, control.result.validation
         control_ckpts = [
             tensors.compare_checkpoint(c.step, loaded.folder / c.path, c.tensors, made[0], made[1], tol, False)
@@ -178,8 +178,8 @@ def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None,
             notify(f"{name}: {condition.description}")
             folder = condition.rerun_folder(work / f"vary-{name}")
             plan = _plan(resolved, condition)
-            varied = rerun.rerun(plan, loaded, folder, None, stop, on_event, extra_env=condition.env,
-                               cwd=condition.working_dir(folder))
+            varied = rerun.rerun(plan, loaded, folder, None, stop, on_event=on_event, extra_env=condition.env,
+                                 cwd=condition.working_dir(folder))
             device_changed = plan.settings.device != resolved.settings.device
             ckpts = []
             for saved in control.result.checkpoints:

@@ -112,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
           f"steps, {t['validation_seconds']:.1f} s validation); everything besides the rerun {besides:.2f} s = "
           f"{share:.1%}: {'within' if share <= 0.05 else 'OVER'} the 5% budget", file=sys.stderr)
     for s in spots:
-        print(f"spot-check K={s['segments']}/{n}: {s['wall_seconds']:.1f} s = {s['training_and_validation_seconds']:.1f} s "
-              f"training+validation (K segment-lengths: {s['k_segment_lengths_seconds']:.1f} s) + "
+        print(f"spot-check K={s['segments']}/{n}: {s['wall_seconds']:.1f} s = "
+              f"{s['training_and_validation_seconds']:.1f} s training+validation "
+              f"(K segment-lengths: {s['k_segment_lengths_seconds']:.1f} s) + "
               f"{s['fixed_seconds']:.1f} s fixed ({s['fixed_per_segment_seconds']:.1f} s per segment); "
               f"{s['share_of_full_audit']:.0%} of a full audit (ideal {s['ideal_share']:.0%})", file=sys.stderr)
     if args.json:

@@ -31,7 +31,8 @@ def plain_loop(preset: str) -> None:
     resolved = resolve_run(preset)
     device = apply_determinism(resolved.settings)
     with tempfile.TemporaryDirectory() as tmp:
-        context = TrainerContext(settings=resolved.settings, device=device, cache_dir=cache_dir(), artifact_dir=Path(tmp))
+        context = TrainerContext(settings=resolved.settings, device=device, cache_dir=cache_dir(),
+                                 artifact_dir=Path(tmp))
         trainer = resolved.trainer_class(resolved.config, context)
         trainer.prepare_data()
         trainer.build()

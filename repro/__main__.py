@@ -11,7 +11,8 @@ from __future__ import annotations
 
 # ``_signal`` is the interpreter's own, already loaded at start-up: importing it is a dictionary
 # look-up, where ``import signal`` runs a module (a Ctrl-C measured inside it printed a traceback).
-import _signal
+# CPython's builtin C module: typeshed has no stub for it (it mirrors ``signal``'s functions).
+import _signal  # type: ignore[import-not-found]
 
 INTERRUPTED = 130  # repro.errors.ExitCode.INTERRUPTED, not imported: start-up must stay minimal
 

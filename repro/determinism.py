@@ -8,14 +8,19 @@ starts training in a child process with :func:`controlled_environment`; the chil
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import random
 import shutil
 import tempfile
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from repro.errors import DeviceUnavailableError, ProcessEnvironmentError
 from repro.manifest import RunSettings
+
+if TYPE_CHECKING:  # torch is imported lazily, inside the functions that use it
+    import torch
 
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 """cuBLAS needs a fixed workspace for deterministic results (CUDA docs, 'Results reproducibility')."""
@@ -61,7 +66,7 @@ def _fresh_inductor_cache() -> None:
     atexit.register(shutil.rmtree, folder, True)
 
 
-def apply_determinism(settings: RunSettings) -> torch.device:  # noqa: F821
+def apply_determinism(settings: RunSettings) -> torch.device:
     """Set torch's determinism flags and thread counts, seed every global RNG; return the device.
 
     Must run in a process started with :func:`controlled_environment`.
@@ -76,10 +81,8 @@ def apply_determinism(settings: RunSettings) -> torch.device:  # noqa: F821
     import torch
 
     torch.set_num_threads(settings.threads)
-    try:
+    with contextlib.suppress(RuntimeError):  # already fixed for this process; it is recorded either way
         torch.set_num_interop_threads(1)
-    except RuntimeError:  # already fixed for this process; it is recorded either way
-        pass
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
@@ -110,13 +113,13 @@ def apply_determinism(settings: RunSettings) -> torch.device:  # noqa: F821
     return device
 
 
-def rng_state_tensors() -> dict[str, torch.Tensor]:  # noqa: F821
+def rng_state_tensors() -> dict[str, torch.Tensor]:
     """The global RNG states (Python, NumPy, torch CPU and CUDA) as tensors for a checkpoint."""
     import numpy as np
     import torch
 
     version, internal, gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    _np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
     state = {
         "repro.rng.torch_cpu": torch.get_rng_state(),
         "repro.rng.python": torch.tensor([version, *internal], dtype=torch.int64),
@@ -124,13 +127,14 @@ def rng_state_tensors() -> dict[str, torch.Tensor]:  # noqa: F821
         "repro.rng.numpy": torch.from_numpy(np.asarray(np_keys, dtype=np.uint32).astype(np.int64)),
         "repro.rng.numpy_extra": torch.tensor([np_pos, np_has_gauss, np_gauss], dtype=torch.float64),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    # torch leaves torch.cuda.is_initialized unannotated
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
             state[f"repro.rng.cuda{index}"] = cuda_state
     return state
 
 
-def load_rng_state_tensors(tensors: Mapping[str, torch.Tensor]) -> None:  # noqa: F821
+def load_rng_state_tensors(tensors: Mapping[str, torch.Tensor]) -> None:
     """Restore the global RNG states saved by :func:`rng_state_tensors`."""
     import numpy as np
     import torch

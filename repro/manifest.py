@@ -306,7 +306,8 @@ class NodeRecord(Record):
     devices: list[str]
     distributions_sha256: str = Field(description="SHA-256 of the canonical JSON of its distributions.")
     differences: list[str] = Field(
-        default_factory=list, description="How this node differs from node 0 (empty for node 0 and for identical nodes)."
+        default_factory=list,
+        description="How this node differs from node 0 (empty for node 0 and for identical nodes).",
     )
 
 

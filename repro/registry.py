@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from repro.errors import TrainerError, TrainerNotFoundError, UsageError
+from repro.errors import ReproError, TrainerError, TrainerNotFoundError, UsageError
 from repro.manifest import TrainerRef
 from repro.trainer_api import REQUIRED_METHODS, Trainer, TrainerConfig
 

@@ -40,7 +40,8 @@ def _cpuinfo() -> tuple[str | None, list[str]]:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return platform.processor() or None, []
-    model, flags = None, []
+    model: str | None = None
+    flags: list[str] = []
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
@@ -111,7 +112,8 @@ def capture_environment() -> EnvironmentRecord:
         torch_threads=torch.get_num_threads(),
         torch_interop_threads=torch.get_num_interop_threads(),
         cuda_version=torch.version.cuda,
-        cudnn_version=torch.backends.cudnn.version() if cuda else None,
+        # torch leaves torch.backends.cudnn.version unannotated
+        cudnn_version=torch.backends.cudnn.version() if cuda else None,  # type: ignore[no-untyped-call]
         devices=[torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         if cuda
         else [],

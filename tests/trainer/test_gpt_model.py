@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from repro.config import resolve_run
@@ -37,7 +39,7 @@ def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
     assert learning_rate(cfg, 175) == pytest.approx((3e-4 + 3e-5) / 2)
     assert learning_rate(cfg, 300) == pytest.approx(3e-5)
     lrs = [learning_rate(cfg, s) for s in range(50, 301)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs))
 
 
 def test_overrides_reach_the_config_and_settings() -> None:

@@ -57,7 +57,8 @@ def test_a_lightning_module_runs_resumes_step_exactly_and_audits_bitwise(
     r = load_manifest(resumed).manifest
     assert r.timing.resumed_from_step == 4
     assert r.steps == m.steps and r.validation == m.validation
-    assert [(c.step, c.sha256, c.tensors) for c in r.checkpoints] == [(c.step, c.sha256, c.tensors) for c in m.checkpoints]
+    assert ([(c.step, c.sha256, c.tensors) for c in r.checkpoints]
+            == [(c.step, c.sha256, c.tensors) for c in m.checkpoints])
 
     capsys.readouterr()
     report = tmp_path / "audit.json"
@@ -83,7 +84,8 @@ def _adapter(tmp_path: Path, **config: object):
     from repro.trainer.lightning.adapter import LightningConfig, LightningTrainer
 
     values = {"module": "tinylit:TinyRegressor", "datamodule": "tinylit:TinyData", "steps": 7, **config}
-    context = TrainerContext(settings=RunSettings(), device=torch.device("cpu"), cache_dir=tmp_path, artifact_dir=tmp_path)
+    context = TrainerContext(settings=RunSettings(), device=torch.device("cpu"), cache_dir=tmp_path,
+                             artifact_dir=tmp_path)
     trainer = LightningTrainer(LightningConfig.model_validate(values), context)
     trainer.prepare_data()
     trainer.build()
@@ -101,7 +103,7 @@ def test_the_module_sees_the_loop_through_a_stand_in_trainer(
     assert (module.global_step, module.current_epoch, trainer.position) == (7, 1, 2)
     assert module.trainer.max_steps == 7 and module.trainer.is_global_zero
     with pytest.raises(AttributeError, match=r"repro's Lightning adapter .* trainer.strategy is not available"):
-        module.trainer.strategy
+        _ = module.trainer.strategy
     loss = trainer.validate()
     assert loss > 0 and module.training  # back in training mode after validation
 
@@ -112,7 +114,8 @@ def test_data_files_are_hashed_and_handed_to_the_datamodule(
     from repro.trainer.lightning.adapter import LightningConfig, LightningTrainer
 
     config = LightningConfig(module="tinylit:TinyRegressor", datamodule="tinylit:TinyData", data=str(REGRESSION_CSV))
-    context = TrainerContext(settings=RunSettings(), device=torch.device("cpu"), cache_dir=tmp_path, artifact_dir=tmp_path)
+    context = TrainerContext(settings=RunSettings(), device=torch.device("cpu"), cache_dir=tmp_path,
+                             artifact_dir=tmp_path)
     summary = LightningTrainer(config, context).prepare_data()
     assert summary.source.kind == "path" and [f.path for f in summary.files] == ["regression.csv"]
     assert summary.files[0].sha256 == sha256_file(REGRESSION_CSV)
@@ -136,13 +139,14 @@ def test_configure_optimizers_forms(lightning_installed: None) -> None:
     assert optimizer_setup(opt).scheduler is None
     assert optimizer_setup([opt]).optimizer is opt
     assert optimizer_setup(([opt], [sched])).interval == "epoch"
-    setup = optimizer_setup({"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 2}})
+    setup = optimizer_setup({"optimizer": opt,
+                             "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 2}})
     assert (setup.scheduler, setup.interval, setup.frequency) == (sched, "step", 2)
     with pytest.raises(UnsupportedModuleError, match="only one optimizer is supported"):
         optimizer_setup([opt, torch.optim.SGD(params, lr=0.2)])
     with pytest.raises(UnsupportedModuleError, match="ReduceLROnPlateau"):
-        optimizer_setup({"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(opt),
-                                                            "monitor": "val_loss"}})
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+        optimizer_setup({"optimizer": opt, "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss"}})
 
 
 def test_loaders_are_replayed_only_when_they_can_be(lightning_installed: None) -> None:

