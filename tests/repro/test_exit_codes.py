@@ -3,7 +3,7 @@
 A table of conditions (a changed data file, a bad signature, a missing trainer, a malformed
 manifest, a bug...) is run through ``verify``, ``audit`` and ``gate`` (a policy file in a temp
 dir) and each command's exit code is checked against the table; nothing here trains, every
-command stops before compute. To add a command (e.g. ``diff``), add it to :data:`COMMANDS`.
+command stops before compute. To add a command, add it to :data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ class Case:
     manifest: Path
     trusted: Path
     work: Path
+    reference: Path
+    """An untouched copy of the same run (what ``diff`` compares the prepared manifest with)."""
 
 
 def _verify(case: Case) -> int:
@@ -41,6 +43,10 @@ def _verify(case: Case) -> int:
 
 def _audit(case: Case) -> int:
     return main(["audit", str(case.manifest), "--trusted-keys", str(case.trusted)])
+
+
+def _diff(case: Case) -> int:
+    return main(["diff", str(case.manifest), str(case.reference), "--trusted-keys", str(case.trusted)])
 
 
 def _gate(case: Case) -> int:
@@ -56,8 +62,8 @@ def _gate(case: Case) -> int:
     return code
 
 
-COMMANDS: dict[str, Callable[[Case], int]] = {"verify": _verify, "audit": _audit, "gate": _gate}
-"""Every command that judges a manifest. The lead adds ``diff`` here once it exists."""
+COMMANDS: dict[str, Callable[[Case], int]] = {"verify": _verify, "audit": _audit, "gate": _gate, "diff": _diff}
+"""Every command that judges a manifest."""
 
 
 def _resign(manifest: Path, edit: Callable[[dict], None], key_path: Path | None = None) -> None:
@@ -179,7 +185,7 @@ class Condition:
     prepare: Callable[[Case], None]
     code: ExitCode
     differs: dict[str, ExitCode] = field(default_factory=dict)
-    """Commands with another code, and why: only ``verify`` does not need the trainer."""
+    """Commands with another code, and why: ``verify`` and ``diff`` do not need the trainer."""
 
 
 CONDITIONS = [
@@ -194,7 +200,7 @@ CONDITIONS = [
     Condition(missing_artifact, ExitCode.COULD_NOT_CHECK),
     Condition(unfinished_run, ExitCode.COULD_NOT_CHECK),
     Condition(missing_manifest, ExitCode.COULD_NOT_CHECK),
-    Condition(missing_trainer, ExitCode.COULD_NOT_CHECK, {"verify": ExitCode.OK}),
+    Condition(missing_trainer, ExitCode.COULD_NOT_CHECK, {"verify": ExitCode.OK, "diff": ExitCode.OK}),
     Condition(malformed_manifest, ExitCode.USAGE),
     Condition(manifest_is_a_folder, ExitCode.USAGE),
     Condition(newer_schema_version, ExitCode.USAGE),
@@ -209,7 +215,7 @@ def test_each_condition_has_one_exit_code_in_every_command(
     condition: Condition, command: str, smoke_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     case = Case(manifest=copy_run(smoke_run, tmp_path / "runs"), trusted=public_key_path(default_key_path()),
-                work=tmp_path)
+                work=tmp_path, reference=copy_run(smoke_run, tmp_path / "reference"))
     condition.prepare(case)
     expected = condition.differs.get(command, condition.code)
     code = COMMANDS[command](case)
@@ -227,7 +233,7 @@ def test_a_bug_is_an_internal_error_never_1(
 
     monkeypatch.setattr("repro.verify.parse_json", broken)  # every command verifies first
     case = Case(manifest=copy_run(smoke_run, tmp_path / "runs"), trusted=public_key_path(default_key_path()),
-                work=tmp_path)
+                work=tmp_path, reference=copy_run(smoke_run, tmp_path / "reference"))
     assert COMMANDS[command](case) == ExitCode.INTERNAL == 70
     err = capsys.readouterr().err
     assert "Traceback" not in err
