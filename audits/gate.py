@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from repro import __version__, errors
 from repro.audits.integrity import verify_for_audit
@@ -41,6 +41,7 @@ from repro.audits.vulnerabilities import VulnerabilityReport, scan_manifest
 from repro.canonical import canonical_bytes
 from repro.hashing import sha256_bytes
 from repro.manifest import RunManifest
+from repro.records import FrozenRecord
 from repro.verify import VerifyResult
 
 Outcome = Literal["integrity_failure", "not_reproduced", "vulnerable", "input_error", "could_not_check",
@@ -71,8 +72,8 @@ not be checked (a warning or a failure per policy). ``not_scanned``: the manifes
 REPORT_KIND: Final = "repro.gate-report"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Model(FrozenRecord):
+    """Frozen and strict, as every record (repro.records)."""
 
 
 class ManifestResult(_Model):

@@ -11,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from repro.records import FrozenRecord
 
 DEFAULT_LOSS_ATOL = 1e-5
 """Absolute per-step tolerance on losses, gradient norms, learning rates and validation losses."""
@@ -32,7 +34,7 @@ DEFAULT_TENSOR_RTOL = 5e-2
 """Largest relative L2 difference ``||rerun - recorded|| / ||recorded||`` of a checkpoint tensor."""
 
 
-class Tolerance(BaseModel):
+class Tolerance(FrozenRecord):
     """When a difference still counts as reproduced.
 
     A scalar ``rerun`` matches ``recorded`` when ``|rerun - recorded| <= atol + rtol * |recorded|``
@@ -40,8 +42,6 @@ class Tolerance(BaseModel):
     difference is at most ``tensor_rtol``. Integer tensors (counters, RNG states) and batch
     fingerprints must match exactly: no tolerance makes a different batch the same batch.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     atol: float = Field(DEFAULT_LOSS_ATOL, ge=0.0, description="Absolute tolerance on per-step scalars.")
     rtol: float = Field(DEFAULT_LOSS_RTOL, ge=0.0, description="Relative tolerance on per-step scalars.")
@@ -78,14 +78,12 @@ def effective_tolerance(given: Tolerance, *precisions: str) -> Tolerance:
     return base.model_copy(update={name: getattr(given, name) for name in given.model_fields_set})
 
 
-class AuditOptions(BaseModel):
+class AuditOptions(FrozenRecord):
     """Everything an audit can be told; recorded verbatim in its report.
 
     ``steps`` (audit the first N steps) and ``segments`` (spot-check K random
     checkpoint-to-checkpoint segments) exclude each other; with neither, the whole run is rerun.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     trusted_keys: Path | None = Field(None, description="Trust list; a signature by another key fails.")
     steps: int | None = Field(None, ge=1, description="Audit only the first N steps.")

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from repro.audits.options import DEFAULT_MAX_STEPS, AuditOptions, Tolerance
 from repro.audits.vulnerabilities import ScanSettings
 from repro.errors import UsageError
+from repro.records import FrozenRecord
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,10 +60,8 @@ class VulnerabilityPolicy(ScanSettings):
     )
 
 
-class GatePolicy(BaseModel):
+class GatePolicy(FrozenRecord):
     """``[tool.repro.gate]``: which runs must reproduce, how they are audited, what else is checked."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     manifests: list[Path] = Field(min_length=1, description="Signed manifests that must reproduce.")
     trusted_keys: Path = Field(description="Trust list; a manifest signed by any other key fails (exit 3).")

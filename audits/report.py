@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from repro.audits.options import AuditOptions
 from repro.audits.vulnerabilities import VulnerabilityReport
+from repro.records import FrozenRecord
 
 REPORT_SCHEMA_VERSION: Final = 1
 REPORT_KIND: Final = "repro.audit-report"
@@ -32,10 +33,8 @@ e.g. a package the training process never imported)."""
 Mode = Literal["full", "prefix", "spot-check"]
 
 
-class ReportRecord(BaseModel):
+class ReportRecord(FrozenRecord):
     """Base of the report's models: immutable, unknown fields rejected."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class ManifestInfo(ReportRecord):

@@ -30,10 +30,11 @@ from typing import Any, Literal
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import Field, HttpUrl
 
 from repro.errors import ManifestFormatError
 from repro.manifest import RunManifest
+from repro.records import FrozenRecord
 
 PackageStatus = Literal["vulnerable", "no_known", "not_checked"]
 ScanVerdict = Literal["vulnerable", "no_known", "partial", "not_checked"]
@@ -43,8 +44,8 @@ _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 """A distribution name (PEP 508), matched in full: ``$`` would let a trailing newline through."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Model(FrozenRecord):
+    """Frozen and strict, as every record (repro.records)."""
 
 
 class ScanSettings(_Model):

@@ -31,12 +31,13 @@ from typing import Any, Final, Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from repro.canonical import canonical_bytes, parse_json
 from repro.errors import InputError, SignatureError, UntrustedKeyError
 from repro.hashing import sha256_bytes
 from repro.keys import SigningKey, key_id, public_key_problem
+from repro.records import FrozenRecord
 from repro.verify import VerifyResult
 
 STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
@@ -45,8 +46,8 @@ PREDICATE_TYPE = "https://repro.dev/attestation/run-record/v1"
 """Names this predicate's schema (a URI used as an identifier; see docs/attestation.md)."""
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Wire(FrozenRecord):
+    """Frozen and strict, as every record (repro.records)."""
 
 
 class Subject(_Wire):
@@ -64,7 +65,7 @@ class Statement(_Wire):
     predicateType: str
     predicate: dict[str, Any]
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class EnvelopeSignature(_Wire):

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from repro import atomic
 from repro.confine import open_regular
@@ -26,6 +26,7 @@ from repro.crashpoint import crash_point
 from repro.errors import ArtifactMismatchError, InputError, MissingArtifactError, OutputError
 from repro.hashing import sha256_bytes, sha256_tensor
 from repro.manifest import StepRecord, ValidationRecord
+from repro.records import FrozenRecord
 
 if TYPE_CHECKING:  # torch is imported lazily, where tensors are loaded
     import torch
@@ -35,10 +36,8 @@ RECORDS_FILE = "records.json"
 PARTIAL_SUFFIX = ".partial"
 
 
-class CheckpointRecords(BaseModel):
+class CheckpointRecords(FrozenRecord):
     """The records of the steps up to a checkpoint, saved beside it for resuming."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     step: int
     config_sha256: str
@@ -48,10 +47,8 @@ class CheckpointRecords(BaseModel):
     world_size: int = Field(1, ge=1, description="Data-parallel processes that trained up to here.")
 
 
-class SavedCheckpoint(BaseModel):
+class SavedCheckpoint(FrozenRecord):
     """What saving a checkpoint produced: absolute path, digests, cost."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     step: int
     path: str

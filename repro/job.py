@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from repro.checkpoint import SavedCheckpoint
 from repro.manifest import (
@@ -21,12 +21,11 @@ from repro.manifest import (
     StepRecord,
     ValidationRecord,
 )
+from repro.records import FrozenRecord
 
 
-class JobModel(BaseModel):
+class JobModel(FrozenRecord):
     """Base: frozen, strict about fields."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class VerifiedDataSpec(JobModel):

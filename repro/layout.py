@@ -43,22 +43,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from repro import atomic
 from repro.crashpoint import crash_point
 from repro.errors import OutputError, UsageError
 from repro.hashing import sha256_bytes, sha256_file
 from repro.manifest import incomplete_marker, replaced_folder, run_folder
+from repro.records import FrozenRecord
 
 RUN_FOLDER_MARKER = ".repro-run"
 """File in every run folder repro makes; only folders holding it are ever deleted or replaced."""
 
 
-class InFlightRun(BaseModel):
+class InFlightRun(FrozenRecord):
     """The content of the incomplete marker: which run is writing the manifest."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     started_at: str
     config_sha256: str

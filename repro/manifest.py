@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from repro.canonical import parse_json
 from repro.confine import open_regular
 from repro.errors import IncompleteRunError, InputError, ManifestFormatError, MissingArtifactError
+from repro.records import FrozenRecord
 
 if TYPE_CHECKING:
     from repro.steptable import StepColumns, StepSource, StepView
@@ -66,10 +67,8 @@ SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION, *MIGRATIONS})
 MANIFEST_KIND: Final = "repro.run-manifest"
 
 
-class Record(BaseModel):
+class Record(FrozenRecord):
     """Base of every on-disk model: immutable, unknown fields rejected."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class TrainerRef(Record):

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from packageurl import PackageURL
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from repro import __version__, atomic
 from repro.canonical import canonical_bytes
 from repro.hashing import sha256_bytes
 from repro.manifest import EnvironmentRecord, FileDigest, run_folder
+from repro.records import FrozenRecord
 
 SBOM_NAME = "sbom.cdx.json"
 """File name of the SBOM inside a run folder."""
@@ -37,8 +38,8 @@ SBOM_NAME = "sbom.cdx.json"
 SPEC_VERSION: Final = "1.6"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+class _Model(FrozenRecord):
+    model_config = ConfigDict(populate_by_name=True)
 
 
 class Property(_Model):

@@ -19,24 +19,23 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from repro.errors import DataConfigMismatchError, InputError
 from repro.hashing import sha256_structure
 from repro.manifest import DataSource, FileDigest, RunSettings
+from repro.records import FrozenRecord
 
 if TYPE_CHECKING:
     import torch
 
 
-class TrainerConfig(BaseModel):
+class TrainerConfig(FrozenRecord):
     """Base of every trainer's config model. ``steps`` is the planned length of the run.
 
     An audit of the first N steps still builds the config with the recorded ``steps`` so that
     schedules (e.g. cosine decay) are identical; repro stops the loop early instead.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     steps: int = Field(ge=1, description="Optimizer steps in the full run.")
 
