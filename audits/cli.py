@@ -108,9 +108,9 @@ def _options(args: argparse.Namespace) -> Any:
             trainer=args.trainer, max_steps=args.max_steps, allow_imports=args.allow_imports,
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = "--" + str(first["loc"][-1]).replace("_", "-")
-        raise UsageError(f"{where}: {first['msg']}") from exc
+        from repro.validation import option_problem
+
+        raise UsageError(option_problem(exc)) from exc
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -146,7 +146,9 @@ def _scan_settings(args: argparse.Namespace) -> Any:
     try:
         return ScanSettings(service="osv", osv_url=args.osv_url) if args.osv_url else ScanSettings()
     except ValidationError as exc:
-        raise UsageError(f"--osv-url {args.osv_url}: {exc.errors()[0]['msg']}") from exc
+        from repro.validation import first_problem
+
+        raise UsageError(f"--osv-url {args.osv_url}: {first_problem(exc)[1]}") from exc
 
 
 def _progress(args: argparse.Namespace) -> Any:

@@ -63,8 +63,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     try:
         tol = Tolerance(atol=args.atol, rtol=args.rtol, grad_rtol=args.grad_rtol, tensor_rtol=args.tensor_rtol)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise UsageError(f"--{str(first['loc'][-1]).replace('_', '-')}: {first['msg']}") from exc
+        from repro.validation import option_problem
+
+        raise UsageError(option_problem(exc)) from exc
     if args.json and Path(args.json).is_dir():
         raise UsageError(f"--json {args.json} is a folder; name a file")
     report = run_diff(Path(args.a), Path(args.b), Path(args.trusted_keys) if args.trusted_keys else None, tol)

@@ -69,7 +69,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
         try:
             vulns = vulns.model_validate({**vulns.model_dump(), "osv_url": args.osv_url})
         except ValidationError as exc:
-            raise PolicyError(f"--osv-url {args.osv_url!r}: {exc.errors()[0]['msg']}") from None
+            from repro.validation import first_problem
+
+            raise PolicyError(f"--osv-url {args.osv_url!r}: {first_problem(exc)[1]}") from None
         loaded = loaded.model_copy(update={"policy": loaded.policy.model_copy(update={"vulnerabilities": vulns})})
     plots = Path(args.plots) if args.plots else None
     gate = Gate(loaded, plots_dir=plots, on_progress=lambda message: err_console.print(message, highlight=False))

@@ -35,6 +35,7 @@ from repro.audits.options import DEFAULT_MAX_STEPS, AuditOptions, Tolerance
 from repro.audits.vulnerabilities import ScanSettings
 from repro.errors import UsageError
 from repro.records import FrozenRecord
+from repro.validation import describe
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -125,12 +126,7 @@ class LoadedPolicy(BaseModel):
 
 
 def _describe(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:3]:
-        where = ".".join(str(p) for p in error["loc"]) or "(table)"
-        parts.append(f"{where}: {error['msg']}")
-    more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
-    return "; ".join(parts) + more
+    return describe(exc, limit=3, empty="(table)")
 
 
 def policy_from_table(table: Any, source: Path) -> LoadedPolicy:

@@ -43,6 +43,7 @@ from repro.manifest import CheckpointRecord, LoadedManifest, RunManifest, Traine
 from repro.registry import installed_trainers, resolve_trainer
 from repro.run import build_job, check_distributed
 from repro.trainer_api import Trainer, import_reference_fields
+from repro.validation import first_problem
 from repro.verify import data_source_root
 
 
@@ -109,10 +110,10 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None, *, npro
     try:
         config = cls.config_model.model_validate(recorded.config)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        loc, message = first_problem(exc)
         raise TrainerError(
             f"trainer {ref.name} {ref.version} cannot read the recorded config "
-            f"({'.'.join(map(str, first['loc']))}: {first['msg']}); install the recorded version "
+            f"({loc}: {message}); install the recorded version "
             f"{recorded.trainer.version}"
         ) from exc
     named = import_reference_fields(config)

@@ -38,6 +38,7 @@ from repro.errors import InputError, SignatureError, UntrustedKeyError
 from repro.hashing import sha256_bytes
 from repro.keys import SigningKey, key_id, public_key_problem
 from repro.records import FrozenRecord
+from repro.validation import describe
 from repro.verify import VerifyResult
 
 STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
@@ -143,7 +144,7 @@ def verify_envelope(data: bytes, trusted: dict[str, bytes]) -> Statement:
     try:
         envelope = Envelope.model_validate(parse_json(data, "attestation envelope"))
     except ValidationError as exc:
-        raise InputError(f"not a DSSE envelope: {exc.errors()[0]['msg']}") from exc
+        raise InputError(f"not a DSSE envelope: {describe(exc)}") from exc
     if envelope.payloadType != PAYLOAD_TYPE:
         raise InputError(f"envelope payload type is {envelope.payloadType!r}, not {PAYLOAD_TYPE!r}")
     payload = _b64(envelope.payload, "payload")
@@ -165,7 +166,7 @@ def verify_envelope(data: bytes, trusted: dict[str, bytes]) -> Statement:
     try:
         return Statement.model_validate(parse_json(payload, "attestation payload"))
     except ValidationError as exc:
-        raise InputError(f"the payload is not an in-toto Statement v1: {exc.errors()[0]['msg']}") from exc
+        raise InputError(f"the payload is not an in-toto Statement v1: {describe(exc)}") from exc
 
 
 def public_key_pem(public: bytes) -> bytes:

@@ -20,6 +20,7 @@ from repro.hashing import sha256_bytes
 from repro.manifest import RunSettings, TrainerRef
 from repro.registry import find_preset, resolve_trainer
 from repro.trainer_api import TrainerConfig
+from repro.validation import first_problem
 
 DEFAULT_TRAINER = "gpt"
 
@@ -75,9 +76,8 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def _one_line(exc: ValidationError, what: str) -> str:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    return f"invalid {what} value for {loc!r}: {first['msg']}"
+    loc, message = first_problem(exc)
+    return f"invalid {what} value for {loc!r}: {message}"
 
 
 def resolve_run(

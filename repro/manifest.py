@@ -25,6 +25,7 @@ from repro.canonical import parse_json
 from repro.confine import open_regular
 from repro.errors import IncompleteRunError, InputError, ManifestFormatError, MissingArtifactError
 from repro.records import FrozenRecord
+from repro.validation import describe
 
 if TYPE_CHECKING:
     from repro.steptable import StepColumns, StepSource, StepView
@@ -443,10 +444,7 @@ class LoadedManifest(BaseModel):
 
 
 def _summarise(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    return f"field {where}: {first['msg']}{more}"
+    return describe(exc)
 
 
 def supported_schema_versions() -> frozenset[int]:

@@ -22,6 +22,7 @@ from repro.canonical import canonical_bytes
 from repro.errors import SignatureError, UntrustedKeyError
 from repro.keys import SigningKey, key_id, public_key_problem
 from repro.manifest import ManifestBody, RunManifest, Signature
+from repro.validation import describe
 
 DOMAIN = b"repro.run-manifest.v1\n"
 """Prefix that binds a signature to its purpose, so it cannot be replayed as another document's."""
@@ -79,10 +80,8 @@ def signature_block(raw: dict[str, Any], where: str) -> Signature:
     try:
         return Signature.model_validate(block, strict=True)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
         raise SignatureError(
-            f"the signature block in {where} is malformed (field {field}: {first['msg']}); it was altered"
+            f"the signature block in {where} is malformed ({describe(exc)}); it was altered"
         ) from exc
 
 
