@@ -23,7 +23,6 @@ and checks those bytes and never re-serialises the statement.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -33,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ConfigDict, Field, ValidationError
 
-from repro.canonical import canonical_bytes, parse_json
+from repro.canonical import canonical_bytes, decode_base64, parse_json
 from repro.errors import InputError, SignatureError, UntrustedKeyError
 from repro.hashing import sha256_bytes
 from repro.keys import SigningKey, key_id, public_key_problem
@@ -130,9 +129,9 @@ def envelope_bytes(envelope: Envelope) -> bytes:
 
 def _b64(value: str, what: str) -> bytes:
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SignatureError(f"the envelope's {what} is not valid base64; it was altered") from exc
+        return decode_base64(value)
+    except ValueError as exc:
+        raise SignatureError(f"the envelope's {what} is {exc}; it was altered") from exc
 
 
 def verify_envelope(data: bytes, trusted: dict[str, bytes]) -> Statement:

@@ -110,3 +110,22 @@ def parse_json(data: bytes, what: str) -> Any:
     if isinstance(value, (dict, list)):
         _check_value(value, what)
     return value
+
+
+def decode_base64(value: str) -> bytes:
+    """Decode standard base64, accepting only the one form that encodes the result.
+
+    Base64 has spare bits and optional forms: several strings decode to the same bytes. Signature
+    blocks, envelopes and trust lists accept only the canonical one (what ``b64encode`` writes), so
+    no character of them can change unnoticed. Raises :class:`ValueError` otherwise.
+    """
+    import base64
+    import binascii
+
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"not valid base64 ({exc})") from exc
+    if base64.b64encode(raw).decode("ascii") != value:
+        raise ValueError("not in canonical base64")
+    return raw

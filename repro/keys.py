@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from repro import atomic
+from repro.canonical import decode_base64
 from repro.errors import InputError, SigningKeyError
 
 KEY_ENV_VAR = "REPRO_SIGNING_KEY"
@@ -203,9 +204,9 @@ def parse_public_key(text: str, where: str) -> bytes:
         else:
             raise InputError(f"{where}: expected 'ed25519 <base64 key> [comment]', found {fields[0][:20]!r} first")
         try:
-            raw = base64.b64decode(encoded, validate=True)
+            raw = decode_base64(encoded)
         except ValueError as exc:
-            raise InputError(f"{where}: {encoded[:20]!r} is not base64") from exc
+            raise InputError(f"{where}: {encoded[:20]!r} is {exc}") from exc
     if problem := public_key_problem(raw):
         raise InputError(f"{where}: {problem}; remove or replace this key")
     return raw

@@ -11,14 +11,13 @@ block itself is checked field by field (:func:`signature_block`).
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
-from repro.canonical import canonical_bytes
+from repro.canonical import canonical_bytes, decode_base64
 from repro.errors import SignatureError, UntrustedKeyError
 from repro.keys import SigningKey, key_id, public_key_problem
 from repro.manifest import ManifestBody, RunManifest, Signature
@@ -52,14 +51,9 @@ def sign_manifest(body: ManifestBody, key: SigningKey) -> RunManifest:
 
 def _decode(value: str, what: str, where: str) -> bytes:
     try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise SignatureError(f"the {what} in {where} is not valid base64; it was altered") from exc
-    # Base64 has spare bits: several strings decode to the same bytes. Only the one repro writes
-    # is accepted, so that no character of the signature block can change unnoticed.
-    if base64.b64encode(raw).decode() != value:
-        raise SignatureError(f"the {what} in {where} is not in canonical base64; it was altered")
-    return raw
+        return decode_base64(value)
+    except ValueError as exc:
+        raise SignatureError(f"the {what} in {where} is {exc}; it was altered") from exc
 
 
 def signature_block(raw: dict[str, Any], where: str) -> Signature:
