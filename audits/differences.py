@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from repro.audits.report import DataCheck, Difference, Likelihood
+from repro.capture.environment import NUMERIC_ENV_VARS
 from repro.hashing import sha256_file
 from repro.job import DataResult
 from repro.manifest import (
@@ -40,24 +41,8 @@ NUMERIC_PACKAGES = frozenset({
 })
 """Packages besides torch that sit on the numeric path of typical trainers (medium, not low)."""
 
-# Environment variables by what they influence; each gets its category and likelihood.
-_ENV_VAR_CATEGORY: dict[str, tuple[str, Likelihood]] = {
-    "PYTHONHASHSEED": ("hashseed", "medium"),
-    "OMP_NUM_THREADS": ("threads", "high"),
-    "MKL_NUM_THREADS": ("threads", "high"),
-    "OPENBLAS_NUM_THREADS": ("threads", "high"),
-    "OPENBLAS_CORETYPE": ("blas", "high"),
-    "OPENBLAS_L2_SIZE": ("blas", "medium"),
-    "MKL_CBWR": ("blas", "high"),
-    "KMP_DETERMINISTIC_REDUCTION": ("blas", "high"),
-    "ATEN_CPU_CAPABILITY": ("cpu", "high"),
-    "CUBLAS_WORKSPACE_CONFIG": ("determinism", "high"),
-    "NVIDIA_TF32_OVERRIDE": ("determinism", "high"),
-    "CUDA_VISIBLE_DEVICES": ("device", "high"),
-    "TORCH_CUDNN_V8_API_DISABLED": ("cuda", "medium"),
-    "NCCL_ALGO": ("world", "high"),
-    "NCCL_PROTO": ("world", "high"),
-}
+# Environment variables by what they influence: the capture's own table (one list for both).
+_ENV_VAR_CATEGORY: dict[str, tuple[str, Likelihood]] = dict(NUMERIC_ENV_VARS)
 
 
 LATER_FLAGS = frozenset({

@@ -12,27 +12,30 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from repro.manifest import EnvironmentRecord
 
-NUMERIC_ENV_VARS = (
-    "PYTHONHASHSEED",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "OPENBLAS_CORETYPE",
-    "OPENBLAS_L2_SIZE",
-    "MKL_CBWR",
-    "KMP_DETERMINISTIC_REDUCTION",
-    "CUBLAS_WORKSPACE_CONFIG",
-    "CUDA_VISIBLE_DEVICES",
-    "NVIDIA_TF32_OVERRIDE",
-    "TORCH_CUDNN_V8_API_DISABLED",
-    "ATEN_CPU_CAPABILITY",
-    "NCCL_ALGO",
-    "NCCL_PROTO",
-)
-"""Environment variables that can change numerics or thread use, recorded set or not."""
+NUMERIC_ENV_VARS: dict[str, tuple[str, Literal["certain", "high", "medium", "low"]]] = {
+    "PYTHONHASHSEED": ("hashseed", "medium"),
+    "OMP_NUM_THREADS": ("threads", "high"),
+    "MKL_NUM_THREADS": ("threads", "high"),
+    "OPENBLAS_NUM_THREADS": ("threads", "high"),
+    "OPENBLAS_CORETYPE": ("blas", "high"),
+    "OPENBLAS_L2_SIZE": ("blas", "medium"),
+    "MKL_CBWR": ("blas", "high"),
+    "KMP_DETERMINISTIC_REDUCTION": ("blas", "high"),
+    "ATEN_CPU_CAPABILITY": ("cpu", "high"),
+    "CUBLAS_WORKSPACE_CONFIG": ("determinism", "high"),
+    "NVIDIA_TF32_OVERRIDE": ("determinism", "high"),
+    "CUDA_VISIBLE_DEVICES": ("device", "high"),
+    "TORCH_CUDNN_V8_API_DISABLED": ("cuda", "medium"),
+    "NCCL_ALGO": ("world", "high"),
+    "NCCL_PROTO": ("world", "high"),
+}
+"""Environment variables that can change numerics or thread use, recorded whether set or not;
+for each, what it influences and how likely a change of it is to change the numbers (the audit
+ranks differences by this). The one list: capture and audit both read it."""
 
 
 def _cpuinfo() -> tuple[str | None, list[str]]:

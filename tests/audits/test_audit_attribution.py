@@ -121,11 +121,3 @@ def test_a_changed_data_file_is_named_before_compute_and_attributed(tmp_path: Pa
     assert report.differences[0].field == f"data file {edited.name}"
     assert {"data.corpus_sha256", "data.token_stream_sha256"} <= {d.field for d in report.differences}
     assert report.attribution.kind == "data" and edited.name in report.attribution.summary
-
-
-def test_every_recorded_environment_variable_has_a_numeric_category() -> None:
-    """The capture list and the audit's ranking table must name the same variables."""
-    from repro.audits.differences import _ENV_VAR_CATEGORY
-    from repro.capture.environment import NUMERIC_ENV_VARS
-
-    assert set(_ENV_VAR_CATEGORY) == set(NUMERIC_ENV_VARS)
