@@ -10,18 +10,17 @@ imported are marked ``none``: listed, but irrelevant to numerics and never offer
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from repro.audits.report import Difference
+from repro.capture.environment import distribution_name
 from repro.manifest import DistributionCode, ExecutedCode, FileDigest
 
 STDLIB = "python-stdlib"
 UNIMPORTED_NOTE = "not imported by the training process: irrelevant to numerics"
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+_norm = distribution_name
 
 
 def imported(executed: ExecutedCode | None) -> set[str] | None:

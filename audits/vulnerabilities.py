@@ -28,10 +28,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import Field, HttpUrl
 
+from repro.capture.environment import distribution_name
 from repro.errors import ManifestFormatError
 from repro.manifest import RunManifest
 from repro.records import FrozenRecord
@@ -151,7 +151,7 @@ def _collisions(distributions: Mapping[str, str]) -> None:
     for name in sorted(distributions):
         if not _NAME.fullmatch(name):
             continue
-        key = canonicalize_name(name)
+        key = distribution_name(name)
         if key in seen:
             raise ManifestFormatError(
                 f"the recorded environment names {seen[key]!r} and {name!r}, which are the same package "
@@ -261,10 +261,10 @@ def findings_from_output(
     """
     by_name: dict[str, list[Mapping[str, Any]]] = {}
     for dep in output.get("dependencies", []):
-        by_name.setdefault(canonicalize_name(dep["name"]), []).append(dep)
+        by_name.setdefault(distribution_name(dep["name"]), []).append(dep)
     findings = []
     for name, version in sorted(distributions.items()):
-        deps = by_name.pop(canonicalize_name(name), [])
+        deps = by_name.pop(distribution_name(name), [])
         vulns = _merged(deps, ignore)
         answered = [d for d in deps if "skip_reason" not in d]
         if vulns:

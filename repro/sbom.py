@@ -88,6 +88,7 @@ class Bom(_Model):
 
 def pypi_purl(name: str, version: str) -> str:
     """The package URL of a PyPI distribution (name normalised, version percent-encoded)."""
+    # The purl spec's own rule for pypi names (lowercase, "_" as "-"), which keeps dots: not PEP 503.
     return PackageURL(type="pypi", name=name.lower().replace("_", "-"), version=version).to_string()
 
 

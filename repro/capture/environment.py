@@ -16,6 +16,15 @@ from typing import Literal
 
 from repro.manifest import EnvironmentRecord
 
+
+def distribution_name(name: str) -> str:
+    """A distribution's name in the one form repro records and matches: PEP 503's (lowercase, each
+    run of ``-``, ``_`` and ``.`` as one ``-``), so ``Zope.Interface`` and ``zope_interface`` are one."""
+    from packaging.utils import canonicalize_name
+
+    return str(canonicalize_name(name))
+
+
 NUMERIC_ENV_VARS: dict[str, tuple[str, Literal["certain", "high", "medium", "low"]]] = {
     "PYTHONHASHSEED": ("hashseed", "medium"),
     "OMP_NUM_THREADS": ("threads", "high"),
@@ -61,7 +70,7 @@ def installed_distributions() -> dict[str, str]:
     for dist in importlib.metadata.distributions():
         name = dist.metadata["Name"]
         if name:
-            found.setdefault(name.lower().replace("_", "-"), dist.version)
+            found.setdefault(distribution_name(name), dist.version)
     return dict(sorted(found.items()))
 
 
