@@ -185,7 +185,7 @@ def _result(job: Job, returncode: int, log_path: Path) -> JobResult:
             name = signal.Signals(signum).name
         except ValueError:
             name = f"signal {signum}"
-        raise errors.ReproError(
+        raise errors.TrainingProcessError(
             f"rank {rank} of the distributed job was killed by signal {signum} ({name}) and the launcher stopped "
             f"the others; continue from the last checkpoint with `repro run ... --resume` (logs: {log_path}, "
             f"{Path(job.artifact_dir) / 'logs'})"

@@ -220,7 +220,7 @@ class _FileCache:
             from repro import atomic
 
             with contextlib.suppress(OSError):  # a cache that cannot be written only costs time next run
-                atomic.write_text(self.path, json.dumps(self.entries, separators=(",", ":")))
+                atomic.write_text(self.path, json.dumps(self.entries, separators=(",", ":")), mode=0o600)
 
 
 def capture_executed(modules: dict[str, ModuleType] | None = None, cache_file: Path | None = None) -> ExecutedCode:

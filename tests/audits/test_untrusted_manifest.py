@@ -102,7 +102,8 @@ def test_a_data_record_that_leaves_its_folder_is_refused(
     resign(smoke_copy, edit, tmp_path / "attacker.pem")
     assert main(["audit", str(smoke_copy), "--allow-data-change", "--work-dir", str(tmp_path / "w")]) == 3
     line = _error(capsys)
-    assert "not a path inside" in line or "outside" in line
+    # Path confinement refuses the recorded name itself, before any file is opened.
+    assert f"data file '{name}'" in line and "a recorded path must stay inside its folder" in line, line
     assert _files_containing(tmp_path, NEEDLE) == [secret]
 
 
@@ -185,9 +186,11 @@ def test_unbounded_work_needs_the_users_say(
     def huge(raw: dict[str, Any]) -> None:
         raw["run"]["config"]["steps"] = 10**12
 
+    # A signed manifest whose config claims 10**12 steps but records 20 contradicts itself: refused
+    # as an integrity failure (exit 3) before any compute, ahead of the step budget.
     resign(smoke_copy, huge, tmp_path / "attacker.pem")
-    assert main(["audit", str(smoke_copy), "--work-dir", str(work)]) == 2
-    assert "would replay 1,000,000,000,000 training steps, more than --max-steps 10,000" in _error(capsys)
+    assert main(["audit", str(smoke_copy), "--work-dir", str(work)]) == 3
+    assert "it records 20 steps but its config says the run has 1000000000000" in _error(capsys)
     assert not work.exists()
 
 

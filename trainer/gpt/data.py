@@ -200,7 +200,7 @@ def tail_bytes(model: bytes, text: str, first_token: int, cache_dir: Path) -> in
     import sentencepiece as spm
 
     key = f"{sha256_bytes(model)}-{sha256_bytes(text.encode('utf-8'))}-{first_token}"
-    cached = Path(cache_dir) / "bytes" / f"{key}.json"
+    cached = private_folder(Path(cache_dir), "bytes") / f"{key}.json"
     if cached.exists():
         return int(json.loads(cached.read_text(encoding="utf-8"))["bytes"])
     processor = spm.SentencePieceProcessor(model_proto=model)
@@ -218,7 +218,7 @@ def tail_bytes(model: bytes, text: str, first_token: int, cache_dir: Path) -> in
             raise InputError("the validation tokens do not map back onto the text; report this tokenizer")
         start = 0
     count = len(text[begin:].encode("utf-8"))
-    atomic.write_text(cached, json.dumps({"bytes": count}))
+    atomic.write_text(cached, json.dumps({"bytes": count}), mode=0o600)
     return count
 
 
