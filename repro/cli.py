@@ -10,10 +10,11 @@ imports ``repro.audits`` at import time and the CLI module needs only the standa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeAlias, cast
+from typing import Any, TypeAlias, cast
 
 from repro import __version__, errors
 from repro.errors import ExitCode, exit_code_for
@@ -262,22 +263,56 @@ def _internal_error(exc: BaseException) -> int:
     return ExitCode.INTERNAL
 
 
+class _InterruptWatch:
+    """Remembers a Ctrl-C while raising it as usual, so that an error it causes on its way up
+    (e.g. an extension module whose import it broke, which then panics) reads as the interruption
+    it is (130), not as a bug in repro (70)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.installed = False
+        self.previous: Any = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _InterruptWatch:
+        import signal
+
+        self.previous = signal.getsignal(signal.SIGINT)
+        if self.previous is signal.default_int_handler:  # leave any other handler (a test's, an embedder's) alone
+            with contextlib.suppress(ValueError):  # not the main thread: handlers cannot be set there
+                signal.signal(signal.SIGINT, self)
+                self.installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (the console script exits with it). Never raises."""
-    try:
-        return _run(list(sys.argv[1:] if argv is None else argv))
-    except KeyboardInterrupt:
-        return _interrupted()
-    except SystemExit as exc:  # --help and --version, or a library that calls sys.exit
-        return exc.code if isinstance(exc.code, int) else (ExitCode.OK if exc.code is None else ExitCode.USAGE)
-    except BaseException as exc:  # the last line of defence: no traceback, never exit 1
-        # BaseException: an extension's panic (pyo3's PanicException) is not an Exception.
-        if isinstance(exc, GeneratorExit):
-            raise
+    with _InterruptWatch() as interrupt:
         try:
-            return _internal_error(exc)
+            return _run(list(sys.argv[1:] if argv is None else argv))
         except KeyboardInterrupt:
             return _interrupted()
+        except SystemExit as exc:  # --help and --version, or a library that calls sys.exit
+            return exc.code if isinstance(exc.code, int) else (ExitCode.OK if exc.code is None else ExitCode.USAGE)
+        except BaseException as exc:  # the last line of defence: no traceback, never exit 1
+            # BaseException: an extension's panic (pyo3's PanicException) is not an Exception.
+            if isinstance(exc, GeneratorExit):
+                raise
+            if interrupt.seen:
+                return _interrupted()
+            try:
+                return _internal_error(exc)
+            except KeyboardInterrupt:
+                return _interrupted()
 
 
 if __name__ == "__main__":
