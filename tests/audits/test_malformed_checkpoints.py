@@ -3,7 +3,9 @@
 The checkpoint file is replaced (a giant header length, truncated, garbage, a tensor the record
 names but the file lacks), its file digest updated and one recorded tensor digest changed so the
 audit must read the file, and the manifest re-signed with the trusted key. Before, the audit and
-the gate died with a traceback (and the gate wrote no report); now both name the file, exit 3.
+the gate died with a traceback (and the gate wrote no report). Now verification itself re-hashes
+every tensor of every checkpoint from its file (issue 9 item 1), so verify, audit and gate all name
+the file and exit 3, before any rerun.
 """
 
 from __future__ import annotations
@@ -55,13 +57,16 @@ def test_audit_names_the_checkpoint_and_exits_3(
 ) -> None:
     manifest = copy_run(smoke_run, tmp_path / "run")
     path = _malformed(manifest, kind)
-    assert main(["verify", str(manifest)]) == 0  # the file digest matches: only reading it tells
-    capsys.readouterr()
+    name = path.relative_to(manifest.parent).as_posix()
+    # The file digest matches the (re-signed) record; reading the tensors tells, already in verify.
+    assert main(["verify", str(manifest)]) == 3
+    err = capsys.readouterr().err
+    assert f"checkpoint {name}" in err and "Traceback" not in err, err
     code = main(["audit", str(manifest), "--steps", "10", "--trusted-keys", str(public_key_path(default_key_path()))])
     err = capsys.readouterr().err
     assert code == 3, err
     assert "Traceback" not in err and "internal error" not in err
-    assert f"checkpoint {path}" in err and "is not the tensors its manifest records" in err
+    assert f"checkpoint {name}" in err, err
 
 
 def test_gate_reports_every_malformed_checkpoint_and_exits_3(
@@ -81,4 +86,4 @@ def test_gate_reports_every_malformed_checkpoint_and_exits_3(
     report = GateReport.model_validate_json((tmp_path / "gate.json").read_text())
     assert report.outcome == "integrity_failure"
     assert [r.reproduction for r in report.results] == ["integrity_failure"] * 2
-    assert all("is not the tensors its manifest records" in r.message for r in report.results)
+    assert all("checkpoints/step-000010/state.safetensors" in r.message for r in report.results)
