@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from repro.audits.formats.console import replayed_words
 from repro.audits.gate import GateReport, ManifestResult
 from repro.audits.gate_outputs import _VULN_WORDS, VERDICT_WORDS
-from repro.audits.report import AuditReport
+from repro.audits.report import AuditReport, Likelihood
 from repro.charts import HALF, Chart, Series, line_chart
 from repro.manifest import RunManifest
 from repro.pages import BLUE, GREEN, GREY, PURPLE, RED, Banner, render, write_html
@@ -32,6 +32,11 @@ TONE = {"bitwise": "good", "within_tolerance": "warn", "diverged": "bad"}
 GATE_TONE = {"pass": "good", "not_reproduced": "bad", "vulnerable": "bad", "integrity_failure": "bad",
              "input_error": "bad", "could_not_check": "unknown"}
 RERUN_COLOUR = {"bitwise": GREEN, "within_tolerance": "#e65100", "diverged": RED}
+# One entry per value of ``Likelihood``: its sort rank (the order the differences table is ranked in)
+# and its pill tone. ``none`` marks a difference the rerun never imported (see ``executed.py``).
+LIKELIHOOD_TONE: dict[str, str] = {"certain": "bad", "high": "bad", "medium": "warn", "low": "unknown",
+                                   "none": "unknown"}
+LIKELIHOOD_RANK: dict[str, int] = {name: rank for rank, name in enumerate(get_args(Likelihood))}
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class AuditView:
     steps: list[Any]
     steps_note: str
     tone: dict[str, str] = field(default_factory=lambda: TONE)
+    likelihood_tone: dict[str, str] = field(default_factory=lambda: LIKELIHOOD_TONE)
+    likelihood_rank: dict[str, int] = field(default_factory=lambda: LIKELIHOOD_RANK)
 
 
 def _threads(n: int) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from rich.console import Console
 
 from repro.audits.formats.console import render as render_console
 from repro.audits.formats.html import audit_page
-from repro.audits.report import AuditReport, TensorDifference
+from repro.audits.report import AuditReport, Difference, Likelihood, TensorDifference
 from repro.audits.vulnerabilities import PackageFinding, Vulnerability, VulnerabilityReport
 from repro.cli import main
 from repro.manifest import load_manifest
@@ -80,6 +81,19 @@ def test_hostile_names_in_a_report_stay_text(audited: dict, tmp_path: Path) -> N
     assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;" in html
     rendered = render(page, tmp_path / "hostile.png")
     assert rendered.console == [] and rendered.dom.count("<script") == 1
+
+
+def test_every_likelihood_renders_in_every_format(audited: dict, tmp_path: Path) -> None:
+    # CI once crashed (exit 70) on a difference of likelihood "none" that the page had no colour for.
+    report: AuditReport = audited["report"]
+    differences = [Difference(category="packages", field=f"packages.{name}", recorded="1", here="2", likelihood=name)
+                   for name in get_args(Likelihood)]
+    every = report.model_copy(update={"differences": differences})
+    html = audit_page(every)
+    for name in get_args(Likelihood):
+        assert f"packages.{name}" in html and f">{name}<" in html
+    text = _console_text(every)
+    assert all(f"packages.{name}" in text for name in get_args(Likelihood))
 
 
 def _console_text(report: AuditReport) -> str:
