@@ -25,7 +25,14 @@ import numpy.typing as npt
 from pydantic import BaseModel
 
 from repro.audits.options import Tolerance
-from repro.audits.report import BatchComparison, SeriesComparison, StepDetail, ValidationDetail, Verdict
+from repro.audits.report import (
+    BatchComparison,
+    CheckpointComparison,
+    SeriesComparison,
+    StepDetail,
+    ValidationDetail,
+    Verdict,
+)
 from repro.manifest import StepRecord, ValidationRecord
 from repro.steptable import StepColumns
 
@@ -296,3 +303,17 @@ def compare_validation(recorded: Iterable[ValidationRecord], rerun: Iterable[Val
         for s in sorted(set(rec) | set(new))
     ]
     return series, details
+
+
+def verdict_summary(verdict: Verdict, losses: SeriesComparison, checkpoints: list[CheckpointComparison], cause: str,
+                    *, checkpoint_noun: str = "checkpoint", against: str = "") -> str:
+    """One line for people: the verdict and its evidence (the audit's and the diff's summary)."""
+    ckpts = f"{len(checkpoints)} {checkpoint_noun}{'s' if len(checkpoints) != 1 else ''}"
+    if verdict == "bitwise":
+        return f"bitwise: {losses.compared} steps and {ckpts} bit-identical{against}"
+    if verdict == "within_tolerance":
+        return (f"within tolerance: {losses.compared} steps, largest loss difference {losses.max_abs_diff:.3g} "
+                f"({losses.max_ulps} ulp{'s' if losses.max_ulps != 1 else ''}); {cause}")
+    step = losses.first_beyond_tolerance_step
+    where = f"losses beyond tolerance from step {step}" if step is not None else "differences beyond tolerance"
+    return f"diverged: {where}; {cause}"

@@ -159,27 +159,18 @@ def run_diff(a_path: Path, b_path: Path, trusted_keys: Path | None = None,
     ], a.executed, b.executed, a.run.trainer.entry)
     found = differences.rank(weighed)
     cause = attribution.attribute(verdict, losses, series, batches, checkpoints, found, code_known=code_known)
+    summary = comparison.verdict_summary(verdict, losses, checkpoints, cause.summary,
+                                         checkpoint_noun="shared checkpoint")
     return DiffReport(
         tool_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         a=_info(Path(a_path), va), b=_info(Path(b_path), vb), tolerance=tol, verdict=verdict,
-        reproduced=verdict != "diverged", summary=_summary(verdict, losses, checkpoints, cause.summary),
+        reproduced=verdict != "diverged", summary=summary,
         steps_compared=losses.compared, losses=losses, series=series, batches=batches, steps=details,
         validation=val_details, checkpoints=checkpoints,
         first_checkpoint_difference=next((c.step for c in checkpoints if c.verdict != "bitwise"), None),
         differences=found, attribution=cause,
     )
 
-
-def _summary(verdict: str, losses: SeriesComparison, checkpoints: list[CheckpointComparison], cause: str) -> str:
-    ckpts = f"{len(checkpoints)} shared checkpoint{'s' if len(checkpoints) != 1 else ''}"
-    if verdict == "bitwise":
-        return f"bitwise: {losses.compared} steps and {ckpts} bit-identical"
-    if verdict == "within_tolerance":
-        return (f"within tolerance: {losses.compared} steps, largest loss difference {losses.max_abs_diff:.3g} "
-                f"({losses.max_ulps} ulp{'s' if losses.max_ulps != 1 else ''}); {cause}")
-    step = losses.first_beyond_tolerance_step
-    where = f"losses beyond tolerance from step {step}" if step is not None else "differences beyond tolerance"
-    return f"diverged: {where}; {cause}"
 
 
 def diff_schema_text() -> str:

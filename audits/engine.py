@@ -27,7 +27,6 @@ from repro.audits.report import (
     Mode,
     RerunInfo,
     Segment,
-    SeriesComparison,
 )
 from repro.capture.git import capture_code
 from repro.config import ResolvedRun
@@ -204,7 +203,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
                         config_sha256=plan.resolved.config_sha256,
                         config_matches=plan.resolved.config_sha256 == m.run.config_sha256),
         mode=plan.mode, verdict=verdict, reproduced=verdict != "diverged",
-        summary=_summary(verdict, losses, checkpoints, cause.summary),
+        summary=comparison.verdict_summary(verdict, losses, checkpoints, cause.summary, against=" to the record"),
         steps_compared=losses.compared, steps_total=plan.resolved.config.steps,
         fraction_replayed=sum(s.end - s.start for s in plan.segments) / plan.resolved.config.steps,
         segments=plan.segments, spot_check_seed=plan.seed,
@@ -237,15 +236,3 @@ def _timing(clock: list[float], runs: list[rerun.Rerun]) -> AuditTiming:
         compare_seconds=now - rerun_done, overhead_seconds=max(now - began - rerun_seconds, 0.0),
     )
 
-
-def _summary(verdict: str, losses: SeriesComparison, checkpoints: list[CheckpointComparison], cause: str) -> str:
-    """One line for people: the verdict and its evidence."""
-    ckpts = f"{len(checkpoints)} checkpoint{'s' if len(checkpoints) != 1 else ''}"
-    if verdict == "bitwise":
-        return f"bitwise: {losses.compared} steps and {ckpts} bit-identical to the record"
-    if verdict == "within_tolerance":
-        return (f"within tolerance: {losses.compared} steps, largest loss difference {losses.max_abs_diff:.3g} "
-                f"({losses.max_ulps} ulp{'s' if losses.max_ulps != 1 else ''}); {cause}")
-    step = losses.first_beyond_tolerance_step
-    where = f"losses beyond tolerance from step {step}" if step is not None else "differences beyond tolerance"
-    return f"diverged: {where}; {cause}"

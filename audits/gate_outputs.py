@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+from repro.audits.formats.junit import junit_document
 from repro.audits.gate import GateReport, ManifestResult
 
 VERDICT_WORDS = {
@@ -57,14 +58,11 @@ def _vuln_detail(result: ManifestResult) -> str:
 def junit_bytes(report: GateReport) -> bytes:
     """The ``--junit`` report: one suite, two test cases per manifest."""
     suite = ET.Element("testsuite", name="repro gate", timestamp=report.created_at, time=f"{report.seconds:.3f}")
-    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
 
     def case(name: str, seconds: float, kind: str | None, message: str, text: str) -> None:
         element = ET.SubElement(suite, "testcase", classname="repro.gate", name=name, time=f"{seconds:.3f}")
-        counts["tests"] += 1
         if kind is not None:
             ET.SubElement(element, kind, message=message.splitlines()[0][:500]).text = text
-            counts[{"failure": "failures", "error": "errors", "skipped": "skipped"}[kind]] += 1
         else:
             ET.SubElement(element, "system-out").text = text
 
@@ -74,14 +72,7 @@ def junit_bytes(report: GateReport) -> bytes:
         vkind = {"fail": "failure", "unchecked_failure": "error", "unchecked_warning": "skipped",
                  "not_scanned": "skipped", "disabled": "skipped"}.get(r.vulnerability_status)
         case(f"vulnerabilities {r.manifest}", 0.0, vkind, _VULN_WORDS[r.vulnerability_status], _vuln_detail(r))
-    for key, value in counts.items():
-        suite.set(key, str(value))
-    root = ET.Element("testsuites", name="repro gate", tests=str(counts["tests"]), failures=str(counts["failures"]),
-                      errors=str(counts["errors"]))
-    root.append(suite)
-    ET.indent(root)
-    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return document + b"\n"
+    return junit_document(suite)
 
 
 def _cell(text: str) -> str:

@@ -17,6 +17,26 @@ from repro.audits.report import AuditReport
 SUITE = "repro audit"
 
 
+def junit_document(suite: ET.Element, properties: ET.Element | None = None) -> bytes:
+    """Count a ``<testsuite>``'s cases into its attributes, wrap it in ``<testsuites>`` and serialise it
+    (UTF-8, indented, with the XML declaration): the one way every repro JUnit file is finished.
+    ``properties``, when given, becomes the suite's first child, where strict JUnit readers want it."""
+    cases = suite.findall("testcase")
+    counts = {kind: sum(1 for c in cases if c.find(tag) is not None)
+              for kind, tag in (("failures", "failure"), ("errors", "error"), ("skipped", "skipped"))}
+    suite.set("tests", str(len(cases)))
+    for kind, n in counts.items():
+        suite.set(kind, str(n))
+    if properties is not None:
+        suite.insert(0, properties)
+    root = ET.Element("testsuites", name=suite.get("name", ""), tests=str(len(cases)),
+                      failures=str(counts["failures"]), errors=str(counts["errors"]))
+    root.append(suite)
+    ET.indent(root)
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document + b"\n"
+
+
 def _case(suite: ET.Element, name: str, classname: str, failure: str | None = None, detail: str = "") -> None:
     case = ET.SubElement(suite, "testcase", name=name, classname=classname, time="0")
     if failure is not None:
@@ -50,26 +70,14 @@ def junit_xml(report: AuditReport) -> bytes:
         failure = f"checkpoint {c.step}: tensors beyond tolerance: {names}" if c.verdict == "diverged" else None
         _case(suite, f"checkpoint step {c.step}", cls, failure,
               detail=f"{c.verdict}: {c.identical}/{c.tensors} tensors bit-identical")
-    cases = suite.findall("testcase")
-    suite.set("tests", str(len(cases)))
-    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
-    suite.set("errors", "0")
-    suite.set("skipped", "0")
-    props = ET.SubElement(suite, "properties")
+    props = ET.Element("properties")
     for name, value in (("verdict", r.verdict), ("mode", r.mode), ("fraction_replayed", f"{r.fraction_replayed:.4f}"),
                         ("manifest", r.manifest.path), ("device", r.rerun.device), ("threads", str(r.rerun.threads))):
         ET.SubElement(props, "property", name=name, value=value)
     lines = [r.summary, f"likely cause: {r.attribution.summary}", "differences (recorded -> here):"]
     lines += [f"  [{d.likelihood}] {d.field}: {d.recorded} -> {d.here}" for d in r.differences] or ["  none"]
     ET.SubElement(suite, "system-out").text = "\n".join(lines)
-    # <properties> must come first in a testsuite for strict JUnit readers.
-    suite.remove(props)
-    suite.insert(0, props)
-    root = ET.Element("testsuites", name=SUITE, tests=suite.get("tests", "0"), failures=suite.get("failures", "0"))
-    root.append(suite)
-    ET.indent(root)
-    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return document + b"\n"
+    return junit_document(suite, props)
 
 
 def write_junit(report: AuditReport, path: Path) -> None:

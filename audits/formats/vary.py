@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from repro import atomic
+from repro.audits.formats.junit import junit_document
 from repro.audits.vary import VariationResult, VaryReport
 
 _STYLE = {"bitwise": "green", "within_tolerance": "yellow", "diverged": "red", "not_available": "dim"}
@@ -66,18 +67,8 @@ def vary_junit_xml(report: VaryReport) -> bytes:
             ET.SubElement(case, "failure", message=detail, type="NotReproduced").text = detail
         else:
             ET.SubElement(case, "system-out").text = detail
-    cases = suite.findall("testcase")
-    suite.set("tests", str(len(cases)))
-    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
-    suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
-    suite.set("errors", "0")
     ET.SubElement(suite, "system-out").text = report.summary
-    root = ET.Element("testsuites", name="repro audit --vary", tests=suite.get("tests", "0"),
-                      failures=suite.get("failures", "0"))
-    root.append(suite)
-    ET.indent(root)
-    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    return data + b"\n"
+    return junit_document(suite)
 
 
 def write_vary_junit(report: VaryReport, path: Path) -> None:
