@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from repro.cli import main
 from repro.config import config_digest, resolve_run
 from repro.errors import UsageError
 from repro.manifest import RunSettings, load_manifest
 from repro.trainer_api import TrainerContext
+from tests.helpers import float_bits
 
 REFERENCE = Path(__file__).parents[2] / "manifests" / "reference" / "smoke.json"
 
@@ -87,15 +89,25 @@ def test_other_adamw_kernels_are_deterministic_and_agree_with_the_for_loop(tmp_p
 
 @pytest.mark.slow
 def test_compiled_training_is_bitwise_run_to_run_and_close_to_eager(tmp_path: Path) -> None:
-    torch._dynamo.reset()
-    eager, _, _ = train(tmp_path, steps=3)
-    compiled, val_compiled, state_compiled = train(tmp_path, "compile=true", steps=3)
-    torch._dynamo.reset()
-    again, val_again, state_again = train(tmp_path, "compile=true", steps=3)
-    assert [o.loss for o in compiled] == [o.loss for o in again] and val_compiled == val_again
-    assert all(torch.equal(state_compiled[k], state_again[k]) for k in state_compiled)
-    assert not any(k.startswith("model._orig_mod") for k in state_compiled)  # names as in eager runs
-    for a, b in zip(eager, compiled, strict=True):
+    """Through the product's path: ``repro run`` trains in a child process with repro's determinism
+    flags and an empty inductor cache of its own. (In one process, a second compile after
+    ``torch._dynamo.reset()`` without those flags gave a validation loss 1 ulp off: measured.)"""
+    short = ["--steps", "6", "--set", "checkpoint_every=3", "--set", "eval_every=3"]
+    runs = {}
+    for name, extra in (("eager", []), ("compiled", ["--set", "compile=true"]), ("again", ["--set", "compile=true"])):
+        out = tmp_path / name / "run.json"
+        assert main(["run", "smoke", *short, *extra, "--out", str(out)]) == 0
+        runs[name] = load_manifest(out).manifest
+    compiled, again, eager = runs["compiled"], runs["again"], runs["eager"]
+    assert compiled.run.settings.compile and not eager.run.settings.compile
+    assert [float_bits(s.loss) for s in compiled.steps] == [float_bits(s.loss) for s in again.steps]
+    assert [float_bits(s.grad_norm) for s in compiled.steps] == [float_bits(s.grad_norm) for s in again.steps]
+    assert [float_bits(v.loss) for v in compiled.validation] == [float_bits(v.loss) for v in again.validation]
+    assert [c.sha256 for c in compiled.checkpoints] == [c.sha256 for c in again.checkpoints]
+    assert compiled.checkpoints[-1].tensors.keys() == eager.checkpoints[-1].tensors.keys()  # names as in eager runs
+    for a, b in zip(eager.steps, compiled.steps, strict=True):
+        assert b.loss == pytest.approx(a.loss, rel=1e-4)
+    for a, b in zip(eager.validation, compiled.validation, strict=True):
         assert b.loss == pytest.approx(a.loss, rel=1e-4)
 
 
