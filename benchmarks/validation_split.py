@@ -7,10 +7,15 @@ baseline once with the first play held out (``repro run baseline --data`` on the
 signed manifest like any run), then scores the finished model on both held-out sets with one
 estimator: the mean loss over every non-overlapping ``block_size`` window of each set.
 
-    python benchmarks/validation_split.py [--out runs/validation-split] [--steps 300]
+    python benchmarks/validation_split.py [--out runs/validation-split] [--steps 300] [--reuse]
+        [--litgpt-checkpoint out/final/lit_model.pth]
 
 Prints, as JSON: the run's recorded validation loss (its own 20 fixed batches), and for each held-out
-set its tokens, bytes, windows, mean loss in nats per token and bits per byte.
+set its tokens, bytes, windows, mean loss in nats per token and bits per byte. ``--reuse`` scores an
+existing run in ``--out`` instead of training again. ``--litgpt-checkpoint`` also scores a model that
+``litgpt pretrain`` trained (the seed architecture at the run's dimensions, e.g. on the same 38 plays
+as flat .txt files with the run's tokenizer): its loss on the same first play, with the same tokens
+and estimator, side by side with repro's.
 """
 
 from __future__ import annotations
@@ -20,32 +25,54 @@ import json
 import math
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
-def _score(trainer: Any, ids: Any, batch: int) -> float:
-    """Mean loss over every non-overlapping window of ``ids`` (block_size inputs, shifted targets)."""
+def _score(loss: Callable[[Any, Any], Any], ids: Any, block: int, batch: int) -> float:
+    """Mean of ``loss(x, y)`` over every non-overlapping window of ``ids`` (block inputs, shifted targets)."""
     import torch
 
-    block = trainer.cfg.block_size
     n = (len(ids) - 1) // block
     total, count = 0.0, 0
-    trainer.model.eval()
     with torch.no_grad():
         for first in range(0, n, batch):
             starts = range(first * block, min(first + batch, n) * block, block)
             x = torch.stack([ids[s:s + block] for s in starts])
             y = torch.stack([ids[s + 1:s + block + 1] for s in starts])
-            total += float(trainer._loss(x, y)) * len(starts)
+            total += float(loss(x, y)) * len(starts)
             count += len(starts)
     return total / count
+
+
+def _litgpt_loss(checkpoint: Path, run_config: dict[str, Any]) -> Callable[[Any, Any], Any]:
+    """The mean cross-entropy of a ``litgpt pretrain`` checkpoint's model (seed architecture)."""
+    import torch
+    from litgpt.model import GPT
+    from torch.nn import functional as F
+
+    from repro.trainer.litgpt.trainer import LitGPTConfig, litgpt_config
+
+    model = GPT(litgpt_config(LitGPTConfig.model_validate(run_config)))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    weights = state.get("model", state)
+    model.load_state_dict({k.removeprefix("_orig_mod."): v for k, v in weights.items()})
+    model.eval()
+
+    def loss(x: Any, y: Any) -> Any:
+        logits = model(x)
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+
+    return loss
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/validation-split", help="folder for the corpus copy and the run")
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--reuse", action="store_true", help="score the run already in --out")
+    parser.add_argument("--litgpt-checkpoint", type=Path, help="also score this litgpt pretrain lit_model.pth")
     args = parser.parse_args()
 
     import torch
@@ -62,15 +89,16 @@ def main() -> None:
     corpus = gpt_data.load_corpus(None)
     (held_name, held_bytes), rest = corpus.files[0], corpus.files[1:]
     folder = out / "corpus"
-    shutil.rmtree(folder, ignore_errors=True)
-    for name, content in rest:  # the same relative names, so the same sorted order
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(content)
     manifest_path = out / "run.json"
-    code = repro_main(["run", "baseline", "--data", str(folder), "--steps", str(args.steps),
-                       "--out", str(manifest_path)])
-    if code != 0:
-        sys.exit(code)
+    if not args.reuse:
+        shutil.rmtree(folder, ignore_errors=True)
+        for name, content in rest:  # the same relative names, so the same sorted order
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(content)
+        code = repro_main(["run", "baseline", "--data", str(folder), "--steps", str(args.steps),
+                           "--out", str(manifest_path)])
+        if code != 0:
+            sys.exit(code)
     manifest = load_manifest(manifest_path).manifest
 
     torch.set_num_threads(manifest.run.settings.threads)
@@ -99,12 +127,18 @@ def main() -> None:
         "manifest": str(manifest_path), "steps": manifest.run.config["steps"],
         "recorded_val_loss": recorded, "recomputed_val_loss": again, "sets": {},
     }
+    trainer.model.eval()
+    models = {"repro": trainer._loss}
+    if args.litgpt_checkpoint:
+        models["litgpt pretrain"] = _litgpt_loss(args.litgpt_checkpoint, manifest.run.config)
+    block = trainer.cfg.block_size
     for label, (ids, n_bytes) in sets.items():
-        loss = _score(trainer, ids, trainer.cfg.batch_size)
-        result["sets"][label] = {
-            "tokens": len(ids), "bytes": n_bytes, "windows": (len(ids) - 1) // trainer.cfg.block_size,
-            "nats_per_token": loss, "bits_per_byte": loss * len(ids) / n_bytes / math.log(2),
-        }
+        for model_name, loss_fn in models.items():
+            loss = _score(loss_fn, ids, block, trainer.cfg.batch_size)
+            result["sets"].setdefault(label, {"tokens": len(ids), "bytes": n_bytes,
+                                              "windows": (len(ids) - 1) // block})[model_name] = {
+                "nats_per_token": loss, "bits_per_byte": loss * len(ids) / n_bytes / math.log(2),
+            }
     print(json.dumps(result, indent=2))
 
 
