@@ -172,7 +172,6 @@ def run_diff(a_path: Path, b_path: Path, trusted_keys: Path | None = None,
     )
 
 
-
 def diff_schema_text() -> str:
     """The JSON Schema of :class:`DiffReport` as stable, indented text."""
     return json.dumps(DiffReport.model_json_schema(), indent=2, sort_keys=True) + "\n"

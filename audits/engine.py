@@ -235,4 +235,3 @@ def _timing(clock: list[float], runs: list[rerun.Rerun]) -> AuditTiming:
         validation_seconds=sum(r.result.timing.eval_seconds for r in runs if r.result.timing),
         compare_seconds=now - rerun_done, overhead_seconds=max(now - began - rerun_seconds, 0.0),
     )
-

@@ -75,6 +75,16 @@ def _copy(source: Path, dest: Path) -> Path:
     return target
 
 
+def _planned(body: dict[str, Any], n: int) -> None:
+    """Make the config plan ``n`` steps (verify checks that a finished run recorded what it planned)."""
+    from repro.config import config_digest
+    from repro.manifest import RunSettings
+
+    body["run"]["config"]["steps"] = n
+    body["run"]["config_sha256"] = config_digest(RunSettings.model_validate(body["run"]["settings"]),
+                                                 body["run"]["config"])
+
+
 def _sign_and_write(body: dict[str, Any], target: Path, key: Any) -> None:
     body = {k: v for k, v in body.items() if k != "signature"}
     signed = {**body, "signature": sign_body(body, key).model_dump(mode="json")}
@@ -90,6 +100,7 @@ def make_v2(source: Path, n: int, dest: Path, key: Any) -> Path:
     body = json.loads(manifest_bytes(loaded.manifest))
     body["step_table"] = {"path": f"{run_folder(target).name}/{FILE_NAME}", "sha256": sha256, "size": size,
                           "rows": n, "format": "repro.step-table/1"}
+    _planned(body, n)
     _sign_and_write(body, target, key)
     return target
 
@@ -110,6 +121,7 @@ def make_v1(source: Path, n: int, dest: Path, key: Any) -> Path:
     ]
     assert columns.seconds is not None
     body["timing"]["step_seconds"] = columns.seconds.tolist()
+    _planned(body, n)
     _sign_and_write(body, target, key)
     return target
 
