@@ -10,8 +10,6 @@ likely cause. The report's JSON Schema is ``docs/diff-report.schema.json``.
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -170,21 +168,3 @@ def run_diff(a_path: Path, b_path: Path, trusted_keys: Path | None = None,
         first_checkpoint_difference=next((c.step for c in checkpoints if c.verdict != "bitwise"), None),
         differences=found, attribution=cause,
     )
-
-
-def diff_schema_text() -> str:
-    """The JSON Schema of :class:`DiffReport` as stable, indented text."""
-    return json.dumps(DiffReport.model_json_schema(), indent=2, sort_keys=True) + "\n"
-
-
-def write_diff_schema(folder: Path) -> Path:
-    """Write ``diff-report.schema.json`` into ``folder``."""
-    from repro import atomic
-
-    path = Path(folder) / DIFF_SCHEMA_FILE
-    atomic.write_text(path, diff_schema_text())
-    return path
-
-
-if __name__ == "__main__":
-    sys.stdout.write(f"{write_diff_schema(Path(sys.argv[1] if len(sys.argv) > 1 else 'docs'))}\n")

@@ -7,9 +7,6 @@ Every model is frozen and forbids unknown fields, like the manifest. ``--json`` 
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
 from typing import Final, Literal
 
 from pydantic import Field
@@ -221,21 +218,3 @@ class AuditReport(ReportRecord):
     timing: AuditTiming
     vulnerabilities: VulnerabilityReport | None = Field(
         None, description="pip-audit scan of the recorded environment (--scan-vulnerabilities).")
-
-
-def schema_text() -> str:
-    """The JSON Schema of :class:`AuditReport` as stable, indented text."""
-    return json.dumps(AuditReport.model_json_schema(), indent=2, sort_keys=True) + "\n"
-
-
-def write_schema(folder: Path) -> Path:
-    """Write ``audit-report.schema.json`` into ``folder``."""
-    from repro import atomic
-
-    path = Path(folder) / SCHEMA_FILE
-    atomic.write_text(path, schema_text())
-    return path
-
-
-if __name__ == "__main__":
-    print(write_schema(Path(sys.argv[1] if len(sys.argv) > 1 else "docs")))  # noqa: T201 - this command prints what it wrote

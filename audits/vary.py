@@ -11,8 +11,6 @@ is sensitive. The report's JSON Schema is ``docs/vary-report.schema.json``.
 
 from __future__ import annotations
 
-import json
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
@@ -224,21 +222,3 @@ def _report(path: Path, checked: integrity.IntegrityResult, steps: int, tol: Tol
         immune_to=immune, not_available=unavailable, reproduced=reproduced,
         summary="; ".join([head, *parts]),
     )
-
-
-def vary_schema_text() -> str:
-    """The JSON Schema of :class:`VaryReport` as stable, indented text."""
-    return json.dumps(VaryReport.model_json_schema(), indent=2, sort_keys=True) + "\n"
-
-
-def write_vary_schema(folder: Path) -> Path:
-    """Write ``vary-report.schema.json`` into ``folder``."""
-    from repro import atomic
-
-    path = Path(folder) / VARY_SCHEMA_FILE
-    atomic.write_text(path, vary_schema_text())
-    return path
-
-
-if __name__ == "__main__":
-    sys.stdout.write(f"{write_vary_schema(Path(sys.argv[1] if len(sys.argv) > 1 else 'docs'))}\n")

@@ -29,26 +29,27 @@ def schema_text(model: type | dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
-def write_schemas(folder: Path) -> list[Path]:
-    """Write every published schema into ``folder``."""
+def write_schemas(folder: Path, schemas: dict[str, type | dict[str, Any]] | None = None) -> list[Path]:
+    """Write every schema of ``schemas`` (default: the core's :data:`SCHEMAS`) into ``folder``."""
     written = []
-    for name, model in SCHEMAS.items():
+    for name, model in (SCHEMAS if schemas is None else schemas).items():
         atomic.write_text(Path(folder) / name, schema_text(model))
         written.append(Path(folder) / name)
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, schemas: dict[str, type | dict[str, Any]] | None = None,
+         prog: str = "python -m repro.schema") -> int:
     """``python -m repro.schema [FOLDER]``: regenerate the published schemas (default ``docs``)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m repro.schema", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", default="docs", help="existing folder to write into (default: docs)")
     args = parser.parse_args(argv)
     folder = Path(args.folder)
     if not folder.is_dir():
         parser.error(f"{folder} is not an existing folder")
-    for path in write_schemas(folder):
+    for path in write_schemas(folder, schemas):
         print(path)  # noqa: T201 - this module's command prints what it wrote
     return 0
 

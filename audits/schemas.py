@@ -1,0 +1,26 @@
+"""The published JSON Schemas of the audit's reports, and the command that regenerates them.
+
+``python -m repro.audits.schemas docs/`` writes ``audit-report.schema.json`` (``repro audit --json``),
+``vary-report.schema.json`` (``--vary --json``) and ``diff-report.schema.json`` (``repro diff --json``);
+``tests/audits/test_report_schema.py`` keeps them current. The core's own schemas (manifest, step
+table) are :mod:`repro.schema`'s.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from repro.audits.diff import DIFF_SCHEMA_FILE, DiffReport
+from repro.audits.report import SCHEMA_FILE, AuditReport
+from repro.audits.vary import VARY_SCHEMA_FILE, VaryReport
+from repro.schema import main
+
+SCHEMAS: dict[str, type | dict[str, Any]] = {
+    SCHEMA_FILE: AuditReport,
+    VARY_SCHEMA_FILE: VaryReport,
+    DIFF_SCHEMA_FILE: DiffReport,
+}
+
+if __name__ == "__main__":
+    sys.exit(main(schemas=SCHEMAS, prog="python -m repro.audits.schemas"))
