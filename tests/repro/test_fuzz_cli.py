@@ -102,13 +102,21 @@ def test_the_cases_found_by_review_are_one_line_errors(
     assert "fuzz: training" not in line, "it got as far as training"
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """A shell without job control starts background jobs with SIGINT ignored, and children
+    inherit that (a CI run launched as ``cmd &`` did: every Ctrl-C was lost, every verify finished);
+    give the child the default action, which is what a terminal's Ctrl-C meets."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_at_any_moment_is_one_line_and_130(smoke_run: Path, tmp_path: Path) -> None:
     """A real ``repro`` process interrupted from its first instant to well into the command."""
     script = [sys.executable, "-c", "import sys; from repro.__main__ import run; sys.exit(run())"]
     seen = set()
     for delay in (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0):
         proc = subprocess.Popen([*script, "verify", str(smoke_run)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                                stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                                preexec_fn=_ctrl_c_as_in_a_terminal)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
