@@ -51,6 +51,9 @@ LATER_FLAGS = frozenset({
 })
 """Determinism flags captured since the second release; a manifest without them predates them."""
 
+LATER_ENV_VARS = frozenset({"GLIBC_TUNABLES"})
+"""Environment variables recorded since repro began setting them; a manifest without them predates them."""
+
 # Run settings with a numeric effect, and how likely a change of each is to change the numbers.
 _SETTING_LIKELIHOOD: dict[str, Likelihood] = {
     "precision": "certain", "compile": "high",
@@ -127,7 +130,7 @@ def environment_differences(recorded: EnvironmentRecord, here: EnvironmentRecord
     threads_changed = recorded.torch_threads != here.torch_threads
     for var in sorted(set(recorded.env_vars) | set(here.env_vars)):
         a, b = recorded.env_vars.get(var), here.env_vars.get(var)
-        if a == b:
+        if a == b or (var not in recorded.env_vars and var in LATER_ENV_VARS):
             continue
         category, likelihood = _ENV_VAR_CATEGORY.get(var, ("platform", "low"))
         if (category == "threads" and threads_changed

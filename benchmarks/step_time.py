@@ -1,15 +1,21 @@
 """Baseline step time: repro's GPT against LitGPT's GPT at the same dimensions, interleaved.
 
-Both models train on the same random token batches with AdamW, in deterministic mode, with the
-same thread count, in one process. Rounds alternate between them so machine noise hits both alike;
-the result is the ratio of median step times (repro / LitGPT; below 1 means repro is faster).
+Each peer trains in a process of its own, started the way it is started for real: repro's peers
+with the environment ``repro run`` gives its training process (:func:`repro.determinism.controlled_environment`,
+which includes the allocator setting ``GLIBC_TUNABLES``), LitGPT's with the plain environment
+``litgpt pretrain`` gets. A control peer runs LitGPT in repro's environment, so the report separates
+what the environment buys from what the model code buys. Every peer pins the same thread count,
+runs deterministic algorithms, and trains on the same random token batches with AdamW. The peers
+stay alive and take turns, a round of steps each, the first in each round rotating, so machine
+noise hits them alike; the result is the ratio of median step times (below 1: faster than LitGPT).
 
-    python benchmarks/step_time.py [--rounds 5] [--steps 10] [--threads 2] [--compile] [--adamw fused]
-        [--precision bf16-mixed]
+    python benchmarks/step_time.py [--rounds 6] [--steps 10] [--threads 2] [--compile]
+        [--adamw default foreach fused] [--precision bf16-mixed]
 
-With ``--compile`` four peers run interleaved (each model eager and through ``torch.compile``) and
-every ratio is against the fastest LitGPT peer. ``--adamw`` picks repro's AdamW kernels (LitGPT's
-peer keeps torch's default); ``--precision bf16-mixed`` runs both under CPU bfloat16 autocast.
+With ``--compile`` each model also runs through ``torch.compile`` (three more peers). ``--adamw``
+names AdamW kernels for repro's peers, one peer each (LitGPT keeps torch's default);
+``--precision bf16-mixed`` runs every peer under CPU bfloat16 autocast. Each peer's last loss is
+reported as bits, so the pair that differs only in environment shows whether it changed a number.
 
 Needs the benchmark extra: ``pip install -c .venv/torch-constraint.txt litgpt==0.5.13``.
 """
@@ -18,20 +24,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import time
+from dataclasses import asdict, dataclass
+from typing import IO, Any
 
-import torch
+
+@dataclass(frozen=True)
+class Peer:
+    """One training process: which model, eager or compiled, in whose environment."""
+
+    model: str  # "repro" or "litgpt"
+    compiled: bool
+    environment: str  # "repro": repro run's training environment; "plain": what litgpt pretrain gets
+    adamw: str = "default"  # AdamW kernels: torch's default, for-loop, foreach or fused
+
+    @property
+    def name(self) -> str:
+        text = self.model + (" compiled" if self.compiled else "")
+        text += f", adamw={self.adamw}" if self.adamw != "default" else ""
+        return text + (", repro's environment" if self.model == "litgpt" and self.environment == "repro" else "")
 
 
-def repro_model() -> torch.nn.Module:
+def _repro_model() -> Any:
     from repro.trainer.gpt.model import GPT, GPTShape
 
     return GPT(GPTShape(vocab_size=16000, block_size=128, n_layer=4, n_head=4, n_embd=256))
 
 
-def litgpt_model() -> torch.nn.Module:
+def _litgpt_model() -> Any:
     from litgpt.config import Config
     from litgpt.model import GPT
 
@@ -43,15 +69,24 @@ def litgpt_model() -> torch.nn.Module:
     return GPT(config)
 
 
-def make_step(model: torch.nn.Module, litgpt: bool, compiled: bool = False, adamw: str = "default",
-              precision: str = "32"):
+def _worker(spec: dict[str, Any]) -> None:
+    """Train one peer on command: read a step count per line from stdin, answer with the times."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    torch.use_deterministic_algorithms(True)
+    torch.manual_seed(0)
+    litgpt = spec["model"] == "litgpt"
+    model = _litgpt_model() if litgpt else _repro_model()
     impl = {"default": {}, "for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1,
-                                  **impl[adamw if not litgpt else "default"])
-    forward = torch.compile(model) if compiled else model
+                                  **impl[spec["adamw"]])
+    forward = torch.compile(model) if spec["compiled"] else model
+    data = torch.randint(0, 16000, (16, 129), generator=torch.Generator().manual_seed(0))
+    x, y = data[:, :-1].contiguous(), data[:, 1:].contiguous()
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> float:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
+    def step() -> float:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec["precision"] == "bf16-mixed"):
             if litgpt:
                 logits = forward(x)
                 loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
@@ -61,53 +96,104 @@ def make_step(model: torch.nn.Module, litgpt: bool, compiled: bool = False, adam
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        return loss.item()
+        return float(loss.item())
 
-    return step
+    loss = 0.0
+    for _ in range(3):  # warm-up: allocator, kernels, compilation, optimizer state
+        loss = step()
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        if line.strip() == "quit":
+            break
+        times = []
+        for _ in range(int(line)):
+            start = time.perf_counter()
+            loss = step()
+            times.append(time.perf_counter() - start)
+        print(json.dumps({"times": times}), flush=True)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    print(json.dumps({"last_loss": loss.hex(), "peak_rss_mib": peak_kib / 1024, "minor_faults": faults}), flush=True)
+
+
+def _environment(kind: str, threads: int) -> dict[str, str]:
+    from repro.determinism import controlled_environment
+    from repro.manifest import RunSettings
+
+    plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    if kind == "repro":
+        return controlled_environment(RunSettings(threads=threads), base=plain)
+    return {**plain, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def _answer(stream: IO[str]) -> dict[str, Any]:
+    line = stream.readline()
+    if not line:
+        raise SystemExit("a peer process ended early; run its spec alone to see why")
+    answer: dict[str, Any] = json.loads(line)
+    return answer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=10, help="steps per model per round")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=10, help="steps per peer per round")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also time both models through torch.compile")
-    parser.add_argument("--adamw", default="default", choices=["default", "for-loop", "foreach", "fused"])
+    parser.add_argument("--adamw", nargs="+", default=["default"], choices=["default", "for-loop", "foreach", "fused"],
+                        help="AdamW kernels for repro's peers, a peer each")
     parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed"])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        _worker(json.loads(args.worker))
+        return
 
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
-    torch.manual_seed(0)
-    peers = {"repro": make_step(repro_model(), False, adamw=args.adamw, precision=args.precision),
-             "litgpt": make_step(litgpt_model(), True, precision=args.precision)}
-    if args.compile:
-        peers["repro compiled"] = make_step(repro_model(), False, True, args.adamw, args.precision)
-        peers["litgpt compiled"] = make_step(litgpt_model(), True, True, precision=args.precision)
-    gen = torch.Generator().manual_seed(0)
-    data = torch.randint(0, 16000, (16, 129), generator=gen)
-    x, y = data[:, :-1].contiguous(), data[:, 1:].contiguous()
-    for step in peers.values():  # warm-up: allocator, kernels, optimizer state
-        for _ in range(3):
-            step(x, y)
-    times: dict[str, list[float]] = {name: [] for name in peers}
+    peers = []
+    for compiled in (False, True) if args.compile else (False,):
+        peers += [Peer("repro", compiled, "repro", adamw) for adamw in args.adamw]
+        peers += [Peer("litgpt", compiled, "plain"), Peer("litgpt", compiled, "repro")]
+    procs: dict[Peer, subprocess.Popen[str]] = {}
+    for peer in peers:  # started one after another: warm-ups (and compilations) do not overlap
+        spec = {**asdict(peer), "threads": args.threads, "precision": args.precision}
+        proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
+                                env=_environment(peer.environment, args.threads), text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        _answer(proc.stdout)
+        procs[peer] = proc
+    times: dict[Peer, list[float]] = {peer: [] for peer in peers}
     for r in range(args.rounds):
-        order = list(peers)[r % len(peers):] + list(peers)[:r % len(peers)]  # rotate who goes first
-        for name in order:
-            for _ in range(args.steps):
-                t = time.perf_counter()
-                peers[name](x, y)
-                times[name].append(time.perf_counter() - t)
-    medians = {name: statistics.median(v) for name, v in times.items()}
-    fastest_litgpt = min(v for k, v in medians.items() if k.startswith("litgpt"))
+        for peer in peers[r % len(peers):] + peers[:r % len(peers)]:  # rotate who goes first
+            proc = procs[peer]
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(f"{args.steps}\n")
+            proc.stdin.flush()
+            times[peer].extend(_answer(proc.stdout)["times"])
+    ends = {}
+    for peer, proc in procs.items():
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        ends[peer] = _answer(proc.stdout)
+        proc.wait()
+
+    import torch
+
+    medians = {peer: statistics.median(v) for peer, v in times.items()}
+    shipped = min(v for p, v in medians.items() if p.model == "litgpt" and p.environment == "plain")
+    same_env = min(v for p, v in medians.items() if p.model == "litgpt" and p.environment == "repro")
     result = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}",
+        "machine": f"{platform.machine()}, {args.threads} threads, {platform.processor() or 'cpu'}",
         "torch": torch.__version__,
-        "steps_per_model": len(times["repro"]),
-        "median_s_per_step": medians,
+        "steps_per_peer": args.rounds * args.steps,
         "compile": args.compile, "adamw": args.adamw, "precision": args.precision,
-        "ratio_repro_over_litgpt": medians["repro"] / medians["litgpt"],
-        "ratios_over_fastest_litgpt": {k: v / fastest_litgpt for k, v in medians.items()},
+        "median_s_per_step": {p.name: round(v, 4) for p, v in medians.items()},
+        "ratio_to_fastest_litgpt_as_shipped": {p.name: round(v / shipped, 3) for p, v in medians.items()},
+        "ratio_to_fastest_litgpt_in_repros_environment": {p.name: round(v / same_env, 3) for p, v in medians.items()},
+        "last_loss_bits": {p.name: e["last_loss"] for p, e in ends.items()},
+        "peak_rss_mib": {p.name: round(e["peak_rss_mib"]) for p, e in ends.items()},
+        "minor_page_faults": {p.name: e["minor_faults"] for p, e in ends.items()},
     }
     print(json.dumps(result, indent=2))
 

@@ -41,8 +41,9 @@ NUMERIC_ENV_VARS: dict[str, tuple[str, Literal["certain", "high", "medium", "low
     "TORCH_CUDNN_V8_API_DISABLED": ("cuda", "medium"),
     "NCCL_ALGO": ("world", "high"),
     "NCCL_PROTO": ("world", "high"),
+    "GLIBC_TUNABLES": ("allocator", "low"),  # set by repro for speed; torch aligns tensors either way
 }
-"""Environment variables that can change numerics or thread use, recorded whether set or not;
+"""Environment variables that can change numerics, thread use or speed, recorded whether set or not;
 for each, what it influences and how likely a change of it is to change the numbers (the audit
 ranks differences by this). The one list: capture and audit both read it."""
 
