@@ -32,9 +32,10 @@ By default glibc serves every allocation over 32 MiB with a fresh ``mmap`` and u
 is freed, so a tensor of that size made each step (the baseline's logits and their gradients, four
 of 131 MB) arrives as unfaulted pages the kernel must zero again: about 145,000 page faults a step
 on the baseline. Heap-only allocation with no trimming reuses the pages: 11-14% less time a step on
-the 2-core CPU for the same model, identical bits (torch aligns every tensor to 64 bytes either way; docs/results.md). The
-price is that the process keeps its peak memory until it exits, as CUDA's caching allocator does.
-A ``GLIBC_TUNABLES`` already set in the environment is kept as it is; other C libraries ignore it."""
+the 2-core CPU for the same model, identical bits (torch aligns every tensor to 64 bytes either
+way; docs/results.md). The price is that the process keeps its peak memory until it exits, as
+CUDA's caching allocator does. A ``GLIBC_TUNABLES`` already set in the environment is kept as it
+is; other C libraries ignore it."""
 
 
 def controlled_environment(settings: RunSettings, base: Mapping[str, str] | None = None) -> dict[str, str]:
