@@ -32,7 +32,8 @@ from repro.capture.git import capture_code
 from repro.config import ResolvedRun
 from repro.errors import CouldNotCheckError, UsageError
 from repro.launcher import EventHandler
-from repro.manifest import RunManifest, incomplete_marker, replaced_folder, run_folder
+from repro.manifest import RunManifest
+from repro.manifest_file import incomplete_marker, replaced_folder, run_folder
 from repro.verify import VerifyResult
 
 _SEVERITY = {"bitwise": 0, "within_tolerance": 1, "diverged": 2}

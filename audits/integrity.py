@@ -18,7 +18,7 @@ from pathlib import Path
 from repro.audits.report import DataCheck
 from repro.errors import DataChangedError, MissingArtifactError
 from repro.keys import load_trusted_keys
-from repro.manifest import LoadedManifest
+from repro.manifest_file import LoadedManifest
 from repro.verify import ArtifactCheck, VerifyResult, verify_manifest
 
 __all__ = ["DataChangedError", "IntegrityResult", "check_integrity"]

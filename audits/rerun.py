@@ -39,7 +39,8 @@ from repro.errors import (
 )
 from repro.job import JobResult, VerifiedDataSpec
 from repro.launcher import EventHandler, launch
-from repro.manifest import CheckpointRecord, LoadedManifest, RunManifest, TrainerRef
+from repro.manifest import CheckpointRecord, RunManifest, TrainerRef
+from repro.manifest_file import LoadedManifest
 from repro.registry import installed_trainers, resolve_trainer
 from repro.run import build_job, check_distributed
 from repro.trainer_api import Trainer, import_reference_fields

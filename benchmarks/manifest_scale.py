@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from repro.keys import generate_key
-from repro.manifest import load_manifest, manifest_bytes, run_folder
+from repro.manifest_file import load_manifest, manifest_bytes, run_folder
 from repro.signing import sign_body
 from repro.steptable import FILE_NAME, StepColumns, write_table
 

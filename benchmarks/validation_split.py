@@ -80,7 +80,7 @@ def main() -> None:
     from repro.checkpoint import load_state
     from repro.cli import main as repro_main
     from repro.config import resolve_run
-    from repro.manifest import load_manifest, run_folder
+    from repro.manifest_file import load_manifest, run_folder
     from repro.paths import cache_dir
     from repro.trainer.gpt import data as gpt_data
     from repro.trainer_api import TrainerContext

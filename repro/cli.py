@@ -132,7 +132,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from repro.console import err_console, out_console
     from repro.keys import load_trusted_keys
-    from repro.manifest import incomplete_marker
+    from repro.manifest_file import incomplete_marker
     from repro.verify import verify_manifest
 
     trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys is not None else None

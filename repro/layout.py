@@ -49,7 +49,7 @@ from repro import atomic
 from repro.crashpoint import crash_point
 from repro.errors import OutputError, UsageError
 from repro.hashing import sha256_bytes, sha256_file
-from repro.manifest import incomplete_marker, replaced_folder, run_folder
+from repro.manifest_file import incomplete_marker, replaced_folder, run_folder
 from repro.records import FrozenRecord
 
 RUN_FOLDER_MARKER = ".repro-run"

@@ -41,8 +41,8 @@ from repro.manifest import (
     StepTableRef,
     Timing,
     ValidationRecord,
-    manifest_bytes,
 )
+from repro.manifest_file import manifest_bytes
 from repro.paths import cache_dir, private_folder
 from repro.sbom import record_sbom
 from repro.signing import sign_manifest

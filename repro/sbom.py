@@ -29,7 +29,8 @@ from pydantic import ConfigDict, Field
 from repro import __version__, atomic
 from repro.canonical import canonical_bytes
 from repro.hashing import sha256_bytes
-from repro.manifest import EnvironmentRecord, FileDigest, run_folder
+from repro.manifest import EnvironmentRecord, FileDigest
+from repro.manifest_file import run_folder
 from repro.records import FrozenRecord
 
 SBOM_NAME = "sbom.cdx.json"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from repro.errors import ReproError
-    from repro.manifest import LoadedManifest
+    from repro.manifest_file import LoadedManifest
     from repro.pages import Banner
 
 
@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def _unverified(path: Path) -> LoadedManifest | None:
     """The manifest as written, for display under a failure; None when it cannot be read as one."""
     from repro.errors import ReproError
-    from repro.manifest import LoadedManifest, manifest_from_json, read_manifest_json
+    from repro.manifest_file import LoadedManifest, manifest_from_json, read_manifest_json
 
     try:
         raw = read_manifest_json(path)
@@ -60,7 +60,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from repro.console import err_console, loss_curve_lines, out_console, run_summary
     from repro.errors import ArtifactMismatchError, ExitCode, MissingArtifactError, ReproError
     from repro.keys import load_trusted_keys
-    from repro.manifest import incomplete_marker
+    from repro.manifest_file import incomplete_marker
     from repro.pages import Banner, Verification, show_page, write_html
     from repro.verify import verify_manifest
 

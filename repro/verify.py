@@ -28,7 +28,7 @@ from repro.artifacts import ArtifactCheck, check_data, check_run_files, data_sou
 from repro.canonical import parse_json
 from repro.consistency import check_consistency
 from repro.errors import ArtifactMismatchError, ManifestFormatError, MissingArtifactError
-from repro.manifest import LoadedManifest, check_not_newer, manifest_from_json, read_manifest_bytes
+from repro.manifest_file import LoadedManifest, check_not_newer, manifest_from_json, read_manifest_bytes
 from repro.signing import verify_document
 
 __all__ = ["ArtifactCheck", "VerifyResult", "data_source_root", "raise_for_checks", "verify_manifest"]

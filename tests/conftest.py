@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
-from repro.manifest import run_folder
+from repro.manifest_file import run_folder
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -72,7 +72,7 @@ def interrupt_after(manifest: Path, step: int) -> None:
     in-flight marker present (see :mod:`repro.layout`), so ``repro run ... --resume`` continues
     from that checkpoint."""
     from repro.layout import InFlightRun, RunLayout
-    from repro.manifest import load_manifest
+    from repro.manifest_file import load_manifest
 
     recorded = load_manifest(manifest).manifest
     layout = RunLayout(manifest)

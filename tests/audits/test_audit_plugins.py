@@ -14,7 +14,7 @@ import pytest
 
 from repro.cli import main
 from repro.hashing import sha256_file
-from repro.manifest import load_manifest
+from repro.manifest_file import load_manifest
 from tests.plugin_site import REGRESSION_CSV, PluginSite, make_importable
 
 

@@ -109,7 +109,7 @@ def test_checkpoints_are_compared_tensor_by_tensor(tmp_path: Path) -> None:
 
 
 def test_differences_are_ranked_by_how_likely_they_change_numbers(smoke_run: Path) -> None:
-    from repro.manifest import load_manifest
+    from repro.manifest_file import load_manifest
 
     env = load_manifest(smoke_run).manifest.environment
     here = env.model_copy(update={

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
-from repro.manifest import load_manifest
+from repro.manifest_file import load_manifest
 from tests.plugin_site import PLUGINS, PluginSite, make_importable
 
 SCALED = ("loss = torch.nn.functional.mse_loss(self.model(x), y)\n",

@@ -18,7 +18,7 @@ from repro import verify as verify_module
 from repro.cli import main
 from repro.hashing import sha256_bytes
 from repro.keys import default_key_path, load_key
-from repro.manifest import load_manifest
+from repro.manifest_file import load_manifest
 from tests.audits.forgery import resign_with
 from tests.audits.osv_server import osv_record, serve_osv
 

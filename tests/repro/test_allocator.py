@@ -14,7 +14,8 @@ import pytest
 
 from audits.differences import environment_differences
 from repro.determinism import MALLOC_TUNABLES, controlled_environment
-from repro.manifest import RunSettings, load_manifest
+from repro.manifest import RunSettings
+from repro.manifest_file import load_manifest
 
 FAULTS_OF_A_SECOND_TENSOR = """
 import json, resource, torch

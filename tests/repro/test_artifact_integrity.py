@@ -18,7 +18,7 @@ import pytest
 from repro.cli import main
 from repro.hashing import sha256_bytes, sha256_tensor
 from repro.keys import SigningKey, default_key_path, load_key, public_key_path
-from repro.manifest import load_manifest
+from repro.manifest_file import load_manifest
 from repro.safetensors_digest import digest_checkpoint
 from repro.steptable import StepColumns, parse_table, write_table
 from tests.audits.forgery import resign_with

@@ -21,7 +21,7 @@ from repro.cli import main
 from repro.errors import SignatureError, UntrustedKeyError
 from repro.hashing import sha256_file
 from repro.keys import default_key_path, key_id, load_key, parse_public_key, public_key_path
-from repro.manifest import load_manifest
+from repro.manifest_file import load_manifest
 
 
 def _independent_key() -> SSlibKey:

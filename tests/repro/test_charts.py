@@ -6,7 +6,8 @@ import math
 from pathlib import Path
 
 from repro.charts import MAX_POINTS, Series, downsample, line_chart
-from repro.manifest import StepRecord, load_manifest
+from repro.manifest import StepRecord
+from repro.manifest_file import load_manifest
 from repro.pages import Banner, Verification, show_page
 
 

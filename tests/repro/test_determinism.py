@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from repro.cli import main
 from repro.determinism import MALLOC_TUNABLES
-from repro.manifest import load_manifest
+from repro.manifest_file import load_manifest
 from tests.helpers import float_bits
 
 

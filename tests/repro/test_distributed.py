@@ -26,7 +26,7 @@ from repro.distributed import DRIFT_ENV, KILL_ENV
 from repro.errors import UsageError
 from repro.job import Job
 from repro.launcher import distributed_command
-from repro.manifest import load_manifest, run_folder
+from repro.manifest_file import load_manifest, run_folder
 from repro.trainer_api import TrainerContext
 from tests.helpers import float_bits
 from tests.repro.test_resume import assert_same_run

@@ -20,7 +20,7 @@ from repro.audits.gate import GateReport
 from repro.cli import main
 from repro.errors import ExitCode
 from repro.keys import default_key_path, generate_key, load_key, public_key_path
-from repro.manifest import incomplete_marker, load_manifest, run_folder
+from repro.manifest_file import incomplete_marker, load_manifest, run_folder
 from repro.signing import sign_body
 from repro.verify import data_source_root
 from tests.conftest import copy_run

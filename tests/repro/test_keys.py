@@ -15,7 +15,7 @@ from repro import atomic
 from repro.cli import main
 from repro.errors import SigningKeyError
 from repro.keys import generate_key, load_key, public_key_path
-from repro.manifest import incomplete_marker
+from repro.manifest_file import incomplete_marker
 from tests.helpers import REAL_WRITE_ALL
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from repro.errors import ManifestFormatError, SignatureError
-from repro.manifest import RunManifest, load_manifest, manifest_bytes
+from repro.manifest import RunManifest
+from repro.manifest_file import load_manifest, manifest_bytes
 from repro.schema import schema_text
 from repro.verify import verify_manifest
 

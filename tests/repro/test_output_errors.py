@@ -21,7 +21,7 @@ import pytest
 from repro import atomic
 from repro.cli import main
 from repro.hashing import sha256_file
-from repro.manifest import incomplete_marker, load_manifest
+from repro.manifest_file import incomplete_marker, load_manifest
 from tests.helpers import REAL_WRITE_ALL
 
 REAL_MKSTEMP = tempfile.mkstemp

@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from repro.cli import main
 from repro.crashpoint import CRASH_ENV_VAR
 from repro.hashing import sha256_file
-from repro.manifest import incomplete_marker, load_manifest, run_folder
+from repro.manifest_file import incomplete_marker, load_manifest, run_folder
 from tests.conftest import copy_run
 from tests.helpers import float_bits
 

@@ -19,7 +19,7 @@ import pytest
 from repro.cli import main
 from repro.errors import UsageError
 from repro.layout import RUN_FOLDER_MARKER, RunLayout
-from repro.manifest import incomplete_marker, load_manifest, run_folder
+from repro.manifest_file import incomplete_marker, load_manifest, run_folder
 
 
 def _error(capsys: pytest.CaptureFixture) -> str:

@@ -11,7 +11,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from repro.cli import main
 from repro.hashing import sha256_file
-from repro.manifest import load_manifest
+from repro.manifest_file import load_manifest
 from repro.sbom import SBOM_NAME, build_sbom, pypi_purl, sbom_bytes
 
 

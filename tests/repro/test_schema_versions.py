@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from repro import manifest as manifest_module
+from repro import manifest_file as manifest_module
 from repro.cli import main
 from repro.keys import load_or_create_key
-from repro.manifest import load_manifest, supported_schema_versions
+from repro.manifest_file import load_manifest, supported_schema_versions
 from repro.signing import sign_body
 from repro.verify import verify_manifest
 from tests.conftest import copy_run

@@ -14,7 +14,7 @@ import pytest
 
 from repro.cli import main
 from repro.keys import default_key_path, load_key
-from repro.manifest import load_manifest
+from repro.manifest_file import load_manifest
 from repro.signing import sign_body
 from tests.browser import assert_verdict_first, render
 

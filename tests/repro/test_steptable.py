@@ -22,7 +22,8 @@ from repro.checkpoint import load_records
 from repro.cli import main
 from repro.errors import InputError, ManifestFormatError
 from repro.keys import generate_key, load_key
-from repro.manifest import StepRecord, load_manifest, run_folder
+from repro.manifest import StepRecord
+from repro.manifest_file import load_manifest, run_folder
 from repro.schema import schema_text
 from repro.signing import sign_body
 from repro.steptable import COLUMNS, FILE_NAME, StepColumns, parse_table, step_table_schema, table_bytes, write_table

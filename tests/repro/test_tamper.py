@@ -22,7 +22,7 @@ import pytest
 from repro.cli import exit_code_for, main
 from repro.errors import ManifestFormatError, ReproError
 from repro.keys import generate_key
-from repro.manifest import load_manifest
+from repro.manifest_file import load_manifest
 from repro.signing import sign_body
 from repro.verify import _authenticate
 

@@ -12,7 +12,8 @@ import torch
 from repro.cli import main
 from repro.config import config_digest, resolve_run
 from repro.errors import UsageError
-from repro.manifest import RunSettings, load_manifest
+from repro.manifest import RunSettings
+from repro.manifest_file import load_manifest
 from repro.trainer_api import TrainerContext
 from tests.helpers import float_bits
 

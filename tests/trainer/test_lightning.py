@@ -15,7 +15,8 @@ import torch
 from repro.cli import main
 from repro.errors import InputError
 from repro.hashing import sha256_file
-from repro.manifest import RunSettings, load_manifest
+from repro.manifest import RunSettings
+from repro.manifest_file import load_manifest
 from repro.trainer_api import TrainerContext
 from tests.conftest import copy_run
 from tests.plugin_site import REGRESSION_CSV, interrupt_after

@@ -13,7 +13,7 @@ import pytest
 from repro.cli import main
 from repro.config import resolve_run
 from repro.errors import InputError
-from repro.manifest import load_manifest
+from repro.manifest_file import load_manifest
 from tests.conftest import copy_run
 from tests.plugin_site import interrupt_after
 
