@@ -52,7 +52,7 @@ LATER_FLAGS = frozenset({
 """Determinism flags captured since the second release; a manifest without them predates them."""
 
 LATER_ENV_VARS = frozenset({"GLIBC_TUNABLES"})
-"""Environment variables recorded since repro began setting them; a manifest without them predates them."""
+"""Environment variables recorded since a later release; a manifest without them predates them."""
 
 # Run settings with a numeric effect, and how likely a change of each is to change the numbers.
 _SETTING_LIKELIHOOD: dict[str, Likelihood] = {

@@ -1,8 +1,8 @@
 """Baseline step time: repro's GPT against LitGPT's GPT at the same dimensions, interleaved.
 
 Each peer trains in a process of its own, started the way it is started for real: repro's peers
-with the environment ``repro run`` gives its training process (:func:`repro.determinism.controlled_environment`,
-which includes the allocator setting ``GLIBC_TUNABLES``), LitGPT's with the plain environment
+with the environment ``repro run`` gives its training process (:func:`repro.determinism.controlled_environment`;
+with ``--heap-reuse``, plus :data:`HEAP_REUSE`), LitGPT's with the plain environment
 ``litgpt pretrain`` gets. A control peer runs LitGPT in repro's environment, so the report separates
 what the environment buys from what the model code buys. Every peer pins the same thread count,
 runs deterministic algorithms, and trains on the same random token batches with AdamW. The peers
@@ -10,7 +10,7 @@ stay alive and take turns, a round of steps each, the first in each round rotati
 noise hits them alike; the result is the ratio of median step times (below 1: faster than LitGPT).
 
     python benchmarks/step_time.py [--rounds 6] [--steps 10] [--threads 2] [--compile]
-        [--adamw default foreach fused] [--precision bf16-mixed]
+        [--adamw default foreach fused] [--precision bf16-mixed] [--heap-reuse]
 
 With ``--compile`` each model also runs through ``torch.compile`` (three more peers). ``--adamw``
 names AdamW kernels for repro's peers, one peer each (LitGPT keeps torch's default);
@@ -33,6 +33,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import IO, Any
+
+HEAP_REUSE = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776"
+"""An experiment, not what repro ships: glibc keeps freed memory instead of unmapping allocations
+over 32 MiB (11-14% faster steps on the 2-core CPU), but a loop allocating and freeing one 128 MiB
+tensor grows the heap by 128 MiB a turn under it (docs/results.md), so repro does not set it."""
 
 
 @dataclass(frozen=True)
@@ -116,13 +121,14 @@ def _worker(spec: dict[str, Any]) -> None:
     print(json.dumps({"last_loss": loss.hex(), "peak_rss_mib": peak_kib / 1024, "minor_faults": faults}), flush=True)
 
 
-def _environment(kind: str, threads: int) -> dict[str, str]:
+def _environment(kind: str, threads: int, heap_reuse: bool) -> dict[str, str]:
     from repro.determinism import controlled_environment
     from repro.manifest import RunSettings
 
     plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     if kind == "repro":
-        return controlled_environment(RunSettings(threads=threads), base=plain)
+        env = controlled_environment(RunSettings(threads=threads), base=plain)
+        return {**env, "GLIBC_TUNABLES": HEAP_REUSE} if heap_reuse else env
     return {**plain, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
@@ -143,6 +149,7 @@ def main() -> None:
     parser.add_argument("--adamw", nargs="+", default=["default"], choices=["default", "for-loop", "foreach", "fused"],
                         help="AdamW kernels for repro's peers, a peer each")
     parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed"])
+    parser.add_argument("--heap-reuse", action="store_true", help="add HEAP_REUSE to repro's environment")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -157,7 +164,7 @@ def main() -> None:
     for peer in peers:  # started one after another: warm-ups (and compilations) do not overlap
         spec = {**asdict(peer), "threads": args.threads, "precision": args.precision}
         proc = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
-                                env=_environment(peer.environment, args.threads), text=True,
+                                env=_environment(peer.environment, args.threads, args.heap_reuse), text=True,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert proc.stdout is not None
         _answer(proc.stdout)
@@ -187,7 +194,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {args.threads} threads, {platform.processor() or 'cpu'}",
         "torch": torch.__version__,
         "steps_per_peer": args.rounds * args.steps,
-        "compile": args.compile, "adamw": args.adamw, "precision": args.precision,
+        "compile": args.compile, "adamw": args.adamw, "precision": args.precision, "heap_reuse": args.heap_reuse,
         "median_s_per_step": {p.name: round(v, 4) for p, v in medians.items()},
         "ratio_to_fastest_litgpt_as_shipped": {p.name: round(v / shipped, 3) for p, v in medians.items()},
         "ratio_to_fastest_litgpt_in_repros_environment": {p.name: round(v / same_env, 3) for p, v in medians.items()},

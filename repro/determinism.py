@@ -25,19 +25,6 @@ if TYPE_CHECKING:  # torch is imported lazily, inside the functions that use it
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 """cuBLAS needs a fixed workspace for deterministic results (CUDA docs, 'Results reproducibility')."""
 
-MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776"
-"""glibc's allocator keeps freed memory for reuse instead of returning it to the kernel.
-
-By default glibc serves every allocation over 32 MiB with a fresh ``mmap`` and unmaps it when it
-is freed, so a tensor of that size made each step (the baseline's logits and their gradients, four
-of 131 MB) arrives as unfaulted pages the kernel must zero again: about 145,000 page faults a step
-on the baseline. Heap-only allocation with no trimming reuses the pages: 11-14% less time a step on
-the 2-core CPU for the same model, identical bits (torch aligns every tensor to 64 bytes either
-way; docs/results.md). The price is that the process keeps its peak memory until it exits, as
-CUDA's caching allocator does. A ``GLIBC_TUNABLES`` already set in the environment is kept as it
-is; other C libraries ignore it."""
-
-
 def controlled_environment(settings: RunSettings, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment variables a training child runs with."""
     env = dict(os.environ if base is None else base)
@@ -52,7 +39,6 @@ def controlled_environment(settings: RunSettings, base: Mapping[str, str] | None
         TORCHINDUCTOR_DETERMINISTIC="1",
         PYTHONUNBUFFERED="1",
     )
-    env.setdefault("GLIBC_TUNABLES", MALLOC_TUNABLES)
     return env
 
 

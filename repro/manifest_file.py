@@ -50,10 +50,6 @@ committed reference run ``manifests/reference/smoke.json`` is a real version-1 m
 tests keep verifying.
 """
 
-SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION, *MIGRATIONS})
-"""Schema versions this release can read and verify (see :func:`supported_schema_versions`)."""
-
-
 class LoadedManifest(BaseModel):
     """A manifest as read from disk: the model, the raw JSON it came from, and where it lives."""
 

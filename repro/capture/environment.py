@@ -41,7 +41,7 @@ NUMERIC_ENV_VARS: dict[str, tuple[str, Literal["certain", "high", "medium", "low
     "TORCH_CUDNN_V8_API_DISABLED": ("cuda", "medium"),
     "NCCL_ALGO": ("world", "high"),
     "NCCL_PROTO": ("world", "high"),
-    "GLIBC_TUNABLES": ("allocator", "low"),  # set by repro for speed; torch aligns tensors either way
+    "GLIBC_TUNABLES": ("allocator", "low"),  # speed only: torch aligns every tensor to 64 bytes
 }
 """Environment variables that can change numerics, thread use or speed, recorded whether set or not;
 for each, what it influences and how likely a change of it is to change the numbers (the audit

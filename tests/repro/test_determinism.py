@@ -8,7 +8,6 @@ import pytest
 from safetensors.torch import load_file
 
 from repro.cli import main
-from repro.determinism import MALLOC_TUNABLES
 from repro.manifest_file import load_manifest
 from tests.helpers import float_bits
 
@@ -60,7 +59,6 @@ def test_training_process_ran_with_the_controlled_environment(smoke_run: Path) -
     assert env.env_vars["PYTHONHASHSEED"] == "1337"
     assert env.env_vars["OMP_NUM_THREADS"] == "2"
     assert env.env_vars["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
-    assert env.env_vars["GLIBC_TUNABLES"] == MALLOC_TUNABLES
     assert env.torch_threads == 2
     assert env.determinism["use_deterministic_algorithms"] is True
     assert env.determinism["hash_randomization"] is True
