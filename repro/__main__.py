@@ -32,10 +32,29 @@ if __name__ in ("__main__", "repro.__main__") and _signal.getsignal(_signal.SIGI
 import signal  # noqa: E402 - after the handler: see above
 import sys  # noqa: E402
 
+# Rust extension modules (pyo3) import Python modules from native code, and some of those imports
+# panic when they fail: a Ctrl-C landing in one printed a Rust panic and its backtrace note above
+# "interrupted" (measured: pydantic_core importing ``datetime``'s C API, in CI). So they, and the
+# module they import, are loaded here, while a Ctrl-C still exits at once; later their imports find
+# ``sys.modules`` filled and run no Python code a Ctrl-C could interrupt.
+# tests/repro/test_startup.py checks that every pyo3 module a command loads is on this list.
+NATIVE_FIRST = ("datetime", "pydantic_core", "cryptography.hazmat.bindings._rust")
+
+
+def _import_native_first() -> None:
+    import contextlib
+    import importlib
+
+    for name in NATIVE_FIRST:
+        # A missing dependency is the command's to report, in its own words.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
 
 def run() -> int:
     """Import the CLI with Ctrl-C handled, then run it with Python's usual KeyboardInterrupt."""
     previous = signal.signal(signal.SIGINT, _interrupted_at_startup)
+    _import_native_first()
     from repro.cli import main
 
     # From here main() turns a KeyboardInterrupt into "interrupted" and exit 130 itself.
