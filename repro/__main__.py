@@ -38,7 +38,7 @@ import sys  # noqa: E402
 # module they import, are loaded here, while a Ctrl-C still exits at once; later their imports find
 # ``sys.modules`` filled and run no Python code a Ctrl-C could interrupt.
 # tests/repro/test_startup.py checks that every pyo3 module a command loads is on this list.
-NATIVE_FIRST = ("datetime", "pydantic_core", "cryptography.hazmat.bindings._rust")
+NATIVE_FIRST = ("datetime", "pydantic_core", "cryptography.hazmat.bindings._rust", "safetensors")
 
 
 def _import_native_first() -> None:
