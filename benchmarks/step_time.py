@@ -48,18 +48,29 @@ class Peer:
     compiled: bool
     environment: str  # "repro": repro run's training environment; "plain": what litgpt pretrain gets
     adamw: str = "default"  # AdamW kernels: torch's default, for-loop, foreach or fused
+    loss_chunk_rows: int | None = None  # repro's LM head and loss in chunks of rows; None: whole logits
 
     @property
     def name(self) -> str:
         text = self.model + (" compiled" if self.compiled else "")
         text += f", adamw={self.adamw}" if self.adamw != "default" else ""
+        if self.model == "repro":
+            text += f", loss in chunks of {self.loss_chunk_rows} rows" if self.loss_chunk_rows else ", whole logits"
         return text + (", repro's environment" if self.model == "litgpt" and self.environment == "repro" else "")
 
 
-def _repro_model() -> Any:
+def _baseline_loss_chunk_rows() -> int | None:
+    """What ``repro run baseline`` uses."""
+    from repro.trainer.gpt.trainer import PRESETS, GPTConfig
+
+    return GPTConfig(**PRESETS["baseline"]).loss_chunk_rows
+
+
+def _repro_model(loss_chunk_rows: int | None) -> Any:
     from repro.trainer.gpt.model import GPT, GPTShape
 
-    return GPT(GPTShape(vocab_size=16000, block_size=128, n_layer=4, n_head=4, n_embd=256))
+    return GPT(GPTShape(vocab_size=16000, block_size=128, n_layer=4, n_head=4, n_embd=256,
+                        loss_chunk_rows=loss_chunk_rows))
 
 
 def _litgpt_model() -> Any:
@@ -82,7 +93,7 @@ def _worker(spec: dict[str, Any]) -> None:
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(0)
     litgpt = spec["model"] == "litgpt"
-    model = _litgpt_model() if litgpt else _repro_model()
+    model = _litgpt_model() if litgpt else _repro_model(spec["loss_chunk_rows"])
     impl = {"default": {}, "for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1,
                                   **impl[spec["adamw"]])
@@ -140,6 +151,10 @@ def _answer(stream: IO[str]) -> dict[str, Any]:
     return answer
 
 
+def _chunk_rows(text: str) -> int | None:
+    return None if text == "none" else int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
@@ -150,15 +165,18 @@ def main() -> None:
                         help="AdamW kernels for repro's peers, a peer each")
     parser.add_argument("--precision", default="32", choices=["32", "bf16-mixed"])
     parser.add_argument("--heap-reuse", action="store_true", help="add HEAP_REUSE to repro's environment")
+    parser.add_argument("--loss-chunk-rows", nargs="+", type=_chunk_rows, default=None, metavar="N|none",
+                        help="repro's loss in chunks of N rows, or whole logits, a peer each (default: the baseline's)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         _worker(json.loads(args.worker))
         return
 
+    chunkings = args.loss_chunk_rows or [_baseline_loss_chunk_rows()]
     peers = []
     for compiled in (False, True) if args.compile else (False,):
-        peers += [Peer("repro", compiled, "repro", adamw) for adamw in args.adamw]
+        peers += [Peer("repro", compiled, "repro", adamw, rows) for adamw in args.adamw for rows in chunkings]
         peers += [Peer("litgpt", compiled, "plain"), Peer("litgpt", compiled, "repro")]
     procs: dict[Peer, subprocess.Popen[str]] = {}
     for peer in peers:  # started one after another: warm-ups (and compilations) do not overlap
@@ -194,7 +212,8 @@ def main() -> None:
         "machine": f"{platform.machine()}, {args.threads} threads, {platform.processor() or 'cpu'}",
         "torch": torch.__version__,
         "steps_per_peer": args.rounds * args.steps,
-        "compile": args.compile, "adamw": args.adamw, "precision": args.precision, "heap_reuse": args.heap_reuse,
+        "compile": args.compile, "adamw": args.adamw, "loss_chunk_rows": chunkings,
+        "precision": args.precision, "heap_reuse": args.heap_reuse,
         "median_s_per_step": {p.name: round(v, 4) for p, v in medians.items()},
         "ratio_to_fastest_litgpt_as_shipped": {p.name: round(v / shipped, 3) for p, v in medians.items()},
         "ratio_to_fastest_litgpt_in_repros_environment": {p.name: round(v / same_env, 3) for p, v in medians.items()},

@@ -15,7 +15,7 @@ from repro.errors import UsageError
 from repro.manifest import RunSettings
 from repro.manifest_file import load_manifest
 from repro.trainer_api import TrainerContext
-from tests.helpers import float_bits
+from tests.helpers import float_bits, read_report
 
 REFERENCE = Path(__file__).parents[2] / "manifests" / "reference" / "smoke.json"
 
@@ -130,3 +130,41 @@ def test_precision_reads_the_number_32_and_refuses_others() -> None:
     assert RunSettings.model_validate({"precision": "bf16-mixed", "compile": True}).compile is True
     with pytest.raises(UsageError, match="invalid setting value for 'precision'"):
         resolve_run("smoke", assignments=["precision=16"])
+
+
+def test_the_chunked_loss_is_bitwise_run_to_run_and_close_to_whole_logits(tmp_path: Path) -> None:
+    whole, val_whole, state_whole = train(tmp_path)
+    chunked, val_chunked, state_chunked = train(tmp_path, "loss_chunk_rows=48")  # 128 rows: 48 + 48 + 32
+    again, val_again, state_again = train(tmp_path, "loss_chunk_rows=48")
+    assert [o.loss for o in chunked] == [o.loss for o in again] and val_chunked == val_again
+    assert all(torch.equal(state_chunked[k], state_again[k]) for k in state_chunked)
+    assert state_chunked.keys() == state_whole.keys()  # the workspace is not state
+    for a, b in zip(whole, chunked, strict=True):
+        assert b.loss == pytest.approx(a.loss, rel=1e-5) and b.grad_norm == pytest.approx(a.grad_norm, rel=1e-4)
+    assert val_chunked[0] == pytest.approx(val_whole[0], rel=1e-5)
+
+
+def test_a_chunked_loss_run_is_recorded_and_audits_bitwise_in_full_and_from_a_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "run" / "run.json"
+    assert main(["run", "smoke", "--set", "loss_chunk_rows=48", "--out", str(out)]) == 0
+    assert load_manifest(out).manifest.run.config["loss_chunk_rows"] == 48
+    for mode in ([], ["--segments", "1", "--seed", "0"]):  # a segment resumes from a checkpoint
+        report = tmp_path / "audit.json"
+        assert main(["audit", str(out), *mode, "--json", str(report)]) == 0
+        assert read_report(report).verdict == "bitwise"
+
+
+@pytest.mark.slow
+def test_compiled_training_with_the_chunked_loss_is_bitwise_run_to_run(tmp_path: Path) -> None:
+    """The chunked loss stays out of the compiled graph (a graph break); the rest compiles."""
+    short = ["--steps", "4", "--set", "checkpoint_every=2", "--set", "eval_every=2",
+             "--set", "compile=true", "--set", "loss_chunk_rows=48"]
+    runs = []
+    for name in ("first", "again"):
+        out = tmp_path / name / "run.json"
+        assert main(["run", "smoke", *short, "--out", str(out)]) == 0
+        runs.append(load_manifest(out).manifest)
+    first, again = runs
+    assert [float_bits(s.loss) for s in first.steps] == [float_bits(s.loss) for s in again.steps]
+    assert [float_bits(v.loss) for v in first.validation] == [float_bits(v.loss) for v in again.validation]
+    assert [c.sha256 for c in first.checkpoints] == [c.sha256 for c in again.checkpoints]

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from repro.trainer.gpt.linear_cross_entropy import Workspace, linear_cross_entropy
+
 
 @dataclass(frozen=True)
 class GPTShape:
@@ -26,6 +28,9 @@ class GPTShape:
     init: str = "gpt2"
     """``gpt2``: normal(0.02), residual projections 0.02 / sqrt(2 n_layer) (nanoGPT). ``neox``: what
     ``litgpt pretrain`` uses, normal(sqrt(2 / 5 n_embd)), residual projections 1 / (sqrt(n_embd) n_layer)."""
+    loss_chunk_rows: int | None = None
+    """Given targets, compute the LM head and loss this many rows at a time, never holding all the
+    logits (:mod:`~repro.trainer.gpt.linear_cross_entropy`); None: logits, then ``F.cross_entropy``."""
 
 
 class CausalSelfAttention(nn.Module):
@@ -88,6 +93,7 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(shape) for _ in range(shape.n_layer))
         self.ln_f = nn.LayerNorm(shape.n_embd)
         self.lm_head = nn.Linear(shape.n_embd, shape.vocab_size, bias=False)
+        self.loss_workspace = Workspace()  # used with loss_chunk_rows; holds nothing until then
         if shape.init == "neox":
             std, proj_std = math.sqrt(2.0 / 5 / shape.n_embd), 1 / math.sqrt(shape.n_embd) / shape.n_layer
         else:
@@ -109,14 +115,21 @@ class GPT(nn.Module):
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, V) and, given targets (B, T), the mean cross-entropy loss."""
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Logits (B, T, V) and, given targets (B, T), the mean cross-entropy loss. With
+        ``loss_chunk_rows`` set and targets given, the logits are never made whole: (None, loss)."""
         B, T = idx.shape
         pos = torch.arange(T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)
         for block in self.blocks:
             x = block(x)
-        logits = self.lm_head(self.ln_f(x))
+        x = self.ln_f(x)
+        if targets is not None and self.shape.loss_chunk_rows is not None:
+            rows = self.shape.loss_chunk_rows
+            loss = linear_cross_entropy(x.view(B * T, -1), self.lm_head.weight, targets.view(B * T), rows,
+                                        self.loss_workspace)
+            return None, loss
+        logits = self.lm_head(x)
         if targets is None:
             return logits, None
         return logits, F.cross_entropy(logits.view(B * T, -1), targets.view(B * T))
