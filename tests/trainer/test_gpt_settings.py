@@ -168,3 +168,12 @@ def test_compiled_training_with_the_chunked_loss_is_bitwise_run_to_run(tmp_path:
     assert [float_bits(s.loss) for s in first.steps] == [float_bits(s.loss) for s in again.steps]
     assert [float_bits(v.loss) for v in first.validation] == [float_bits(v.loss) for v in again.validation]
     assert [c.sha256 for c in first.checkpoints] == [c.sha256 for c in again.checkpoints]
+
+
+def test_the_baselines_chunk_the_loss_and_null_restores_whole_logits() -> None:
+    assert resolve_run("baseline").config.model_dump()["loss_chunk_rows"] == 512
+    assert resolve_run("baseline-full").config.model_dump()["loss_chunk_rows"] == 512
+    whole = resolve_run("baseline", assignments=["loss_chunk_rows=null"])
+    assert "loss_chunk_rows" not in whole.config.model_dump()  # recorded as runs before the setting were
+    with pytest.raises(UsageError, match="loss_chunk_rows"):
+        resolve_run("baseline", assignments=["loss_chunk_rows=0"])
