@@ -84,12 +84,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_w = torch.zeros_like(weight)
         loss = torch.zeros((), dtype=torch.float32, device=x.device)
         for part in _chunks(rows, chunk_rows):
-            tc = targets[part].unsqueeze(1)
+            tc = targets[part]
             log_probs = _log_probs(xs, w, part, chunk_rows=chunk_rows, workspace=workspace)
-            loss -= log_probs.gather(1, tc).sum()
+            loss -= log_probs.gather(1, tc.unsqueeze(1)).sum()
             # d(summed loss)/d(logits) = softmax - one_hot(target), made in the log-probabilities' memory.
+            # (Indexed assignment, not scatter_add_: deterministic on CUDA under torch's flag too.)
             grad = log_probs.exp_()
-            grad.scatter_add_(1, tc, torch.full(tc.shape, -1.0, dtype=grad.dtype, device=grad.device))
+            grad[torch.arange(len(tc), device=grad.device), tc] -= 1.0
             grad = grad.to(dtype)
             if dtype == grad_x.dtype:
                 torch.mm(grad, w, out=grad_x[part])
