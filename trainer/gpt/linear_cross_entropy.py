@@ -70,6 +70,41 @@ def _chunks(rows: int, chunk_rows: int) -> list[slice]:
     return [slice(start, min(start + chunk_rows, rows)) for start in range(0, rows, chunk_rows)]
 
 
+def _chunked(
+    x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, chunk_rows: int, dtype: torch.dtype,
+    workspace: Workspace | None, gradients: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The summed loss and, with ``gradients``, the gradients of the summed loss for ``x`` and ``weight``.
+
+    Training and validation run this one loop, so their losses are the same sums in the same order.
+    """
+    rows = x.shape[0]
+    xs, w = x.to(dtype), weight.to(dtype)
+    grad_x = torch.empty_like(x) if gradients else None
+    grad_w = torch.zeros_like(weight) if gradients else None
+    loss = torch.zeros((), dtype=torch.float32, device=x.device)
+    for part in _chunks(rows, chunk_rows):
+        tc = targets[part]
+        log_probs = _log_probs(xs, w, part, chunk_rows=chunk_rows, workspace=workspace)
+        loss -= log_probs.gather(1, tc.unsqueeze(1)).sum()
+        if grad_x is None or grad_w is None:
+            continue
+        # d(summed loss)/d(logits) = softmax - one_hot(target), made in the log-probabilities' memory.
+        # (Indexed assignment, not scatter_add_: deterministic on CUDA under torch's flag too.)
+        grad = log_probs.exp_()
+        grad[torch.arange(len(tc), device=grad.device), tc] -= 1.0
+        grad = grad.to(dtype)
+        if dtype == grad_x.dtype:
+            torch.mm(grad, w, out=grad_x[part])
+        else:
+            grad_x[part] = grad @ w
+        if dtype == grad_w.dtype:
+            grad_w.addmm_(grad.t(), xs[part])
+        else:  # bfloat16 products, summed over chunks in the weight's float32
+            grad_w += (grad.t() @ xs[part]).to(grad_w.dtype)
+    return loss, grad_x, grad_w
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Loss and both gradients in the forward pass; the backward pass scales the gradients."""
 
@@ -78,28 +113,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         ctx: Any, x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_rows: int,
         dtype: torch.dtype, workspace: Workspace | None,
     ) -> torch.Tensor:
+        loss, grad_x, grad_w = _chunked(x, weight, targets, chunk_rows=chunk_rows, dtype=dtype,
+                                        workspace=workspace, gradients=True)
         rows = x.shape[0]
-        xs, w = x.to(dtype), weight.to(dtype)
-        grad_x = torch.empty_like(x)
-        grad_w = torch.zeros_like(weight)
-        loss = torch.zeros((), dtype=torch.float32, device=x.device)
-        for part in _chunks(rows, chunk_rows):
-            tc = targets[part]
-            log_probs = _log_probs(xs, w, part, chunk_rows=chunk_rows, workspace=workspace)
-            loss -= log_probs.gather(1, tc.unsqueeze(1)).sum()
-            # d(summed loss)/d(logits) = softmax - one_hot(target), made in the log-probabilities' memory.
-            # (Indexed assignment, not scatter_add_: deterministic on CUDA under torch's flag too.)
-            grad = log_probs.exp_()
-            grad[torch.arange(len(tc), device=grad.device), tc] -= 1.0
-            grad = grad.to(dtype)
-            if dtype == grad_x.dtype:
-                torch.mm(grad, w, out=grad_x[part])
-            else:
-                grad_x[part] = grad @ w
-            if dtype == grad_w.dtype:
-                grad_w.addmm_(grad.t(), xs[part])
-            else:  # bfloat16 products, summed over chunks in the weight's float32
-                grad_w += (grad.t() @ xs[part]).to(grad_w.dtype)
         ctx.save_for_backward(grad_x, grad_w)
         ctx.rows = rows
         return loss / rows
@@ -109,17 +125,6 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_x, grad_w = ctx.saved_tensors
         scale = grad_output / ctx.rows  # the mean's 1/rows, applied once to the small gradients
         return grad_x * scale, grad_w * scale, None, None, None, None
-
-
-def _loss_only(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, chunk_rows: int,
-               dtype: torch.dtype, workspace: Workspace | None) -> torch.Tensor:
-    rows = x.shape[0]
-    xs, w = x.to(dtype), weight.to(dtype)
-    loss = torch.zeros((), dtype=torch.float32, device=x.device)
-    for part in _chunks(rows, chunk_rows):
-        log_probs = _log_probs(xs, w, part, chunk_rows=chunk_rows, workspace=workspace)
-        loss -= log_probs.gather(1, targets[part].unsqueeze(1)).sum()
-    return loss / rows
 
 
 @torch.compiler.disable  # type: ignore[untyped-decorator]
@@ -139,4 +144,6 @@ def linear_cross_entropy(x: torch.Tensor, weight: torch.Tensor, targets: torch.T
                 x, weight, targets, chunk_rows, dtype, workspace
             )
             return loss
-        return _loss_only(x, weight, targets, chunk_rows=chunk_rows, dtype=dtype, workspace=workspace)
+        loss, _, _ = _chunked(x, weight, targets, chunk_rows=chunk_rows, dtype=dtype, workspace=workspace,
+                              gradients=False)
+        return loss / x.shape[0]
