@@ -5,5 +5,5 @@ The public entry point is :func:`repro.audits.engine.run_audit`, which takes a m
 per job: ``integrity`` (signature, artifacts, data), ``differences`` (recorded vs here),
 ``rerun`` (through repro's launcher), ``comparison`` (losses, batches, validation), ``tensors``
 (checkpoints), ``attribution`` (likely cause), ``spotcheck`` (segment choice), and the report
-formats under ``repro.audits.formats``. Only ``repro.audits.cli`` knows about exit codes.
+formats under ``repro.audits.formats``. Only ``repro.cli.audit`` knows about exit codes.
 """

@@ -7,7 +7,7 @@ float32 number, as the GPT's losses are, else of float64. Batch fingerprints nev
 tolerance: a different fingerprint is a different batch, so data-order drift is reported apart
 from numeric drift.
 
-The per-step comparison works on columns (:class:`repro.steptable.StepColumns`) with NumPy, so a
+The per-step comparison works on columns (:class:`repro.records.steptable.StepColumns`) with NumPy, so a
 million steps compare in about a second; :func:`same_bits` and :func:`ulps` are the scalar rules
 the vectorised code follows.
 """
@@ -33,8 +33,8 @@ from repro.audits.report import (
     ValidationDetail,
     Verdict,
 )
-from repro.manifest import StepRecord, ValidationRecord
-from repro.steptable import StepColumns
+from repro.records.manifest import StepRecord, ValidationRecord
+from repro.records.steptable import StepColumns
 
 Array = npt.NDArray[Any]
 _FLOAT32_MAX = 3.4028234663852886e38

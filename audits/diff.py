@@ -31,9 +31,9 @@ from repro.audits.report import (
     ValidationDetail,
     Verdict,
 )
-from repro.keys import load_trusted_keys
-from repro.manifest import DataRecord, RunIdentity
-from repro.verify import VerifyResult, verify_manifest
+from repro.records.manifest import DataRecord, RunIdentity
+from repro.trust.keys import load_trusted_keys
+from repro.trust.verify import VerifyResult, verify_manifest
 
 DIFF_SCHEMA_FILE = "diff-report.schema.json"
 _SEVERITY = {"bitwise": 0, "within_tolerance": 1, "diverged": 2}

@@ -16,9 +16,8 @@ from pathlib import Path
 
 from repro.audits.report import DataCheck, Difference, Likelihood
 from repro.capture.environment import NUMERIC_ENV_VARS
-from repro.hashing import sha256_file
-from repro.job import DataResult
-from repro.manifest import (
+from repro.records.hashing import sha256_file
+from repro.records.manifest import (
     CodeRecord,
     DataRecord,
     DistributedRecord,
@@ -28,6 +27,7 @@ from repro.manifest import (
     RunSettings,
     TrainerRef,
 )
+from repro.running.job import DataResult
 
 CATEGORY_ORDER = (
     "device", "torch", "cuda", "blas", "cpu", "world", "threads", "determinism", "hashseed",

@@ -29,12 +29,12 @@ from repro.audits.report import (
     Segment,
 )
 from repro.capture.git import capture_code
-from repro.config import ResolvedRun
 from repro.errors import CouldNotCheckError, UsageError
-from repro.launcher import EventHandler
-from repro.manifest import RunManifest
-from repro.manifest_file import incomplete_marker, replaced_folder, run_folder
-from repro.verify import VerifyResult
+from repro.records.manifest import RunManifest
+from repro.records.manifest_file import incomplete_marker, replaced_folder, run_folder
+from repro.running.config import ResolvedRun
+from repro.running.launcher import EventHandler
+from repro.trust.verify import VerifyResult
 
 _SEVERITY = {"bitwise": 0, "within_tolerance": 1, "diverged": 2}
 
@@ -126,7 +126,7 @@ def run_audit(manifest_path: Path, options: AuditOptions | None = None,
 
 def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
                    on_event: EventHandler | None = None, failure_log: Path | None = None) -> AuditReport:
-    """Audit a manifest :func:`repro.verify.verify_manifest` verified (with ``data="report"``).
+    """Audit a manifest :func:`repro.trust.verify.verify_manifest` verified (with ``data="report"``).
 
     Everything reported comes from the verified document; the manifest file is not read again.
     ``failure_log`` is as for :func:`run_audit`.

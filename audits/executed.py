@@ -1,6 +1,6 @@
 """The code each run executed, compared: which file changed, and which differences cannot matter.
 
-Both sides are :class:`~repro.manifest.ExecutedCode` records (the recording's manifest, and the
+Both sides are :class:`~repro.records.manifest.ExecutedCode` records (the recording's manifest, and the
 rerun's training process or a second manifest). A changed module file in no distribution is named
 ("trainer code changed: mymod.py"); an edited file of an installed distribution is named against
 that distribution ("torch/optim/adamw.py differs from the installed torch 2.13.0 as recorded"),
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from repro.audits.report import Difference
 from repro.capture.environment import distribution_name
-from repro.manifest import DistributionCode, ExecutedCode, FileDigest
+from repro.records.manifest import DistributionCode, ExecutedCode, FileDigest
 
 STDLIB = "python-stdlib"
 UNIMPORTED_NOTE = "not imported by the training process: irrelevant to numerics"

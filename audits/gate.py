@@ -38,11 +38,11 @@ from repro.audits.options import AuditOptions
 from repro.audits.policy import GatePolicy, LoadedPolicy
 from repro.audits.report import AuditReport
 from repro.audits.vulnerabilities import VulnerabilityReport, scan_manifest
-from repro.canonical import canonical_bytes
-from repro.hashing import sha256_bytes
-from repro.manifest import RunManifest
-from repro.records import FrozenRecord
-from repro.verify import VerifyResult
+from repro.records.base import FrozenRecord
+from repro.records.canonical import canonical_bytes
+from repro.records.hashing import sha256_bytes
+from repro.records.manifest import RunManifest
+from repro.trust.verify import VerifyResult
 
 Outcome = Literal["integrity_failure", "not_reproduced", "vulnerable", "input_error", "could_not_check",
                   "internal_error", "pass"]
@@ -73,7 +73,7 @@ REPORT_KIND: Final = "repro.gate-report"
 
 
 class _Model(FrozenRecord):
-    """Frozen and strict, as every record (repro.records)."""
+    """Frozen and strict, as every record (repro.records.base)."""
 
 
 class ManifestResult(_Model):
@@ -147,7 +147,7 @@ PlotFunction = Callable[[AuditReport, Path], None]
 class Gate:
     """Runs a loaded policy: audits, scans, and collects one :class:`GateReport`.
 
-    Each manifest is verified once (:func:`repro.verify.verify_manifest`); the audit and the
+    Each manifest is verified once (:func:`repro.trust.verify.verify_manifest`); the audit and the
     vulnerability scan both work on that verified document. ``audit`` and ``plot`` default to
     the audit engine's public functions; they are parameters
     so the gate's decisions can be tested without training.
@@ -245,7 +245,7 @@ class Gate:
 
 
 def _internal(exc: Exception) -> str:
-    from repro.crashlog import write_crash_report
+    from repro.cli.crashlog import write_crash_report
 
     try:
         where = f"traceback written to {write_crash_report(exc)}"

@@ -1,6 +1,6 @@
 """The audit's first step: is the manifest authentic, and is everything it names still here?
 
-Everything ``repro verify`` checks (through the same :func:`repro.verify.verify_manifest`),
+Everything ``repro verify`` checks (through the same :func:`repro.trust.verify.verify_manifest`),
 split in two. The signature (and trust list), the tokenizer,
 the checkpoints and other artifacts belong to the recorded run: a changed one is an integrity
 failure (exit 3) and a missing one means the audit cannot be done (exit 4), so nothing is rerun.
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from repro.audits.report import DataCheck
 from repro.errors import DataChangedError, MissingArtifactError
-from repro.keys import load_trusted_keys
-from repro.manifest_file import LoadedManifest
-from repro.verify import ArtifactCheck, VerifyResult, verify_manifest
+from repro.records.manifest_file import LoadedManifest
+from repro.trust.keys import load_trusted_keys
+from repro.trust.verify import ArtifactCheck, VerifyResult, verify_manifest
 
 __all__ = ["DataChangedError", "IntegrityResult", "check_integrity"]
 
@@ -63,7 +63,7 @@ def _names(checks: list[DataCheck], limit: int = 5) -> str:
 
 
 def verify_for_audit(path: Path, trusted_keys: Path | None) -> VerifyResult:
-    """:func:`repro.verify.verify_manifest` with the trust list file, data differences reported."""
+    """:func:`repro.trust.verify.verify_manifest` with the trust list file, data differences reported."""
     trusted = load_trusted_keys(trusted_keys) if trusted_keys is not None else None
     return verify_manifest(Path(path), trusted, data="report")
 

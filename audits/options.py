@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from repro.records import FrozenRecord
+from repro.records.base import FrozenRecord
 
 DEFAULT_LOSS_ATOL = 1e-5
 """Absolute per-step tolerance on losses, gradient norms, learning rates and validation losses."""

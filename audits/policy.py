@@ -34,8 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from repro.audits.options import DEFAULT_MAX_STEPS, AuditOptions, Tolerance
 from repro.audits.vulnerabilities import ScanSettings
 from repro.errors import UsageError
-from repro.records import FrozenRecord
-from repro.validation import describe
+from repro.records.base import FrozenRecord
+from repro.records.validation import describe
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -146,7 +146,7 @@ def policy_from_table(table: Any, source: Path) -> LoadedPolicy:
 def _check_trust_list(loaded: LoadedPolicy) -> None:
     """An unusable trust list is a policy error before any audit, never "no trust list"."""
     from repro.errors import InputError
-    from repro.keys import load_trusted_keys
+    from repro.trust.keys import load_trusted_keys
 
     try:
         load_trusted_keys(loaded.resolve(loaded.policy.trusted_keys))

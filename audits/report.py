@@ -13,7 +13,7 @@ from pydantic import Field
 
 from repro.audits.options import AuditOptions
 from repro.audits.vulnerabilities import VulnerabilityReport
-from repro.records import FrozenRecord
+from repro.records.base import FrozenRecord
 
 REPORT_SCHEMA_VERSION: Final = 1
 REPORT_KIND: Final = "repro.audit-report"

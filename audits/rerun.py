@@ -10,7 +10,7 @@ A manifest is someone else's input, so nothing in it decides on its own what cod
 is read (docs/security.md, "Auditing a stranger's manifest"): the trainer is an installed entry
 point of the recorded name, the one the user names (``--trainer``), or, only for a manifest
 signed by a key on the user's trust list, the recorded ``package.module:Class``; and the rerun
-is handed the verified data location (:class:`~repro.job.VerifiedDataSpec`), never a path from
+is handed the verified data location (:class:`~repro.running.job.VerifiedDataSpec`), never a path from
 the config.
 """
 
@@ -27,8 +27,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from repro import atomic
-from repro.config import ResolvedRun
 from repro.errors import (
     ArtifactMismatchError,
     DeviceUnavailableError,
@@ -37,15 +35,17 @@ from repro.errors import (
     TrainerNotFoundError,
     UsageError,
 )
-from repro.job import JobResult, VerifiedDataSpec
-from repro.launcher import EventHandler, launch
-from repro.manifest import CheckpointRecord, RunManifest, TrainerRef
-from repro.manifest_file import LoadedManifest
-from repro.registry import installed_trainers, resolve_trainer
-from repro.run import build_job, check_distributed
+from repro.files import atomic
+from repro.records.manifest import CheckpointRecord, RunManifest, TrainerRef
+from repro.records.manifest_file import LoadedManifest
+from repro.records.validation import first_problem
+from repro.running.config import ResolvedRun
+from repro.running.job import JobResult, VerifiedDataSpec
+from repro.running.launcher import EventHandler, launch
+from repro.running.registry import installed_trainers, resolve_trainer
+from repro.running.run import build_job, check_distributed
 from repro.trainer_api import Trainer, import_reference_fields
-from repro.validation import first_problem
-from repro.verify import data_source_root
+from repro.trust.verify import data_source_root
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 ``python -m repro.audits.schemas docs/`` writes ``audit-report.schema.json`` (``repro audit --json``),
 ``vary-report.schema.json`` (``--vary --json``) and ``diff-report.schema.json`` (``repro diff --json``);
 ``tests/audits/test_report_schema.py`` keeps them current. The core's own schemas (manifest, step
-table) are :mod:`repro.schema`'s.
+table) are :mod:`repro.records.schema`'s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from repro.audits.diff import DIFF_SCHEMA_FILE, DiffReport
 from repro.audits.report import SCHEMA_FILE, AuditReport
 from repro.audits.vary import VARY_SCHEMA_FILE, VaryReport
-from repro.schema import main
+from repro.records.schema import main
 
 SCHEMAS: dict[str, type | dict[str, Any]] = {
     SCHEMA_FILE: AuditReport,

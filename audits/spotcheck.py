@@ -16,7 +16,7 @@ import secrets
 
 from repro.audits.report import Segment
 from repro.errors import UsageError
-from repro.manifest import CheckpointRecord, RunManifest
+from repro.records.manifest import CheckpointRecord, RunManifest
 
 
 def segments_of(manifest: RunManifest, total_steps: int) -> list[Segment]:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from repro.audits.options import Tolerance
 from repro.audits.report import CheckpointComparison, TensorDifference, Verdict
-from repro.confine import open_recorded
 from repro.errors import ArtifactMismatchError, MissingArtifactError, ReproError, TrainingProcessError
-from repro.hashing import sha256_bytes
+from repro.files.confine import open_recorded
+from repro.records.hashing import sha256_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -126,7 +126,7 @@ def compare_checkpoint(  # noqa: PLR0917 - audits/engine.py (changing on another
     """Compare one checkpoint; tensors whose digests match are identical without being read.
 
     With ``recorded_root``, ``recorded_file`` is the manifest's relative path, read through
-    :mod:`repro.confine` and checked against ``recorded_sha256`` before use.
+    :mod:`repro.files.confine` and checked against ``recorded_sha256`` before use.
     """
     names = sorted(set(recorded_digests) | set(rerun_digests))
     identical = [n for n in names if recorded_digests.get(n) == rerun_digests.get(n)]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.manifest import RunManifest
+from repro.records.manifest import RunManifest
 
 ELSEWHERE = "elsewhere/with a/deeper path"
 """Where the ``cwd`` variation runs, below its own rerun folder: another directory and absolute

@@ -22,10 +22,10 @@ from repro.audits import comparison, integrity, rerun, tensors
 from repro.audits.options import Tolerance
 from repro.audits.report import CheckpointComparison, ManifestInfo, ReportRecord
 from repro.audits.variations import VARIATIONS, Condition
-from repro.config import ResolvedRun
 from repro.errors import UsageError
-from repro.launcher import EventHandler
-from repro.manifest import StepRecord, ValidationRecord
+from repro.records.manifest import StepRecord, ValidationRecord
+from repro.running.config import ResolvedRun
+from repro.running.launcher import EventHandler
 
 VARY_SCHEMA_FILE = "vary-report.schema.json"
 DEFAULT_VARY_STEPS = 20

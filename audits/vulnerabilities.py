@@ -33,8 +33,8 @@ from pydantic import Field, HttpUrl
 
 from repro.capture.environment import distribution_name
 from repro.errors import ManifestFormatError
-from repro.manifest import RunManifest
-from repro.records import FrozenRecord
+from repro.records.base import FrozenRecord
+from repro.records.manifest import RunManifest
 
 PackageStatus = Literal["vulnerable", "no_known", "not_checked"]
 ScanVerdict = Literal["vulnerable", "no_known", "partial", "not_checked"]
@@ -45,7 +45,7 @@ _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 
 class _Model(FrozenRecord):
-    """Frozen and strict, as every record (repro.records)."""
+    """Frozen and strict, as every record (repro.records.base)."""
 
 
 class ScanSettings(_Model):

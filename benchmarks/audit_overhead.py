@@ -33,8 +33,8 @@ from pathlib import Path
 
 
 def _record(preset: str, steps: int, every: int, folder: Path) -> tuple[Path, float]:
-    from repro.config import resolve_run
-    from repro.run import execute_run
+    from repro.running.config import resolve_run
+    from repro.running.run import execute_run
 
     resolved = resolve_run(preset, settings_overrides={"checkpoint_every": every, "eval_every": every},
                            config_overrides={"steps": steps})
@@ -46,7 +46,7 @@ def _record(preset: str, steps: int, every: int, folder: Path) -> tuple[Path, fl
 def _audit(manifest: Path, folder: Path, name: str, *extra: str) -> tuple[float, dict]:
     """``repro audit`` in a fresh process (run from ``folder``); its wall time and JSON report."""
     report = folder / f"{name}.json"
-    command = [sys.executable, "-m", "repro.cli", "audit", str(manifest), "--json", str(report), *extra]
+    command = [sys.executable, "-m", "repro", "audit", str(manifest), "--json", str(report), *extra]
     began = time.perf_counter()
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})
     wall = time.perf_counter() - began

@@ -25,9 +25,9 @@ LAYOUTS = [("1 proc x 1 thread", 1, 1), ("2 procs x 1 thread", 2, 1), ("1 proc x
 
 
 def _run(preset: str, steps: int, nproc: int, threads: int, folder: Path) -> Any:
-    from repro.config import resolve_run
-    from repro.launcher import launch
-    from repro.run import build_job
+    from repro.running.config import resolve_run
+    from repro.running.launcher import launch
+    from repro.running.run import build_job
 
     resolved = resolve_run(preset, settings_overrides={"nproc": nproc, "threads": threads},
                            config_overrides={"steps": steps},

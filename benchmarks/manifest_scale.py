@@ -39,10 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from repro.keys import generate_key
-from repro.manifest_file import load_manifest, manifest_bytes, run_folder
-from repro.signing import sign_body
-from repro.steptable import FILE_NAME, StepColumns, write_table
+from repro.records.manifest_file import load_manifest, manifest_bytes, run_folder
+from repro.records.steptable import FILE_NAME, StepColumns, write_table
+from repro.trust.keys import generate_key
+from repro.trust.signing import sign_body
 
 REFERENCE = Path(__file__).resolve().parents[1] / "manifests" / "reference" / "smoke.json"
 
@@ -77,8 +77,8 @@ def _copy(source: Path, dest: Path) -> Path:
 
 def _planned(body: dict[str, Any], n: int) -> None:
     """Make the config plan ``n`` steps (verify checks that a finished run recorded what it planned)."""
-    from repro.config import config_digest
-    from repro.manifest import RunSettings
+    from repro.records.manifest import RunSettings
+    from repro.running.config import config_digest
 
     body["run"]["config"]["steps"] = n
     body["run"]["config_sha256"] = config_digest(RunSettings.model_validate(body["run"]["settings"]),

@@ -23,9 +23,9 @@ from pathlib import Path
 
 def plain_loop(preset: str) -> None:
     """The peer: the trainer's own work only (runs in a child with the controlled environment)."""
-    from repro.config import resolve_run
-    from repro.determinism import apply_determinism
-    from repro.paths import cache_dir
+    from repro.files.paths import cache_dir
+    from repro.running.config import resolve_run
+    from repro.running.determinism import apply_determinism
     from repro.trainer_api import TrainerContext
 
     resolved = resolve_run(preset)
@@ -59,8 +59,8 @@ def main() -> None:
         plain_loop(args.preset)
         return
 
-    from repro.config import resolve_run
-    from repro.determinism import controlled_environment
+    from repro.running.config import resolve_run
+    from repro.running.determinism import controlled_environment
 
     env = controlled_environment(resolve_run(args.preset).settings)
     times: dict[str, list[float]] = {"repro": [], "plain": []}
@@ -73,7 +73,7 @@ def main() -> None:
                     cmd = [sys.executable, __file__, "--plain", "--preset", args.preset]
                 else:
                     out = Path(tmp) / f"run{r}.json"
-                    cmd = [sys.executable, "-m", "repro.cli", "run", args.preset, "--out", str(out)]
+                    cmd = [sys.executable, "-m", "repro", "run", args.preset, "--out", str(out)]
                 times[name].append(_timed(cmd, {**os.environ, **env} if name == "plain" else dict(os.environ)))
             timing = json.loads(out.read_text())["timing"]
             recorded.append({k: v for k, v in timing.items() if k != "step_seconds"})

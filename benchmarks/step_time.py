@@ -1,7 +1,7 @@
 """Baseline step time: repro's GPT against LitGPT's GPT at the same dimensions, interleaved.
 
 Each peer trains in a process of its own, started the way it is started for real: repro's peers
-with the environment ``repro run`` gives its training process (:func:`repro.determinism.controlled_environment`;
+with the environment ``repro run`` gives its training process (:func:`repro.running.determinism.controlled_environment`;
 with ``--heap-reuse``, plus :data:`HEAP_REUSE`), LitGPT's with the plain environment
 ``litgpt pretrain`` gets. A control peer runs LitGPT in repro's environment, so the report separates
 what the environment buys from what the model code buys. Every peer pins the same thread count,
@@ -133,8 +133,8 @@ def _worker(spec: dict[str, Any]) -> None:
 
 
 def _environment(kind: str, threads: int, heap_reuse: bool) -> dict[str, str]:
-    from repro.determinism import controlled_environment
-    from repro.manifest import RunSettings
+    from repro.records.manifest import RunSettings
+    from repro.running.determinism import controlled_environment
 
     plain = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     if kind == "repro":

@@ -40,8 +40,8 @@ def main() -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="variant-inductor-"))
     import torch
 
-    from repro.config import resolve_run
-    from repro.paths import cache_dir
+    from repro.files.paths import cache_dir
+    from repro.running.config import resolve_run
     from repro.trainer_api import TrainerContext
 
     torch.set_num_threads(args.threads)

@@ -77,11 +77,11 @@ def main() -> None:
 
     import torch
 
-    from repro.checkpoint import load_state
     from repro.cli import main as repro_main
-    from repro.config import resolve_run
-    from repro.manifest_file import load_manifest, run_folder
-    from repro.paths import cache_dir
+    from repro.files.paths import cache_dir
+    from repro.records.checkpoint import load_state
+    from repro.records.manifest_file import load_manifest, run_folder
+    from repro.running.config import resolve_run
     from repro.trainer.gpt import data as gpt_data
     from repro.trainer_api import TrainerContext
 

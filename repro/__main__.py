@@ -55,7 +55,7 @@ def run() -> int:
     """Import the CLI with Ctrl-C handled, then run it with Python's usual KeyboardInterrupt."""
     previous = signal.signal(signal.SIGINT, _interrupted_at_startup)
     _import_native_first()
-    from repro.cli import main
+    from repro.cli.app import main
 
     # From here main() turns a KeyboardInterrupt into "interrupted" and exit 130 itself.
     if previous is _interrupted_at_startup:

@@ -3,7 +3,7 @@
 Every failure a user can cause or meet is one of these types. Each message says what is wrong and
 what to do about it, in one line. Each class carries its exit code (``exit_code``), so every
 command gives the same code for the same condition; library code raises and never exits, and only
-the CLI (``repro.cli.main``) turns an error into its code. Nothing else holds a copy of the map.
+the CLI (``repro.cli.app.main``) turns an error into its code. Nothing else holds a copy of the map.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class ReproError(Exception):
     """Base of every error repro reports to a user; raise a subclass, which says the category.
 
     ``exit_code`` is a class attribute; an instance may override it (an error sent back by the
-    training child keeps the category it had there, see :mod:`repro.launcher`).
+    training child keeps the category it had there, see :mod:`repro.running.launcher`).
     """
 
     exit_code: ExitCode = ExitCode.USAGE

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from pydantic import Field
 
 from repro.errors import DataConfigMismatchError, InputError
-from repro.hashing import sha256_structure
-from repro.manifest import DataSource, FileDigest, RunSettings
-from repro.records import FrozenRecord
+from repro.records.base import FrozenRecord
+from repro.records.hashing import sha256_structure
+from repro.records.manifest import DataSource, FileDigest, RunSettings
 
 if TYPE_CHECKING:
     import torch

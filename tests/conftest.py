@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
-from repro.manifest_file import run_folder
+from repro.records.manifest_file import run_folder
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,7 +31,7 @@ def repro_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(autouse=True)
 def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """Render rich output 200 columns wide so assertions do not depend on line wrapping."""
-    from repro.console import err_console, out_console
+    from repro.rendering.console import err_console, out_console
 
     for console in (err_console, out_console):
         monkeypatch.setattr(console, "width", 200)

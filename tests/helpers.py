@@ -5,11 +5,11 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from repro import atomic
 from repro.audits.report import AuditReport
+from repro.files import atomic
 
 REAL_WRITE_ALL = atomic.write_all
-"""``repro.atomic.write_all`` as shipped, kept before any test patches it to fail on purpose."""
+"""``repro.files.atomic.write_all`` as shipped, kept before any test patches it to fail on purpose."""
 
 
 def float_bits(value: float) -> str:

@@ -69,10 +69,10 @@ class PluginSite:
 def interrupt_after(manifest: Path, step: int) -> None:
     """Make a finished run look as if it had been killed after its checkpoint at ``step``: the
     manifest gone, its files back in the in-flight folder without the later checkpoints, and the
-    in-flight marker present (see :mod:`repro.layout`), so ``repro run ... --resume`` continues
+    in-flight marker present (see :mod:`repro.running.layout`), so ``repro run ... --resume`` continues
     from that checkpoint."""
-    from repro.layout import InFlightRun, RunLayout
-    from repro.manifest_file import load_manifest
+    from repro.records.manifest_file import load_manifest
+    from repro.running.layout import InFlightRun, RunLayout
 
     recorded = load_manifest(manifest).manifest
     layout = RunLayout(manifest)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from repro.cli import build_parser
+from repro.cli.app import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted([ROOT / "README.md", ROOT / "CONTRIBUTING.md", *(ROOT / "docs").glob("*.md")])

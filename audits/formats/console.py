@@ -23,7 +23,7 @@ from repro.audits.report import (
     SeriesComparison,
     StepDetail,
 )
-from repro.hashing import short_digest
+from repro.records.hashing import short_digest
 
 
 class Compared(Protocol):

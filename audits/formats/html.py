@@ -4,7 +4,7 @@ The verdict comes first, big, in words and colour; then what was replayed and wh
 loss curves recorded vs rerun, the per-step difference on a log scale with the tolerance band and
 the bit-identical steps marked; learning rate and gradient norm; every checkpoint tensor (sortable);
 the ranked environment/code/data differences; the likely cause; the spot-check segments; the
-vulnerability scan. Rendering is :mod:`repro.pages` (Jinja2, autoescaped, inline SVG).
+vulnerability scan. Rendering is :mod:`repro.rendering.pages` (Jinja2, autoescaped, inline SVG).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from repro.audits.formats.console import replayed_words
 from repro.audits.gate import GateReport, ManifestResult
 from repro.audits.gate_outputs import _VULN_WORDS, VERDICT_WORDS
 from repro.audits.report import AuditReport, Likelihood
-from repro.charts import HALF, Chart, Series, line_chart
-from repro.manifest import RunManifest
-from repro.pages import BLUE, GREEN, GREY, PURPLE, RED, Banner, render, write_html
+from repro.records.manifest import RunManifest
+from repro.rendering.charts import HALF, Chart, Series, line_chart
+from repro.rendering.pages import BLUE, GREEN, GREY, PURPLE, RED, Banner, render, write_html
 
 MAX_STEP_ROWS = 2000
 VERDICT_BANNER = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro import atomic
 from repro.audits.report import AuditReport
+from repro.files import atomic
 
 
 def report_json(report: AuditReport) -> str:

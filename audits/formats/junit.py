@@ -11,8 +11,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from repro import atomic
 from repro.audits.report import AuditReport
+from repro.files import atomic
 
 SUITE = "repro audit"
 

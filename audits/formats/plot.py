@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.audits.report import AuditReport
-from repro.plotting import new_figure, save_png
+from repro.rendering.plotting import new_figure, save_png
 
 _COLOURS = {"bitwise": "#2e7d32", "within_tolerance": "#e65100", "diverged": "#c62828"}
 

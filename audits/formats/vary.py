@@ -10,9 +10,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from repro import atomic
 from repro.audits.formats.junit import junit_document
 from repro.audits.vary import VariationResult, VaryReport
+from repro.files import atomic
 
 _STYLE = {"bitwise": "green", "within_tolerance": "yellow", "diverged": "red", "not_available": "dim"}
 

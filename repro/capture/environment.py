@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from repro.manifest import EnvironmentRecord
+from repro.records.manifest import EnvironmentRecord
 
 
 def distribution_name(name: str) -> str:

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from repro.hashing import sha256_bytes
-from repro.manifest import CodeRecord
+from repro.records.hashing import sha256_bytes
+from repro.records.manifest import CodeRecord
 
 if TYPE_CHECKING:  # at run time imported in capture_code, which reports a missing GitPython
     import git

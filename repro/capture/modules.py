@@ -10,7 +10,7 @@ of a native extension) is hashed and sorted into one of three groups:
 - **the standard library**: one digest, under the pseudo-distribution ``python-stdlib``.
 - **no distribution**: a plugin on ``PYTHONPATH``, a vendored copy placed first on the path, or
   the project's own code installed editable. Each file by its path relative to its import root
-  (``mymod.py``, ``repro/worker.py``) with its SHA-256.
+  (``mymod.py``, ``repro/running/worker.py``) with its SHA-256.
 
 Shared libraries an extension loads (``libtorch_cpu.so``) are not modules and are not hashed;
 the distribution's version and its extension modules stand for them.
@@ -31,8 +31,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from repro.hashing import sha256_file
-from repro.manifest import DistributionCode, ExecutedCode, FileDigest
+from repro.records.hashing import sha256_file
+from repro.records.manifest import DistributionCode, ExecutedCode, FileDigest
 
 STDLIB = "python-stdlib"
 """Pseudo-distribution name of the standard library's loaded modules."""
@@ -217,7 +217,7 @@ class _FileCache:
 
     def save(self) -> None:
         if self.path is not None and self.changed:
-            from repro import atomic
+            from repro.files import atomic
 
             with contextlib.suppress(OSError):  # a cache that cannot be written only costs time next run
                 atomic.write_text(self.path, json.dumps(self.entries, separators=(",", ":")), mode=0o600)

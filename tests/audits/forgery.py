@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from repro.keys import SigningKey, generate_key
-from repro.signing import sign_body
-from repro.steptable import parse_table, write_table
+from repro.records.steptable import parse_table, write_table
+from repro.trust.keys import SigningKey, generate_key
+from repro.trust.signing import sign_body
 
 
 def _apply(edit: Callable[..., None], raw: dict[str, Any], manifest: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
-from repro.manifest_file import load_manifest
+from repro.records.manifest_file import load_manifest
 from tests.audits.forgery import resign, scale_losses
 from tests.helpers import read_report
 

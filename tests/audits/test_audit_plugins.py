@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
-from repro.hashing import sha256_file
-from repro.manifest_file import load_manifest
+from repro.records.hashing import sha256_file
+from repro.records.manifest_file import load_manifest
 from tests.plugin_site import REGRESSION_CSV, PluginSite, make_importable
 
 

@@ -14,8 +14,8 @@ from repro.audits.differences import environment_differences, package_difference
 from repro.audits.options import Tolerance
 from repro.audits.report import BatchComparison, CheckpointComparison, Difference
 from repro.audits.tensors import compare_checkpoint
-from repro.hashing import sha256_tensor
-from repro.manifest import StepRecord
+from repro.records.hashing import sha256_tensor
+from repro.records.manifest import StepRecord
 
 TOL = Tolerance()
 
@@ -109,7 +109,7 @@ def test_checkpoints_are_compared_tensor_by_tensor(tmp_path: Path) -> None:
 
 
 def test_differences_are_ranked_by_how_likely_they_change_numbers(smoke_run: Path) -> None:
-    from repro.manifest_file import load_manifest
+    from repro.records.manifest_file import load_manifest
 
     env = load_manifest(smoke_run).manifest.environment
     here = env.model_copy(update={

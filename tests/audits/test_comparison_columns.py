@@ -10,8 +10,8 @@ import numpy as np
 
 from repro.audits.comparison import compare_steps, ulps, ulps_array
 from repro.audits.options import Tolerance
-from repro.manifest import StepRecord
-from repro.steptable import StepColumns
+from repro.records.manifest import StepRecord
+from repro.records.steptable import StepColumns
 
 
 def _f32(x: float) -> float:

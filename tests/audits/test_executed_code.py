@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
-from repro.manifest_file import load_manifest
+from repro.records.manifest_file import load_manifest
 from tests.plugin_site import PLUGINS, PluginSite, make_importable
 
 SCALED = ("loss = torch.nn.functional.mse_loss(self.model(x), y)\n",
@@ -70,7 +70,7 @@ def test_a_changed_plugin_file_is_named_and_an_unimported_package_is_irrelevant(
     assert executed is not None
     mine = {f.path: f.sha256 for f in executed.files}
     assert mine["mymod.py"] == hashlib.sha256((plugin / "mymod.py").read_bytes()).hexdigest()
-    assert "repro/worker.py" in mine  # the project's own code (installed editable) is in no RECORD
+    assert "repro/running/worker.py" in mine  # the project's own code (installed editable) is in no RECORD
     names = {d.name for d in executed.distributions}
     assert {"torch", "numpy", "python-stdlib"} <= names and "unrelated-pkg" not in names
 

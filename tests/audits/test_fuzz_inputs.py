@@ -24,11 +24,11 @@ from safetensors.torch import save
 from repro.audits.options import Tolerance
 from repro.audits.policy import PolicyError, load_policy
 from repro.audits.tensors import compare_checkpoint
-from repro.checkpoint import load_state
 from repro.cli import main
 from repro.errors import ExitCode, ReproError
-from repro.hashing import sha256_tensor
-from repro.keys import generate_key
+from repro.records.checkpoint import load_state
+from repro.records.hashing import sha256_tensor
+from repro.trust.keys import generate_key
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -17,8 +17,8 @@ from repro.audits.policy import load_policy
 from repro.audits.report import AuditReport
 from repro.cli import main
 from repro.errors import ArtifactMismatchError, MissingArtifactError
-from repro.keys import default_key_path, generate_key, public_key_path
-from repro.manifest_file import load_manifest
+from repro.records.manifest_file import load_manifest
+from repro.trust.keys import default_key_path, generate_key, public_key_path
 from tests.audits.osv_server import osv_record, serve_osv
 from tests.conftest import copy_run
 

@@ -19,7 +19,7 @@ from repro.audits.formats.html import audit_page
 from repro.audits.report import AuditReport, Difference, Likelihood, TensorDifference
 from repro.audits.vulnerabilities import PackageFinding, Vulnerability, VulnerabilityReport
 from repro.cli import main
-from repro.manifest_file import load_manifest
+from repro.records.manifest_file import load_manifest
 from tests.browser import assert_verdict_first, render
 
 HOSTILE = "<script>alert('pwned')</script>"

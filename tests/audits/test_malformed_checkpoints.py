@@ -19,8 +19,8 @@ import pytest
 
 from repro.audits.gate import GateReport
 from repro.cli import main
-from repro.keys import default_key_path, load_key, public_key_path
-from repro.signing import sign_body
+from repro.trust.keys import default_key_path, load_key, public_key_path
+from repro.trust.signing import sign_body
 from tests.conftest import copy_run
 
 pytestmark = pytest.mark.slow  # each test reruns 10 smoke steps (about 40 s on a loaded 2-core machine)

@@ -8,7 +8,7 @@ from pathlib import Path
 from repro import __version__
 from repro.audits.differences import environment_differences, run_differences
 from repro.audits.options import BF16_TOLERANCE, AuditOptions, Tolerance, effective_tolerance
-from repro.manifest_file import load_manifest
+from repro.records.manifest_file import load_manifest
 
 REFERENCE = Path(__file__).parents[2] / "manifests" / "reference" / "smoke.json"
 

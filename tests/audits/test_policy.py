@@ -36,7 +36,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def _trust_list(tmp_path: Path, text: str | None = None) -> None:
-    from repro.keys import generate_key
+    from repro.trust.keys import generate_key
 
     if text is None:
         text = generate_key(tmp_path / "signer.pem").public_line()

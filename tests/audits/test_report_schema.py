@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from repro.audits.schemas import SCHEMAS
-from repro.schema import schema_text
+from repro.records.schema import schema_text
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

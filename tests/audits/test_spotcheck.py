@@ -11,7 +11,7 @@ from repro.audits.report import Segment
 from repro.audits.spotcheck import choose_segments, segments_of
 from repro.cli import main
 from repro.errors import UsageError
-from repro.manifest_file import load_manifest
+from repro.records.manifest_file import load_manifest
 from tests.audits.forgery import resign, scale_losses
 from tests.helpers import read_report
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from repro.cli import main
-from repro.paths import cache_dir, private_folder
+from repro.files.paths import cache_dir, private_folder
 from tests.audits.forgery import resign
 
 NEEDLE = b"secret5auditor5key5bytes"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
-from repro.manifest_file import load_manifest
+from repro.records.manifest_file import load_manifest
 
 VARY_STEPS = "8"
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from repro import verify as verify_module
 from repro.cli import main
-from repro.hashing import sha256_bytes
-from repro.keys import default_key_path, load_key
-from repro.manifest_file import load_manifest
+from repro.records.hashing import sha256_bytes
+from repro.records.manifest_file import load_manifest
+from repro.trust import verify as verify_module
+from repro.trust.keys import default_key_path, load_key
 from tests.audits.forgery import resign_with
 from tests.audits.osv_server import osv_record, serve_osv
 
@@ -95,7 +95,7 @@ def test_the_gate_scans_the_verified_bytes(smoke_copy: Path, tmp_path: Path, mon
     from repro.audits.gate import Gate
     from repro.audits.policy import load_policy
     from repro.errors import MissingArtifactError
-    from repro.keys import public_key_path
+    from repro.trust.keys import public_key_path
 
     original = json.loads(smoke_copy.read_text())
     seen = _swap_after_read(monkeypatch, smoke_copy, _forged(smoke_copy, tmp_path))

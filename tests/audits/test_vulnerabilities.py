@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from repro.audits.vulnerabilities import ScanSettings, findings_from_output, requirements_text, scan_manifest
-from repro.manifest import RunManifest
-from repro.manifest_file import load_manifest
+from repro.records.manifest import RunManifest
+from repro.records.manifest_file import load_manifest
 from tests.audits.osv_server import osv_record, serve_osv
 
 VULNERABLE = "requests"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from audits.differences import environment_differences
-from repro.manifest_file import load_manifest
+from repro.records.manifest_file import load_manifest
 
 TUNED = "glibc.malloc.mmap_max=0"
 

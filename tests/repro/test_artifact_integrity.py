@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from repro.cli import main
-from repro.hashing import sha256_bytes, sha256_tensor
-from repro.keys import SigningKey, default_key_path, load_key, public_key_path
-from repro.manifest_file import load_manifest
-from repro.safetensors_digest import digest_checkpoint
-from repro.steptable import StepColumns, parse_table, write_table
+from repro.records.hashing import sha256_bytes, sha256_tensor
+from repro.records.manifest_file import load_manifest
+from repro.records.safetensors_digest import digest_checkpoint
+from repro.records.steptable import StepColumns, parse_table, write_table
+from repro.trust.keys import SigningKey, default_key_path, load_key, public_key_path
 from tests.audits.forgery import resign_with
 
 Edit = Callable[..., None]  # (raw) or (raw, manifest path): see forgery.resign_with

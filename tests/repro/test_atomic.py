@@ -1,7 +1,7 @@
 """Atomic writes (issue 6): a failed or interrupted write never leaves a partial file, and the file
 it would have replaced keeps its old bytes.
 
-A full disk is simulated at the one place repro's bytes reach the OS (``repro.atomic.write_all``):
+A full disk is simulated at the one place repro's bytes reach the OS (``repro.files.atomic.write_all``):
 filling a real file system is not possible in a test without root-only mounts. Half the bytes are
 written before the error, as a real ENOSPC would leave them.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from repro import atomic
-from repro.checkpoint import CheckpointRecords, checkpoint_dir, latest_checkpoint, load_state, save_checkpoint
 from repro.errors import OutputError
+from repro.files import atomic
+from repro.records.checkpoint import CheckpointRecords, checkpoint_dir, latest_checkpoint, load_state, save_checkpoint
 from tests.helpers import REAL_WRITE_ALL
 
 
@@ -41,7 +41,7 @@ def failing(code: int, keep: int = 0) -> Callable[..., None]:
 
 @pytest.fixture
 def full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every write through repro.atomic stores a few bytes, then fails with ENOSPC."""
+    """Every write through repro.files.atomic stores a few bytes, then fails with ENOSPC."""
     monkeypatch.setattr(atomic, "write_all", failing(errno.ENOSPC, keep=7))
 
 

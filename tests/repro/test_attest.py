@@ -16,12 +16,12 @@ from securesystemslib.dsse import Envelope as SslibEnvelope
 from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import SSlibKey
 
-from repro.attest import PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, pae, verify_envelope
 from repro.cli import main
 from repro.errors import SignatureError, UntrustedKeyError
-from repro.hashing import sha256_file
-from repro.keys import default_key_path, key_id, load_key, parse_public_key, public_key_path
-from repro.manifest_file import load_manifest
+from repro.records.hashing import sha256_file
+from repro.records.manifest_file import load_manifest
+from repro.trust.attest import PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, pae, verify_envelope
+from repro.trust.keys import default_key_path, key_id, load_key, parse_public_key, public_key_path
 
 
 def _independent_key() -> SSlibKey:

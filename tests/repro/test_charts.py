@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from repro.charts import MAX_POINTS, Series, downsample, line_chart
-from repro.manifest import StepRecord
-from repro.manifest_file import load_manifest
-from repro.pages import Banner, Verification, show_page
+from repro.records.manifest import StepRecord
+from repro.records.manifest_file import load_manifest
+from repro.rendering.charts import MAX_POINTS, Series, downsample, line_chart
+from repro.rendering.pages import Banner, Verification, show_page
 
 
 def test_downsampling_keeps_the_extremes_and_the_ends() -> None:

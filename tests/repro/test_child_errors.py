@@ -13,9 +13,9 @@ import pytest
 
 from repro import errors
 from repro.errors import ExitCode
-from repro.job import WorkerFailure
-from repro.launcher import _error_from
-from repro.worker import _failure
+from repro.running.job import WorkerFailure
+from repro.running.launcher import _error_from
+from repro.running.worker import _failure
 from tests.plugin_site import make_importable
 
 PLUGIN = '''

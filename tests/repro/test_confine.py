@@ -1,6 +1,6 @@
 """Issue 9.3: a path a manifest records stays inside its folder and is a regular file, or is refused.
 
-Unit checks of :mod:`repro.confine` on real files, symlinks, a FIFO, a socket and a device, then
+Unit checks of :mod:`repro.files.confine` on real files, symlinks, a FIFO, a socket and a device, then
 the same paths recorded in really signed manifests through ``repro verify`` (exit 3), in a child
 process with a timeout so a read that blocks fails the test instead of hanging it.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from repro.confine import open_recorded, open_regular
 from repro.errors import InputError, UnsafePathError
-from repro.keys import default_key_path, load_key
+from repro.files.confine import open_recorded, open_regular
+from repro.trust.keys import default_key_path, load_key
 from tests.audits.forgery import resign_with
 
 

@@ -8,7 +8,7 @@ import pytest
 from safetensors.torch import load_file
 
 from repro.cli import main
-from repro.manifest_file import load_manifest
+from repro.records.manifest_file import load_manifest
 from tests.helpers import float_bits
 
 

@@ -21,12 +21,12 @@ import pytest
 import torch
 
 from repro.cli import main
-from repro.config import resolve_run
-from repro.distributed import DRIFT_ENV, KILL_ENV
 from repro.errors import UsageError
-from repro.job import Job
-from repro.launcher import distributed_command
-from repro.manifest_file import load_manifest, run_folder
+from repro.records.manifest_file import load_manifest, run_folder
+from repro.running.config import resolve_run
+from repro.running.distributed import DRIFT_ENV, KILL_ENV
+from repro.running.job import Job
+from repro.running.launcher import distributed_command
 from repro.trainer_api import TrainerContext
 from tests.helpers import float_bits
 from tests.repro.test_resume import assert_same_run
@@ -96,7 +96,7 @@ def test_launch_command_is_torchrun() -> None:
     assert command[1:3] == ["-m", "torch.distributed.run"]
     assert {"--nproc-per-node=2", "--nnodes=2", "--max-restarts=0", "--rdzv-backend=c10d",
             "--rdzv-endpoint=10.0.0.1:29400", "--rdzv-conf=is_host=0"} <= set(command)
-    assert command[-3:] == ["-m", "repro.worker", "job.json"]
+    assert command[-3:] == ["-m", "repro.running.worker", "job.json"]
 
 
 # -- real ranks --------------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def two_process_run(tmp_path_factory: pytest.TempPathFactory, repro_home: Path) 
 def _repro(args: list[str], cwd: Path, **env_extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in (KILL_ENV, DRIFT_ENV)}
     env.update(env_extra)
-    return subprocess.Popen([sys.executable, "-m", "repro.cli", *args], cwd=cwd, env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "repro", *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 

@@ -19,10 +19,10 @@ import pytest
 from repro.audits.gate import GateReport
 from repro.cli import main
 from repro.errors import ExitCode
-from repro.keys import default_key_path, generate_key, load_key, public_key_path
-from repro.manifest_file import incomplete_marker, load_manifest, run_folder
-from repro.signing import sign_body
-from repro.verify import data_source_root
+from repro.records.manifest_file import incomplete_marker, load_manifest, run_folder
+from repro.trust.keys import default_key_path, generate_key, load_key, public_key_path
+from repro.trust.signing import sign_body
+from repro.trust.verify import data_source_root
 from tests.conftest import copy_run
 
 
@@ -133,7 +133,7 @@ def small_order_key(case: Case) -> None:
     raw = json.loads(case.manifest.read_text())
     raw["signature"].update(public_key=base64.b64encode(identity).decode(),
                             value=base64.b64encode(identity + bytes(32)).decode())
-    from repro.keys import key_id
+    from repro.trust.keys import key_id
 
     raw["signature"]["key_id"] = key_id(identity)
     case.manifest.write_text(json.dumps(raw))
@@ -231,7 +231,7 @@ def test_a_bug_is_an_internal_error_never_1(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug in repro")
 
-    monkeypatch.setattr("repro.verify.parse_json", broken)  # every command verifies first
+    monkeypatch.setattr("repro.trust.verify.parse_json", broken)  # every command verifies first
     case = Case(manifest=copy_run(smoke_run, tmp_path / "runs"), trusted=public_key_path(default_key_path()),
                 work=tmp_path, reference=copy_run(smoke_run, tmp_path / "reference"))
     assert COMMANDS[command](case) == ExitCode.INTERNAL == 70

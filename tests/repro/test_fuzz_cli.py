@@ -1,6 +1,6 @@
 """No traceback, ever (issue 9 item 9), property-based: junk argument lists and junk paths.
 
-Whatever argument list ``repro.cli.main`` is given, it returns (never raises) and the code is one
+Whatever argument list ``repro.cli.app.main`` is given, it returns (never raises) and the code is one
 of the documented ones for junk input: never 1 ("not reproduced") and never 70 (internal error).
 Training is replaced by a stand-in that refuses, so a generated ``repro run`` stops where training
 would start; everything before it (parsing, config resolution, key and output checks) is real.
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import repro
-from repro.cli import build_parser, main
+from repro.cli.app import build_parser, main
 from repro.errors import CouldNotCheckError, ExitCode
 
 REPRO_DIR = Path(repro.__file__).resolve().parent
@@ -73,7 +73,7 @@ def test_any_argument_list_is_answered_without_a_crash(
 ) -> None:
     monkeypatch.chdir(junk_dir)
     monkeypatch.setenv("REPRO_SIGNING_KEY", str(junk_dir / "fuzz-key.pem"))  # keygen --force writes here
-    monkeypatch.setattr("repro.run.execute_run", _no_training)
+    monkeypatch.setattr("repro.running.run.execute_run", _no_training)
     monkeypatch.setattr("repro.audits.engine.run_audit", _no_training)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -93,7 +93,7 @@ def test_the_cases_found_by_review_are_one_line_errors(
     argv: list[str], junk_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(junk_dir)
-    monkeypatch.setattr("repro.run.execute_run", _no_training)
+    monkeypatch.setattr("repro.running.run.execute_run", _no_training)
     code = main(argv)
     err = capsys.readouterr().err
     assert code in (ExitCode.USAGE, ExitCode.COULD_NOT_CHECK), (code, err)

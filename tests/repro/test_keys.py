@@ -11,11 +11,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from repro import atomic
 from repro.cli import main
 from repro.errors import SigningKeyError
-from repro.keys import generate_key, load_key, public_key_path
-from repro.manifest_file import incomplete_marker
+from repro.files import atomic
+from repro.records.manifest_file import incomplete_marker
+from repro.trust.keys import generate_key, load_key, public_key_path
 from tests.helpers import REAL_WRITE_ALL
 
 

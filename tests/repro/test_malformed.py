@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from repro.canonical import canonical_bytes
 from repro.cli import main
 from repro.errors import ReproError
-from repro.manifest import SCHEMA_VERSION
+from repro.records.canonical import canonical_bytes
+from repro.records.manifest import SCHEMA_VERSION
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from repro.errors import ManifestFormatError, SignatureError
-from repro.manifest import RunManifest
-from repro.manifest_file import load_manifest, manifest_bytes
-from repro.schema import schema_text
-from repro.verify import verify_manifest
+from repro.records.manifest import RunManifest
+from repro.records.manifest_file import load_manifest, manifest_bytes
+from repro.records.schema import schema_text
+from repro.trust.verify import verify_manifest
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -37,7 +37,7 @@ def test_losses_round_trip_exactly(smoke_run: Path) -> None:
 
 def test_published_schema_is_current() -> None:
     assert (DOCS / "manifest.schema.json").read_text() == schema_text(RunManifest), (
-        "regenerate with: python -m repro.schema docs"
+        "regenerate with: python -m repro.records.schema docs"
     )
 
 

@@ -4,7 +4,7 @@
 These tests run as root here, and root ignores permission bits, so a chmod'd folder cannot show
 "permission denied"; nor can a test mount a full or read-only file system. The OS error is
 therefore raised where repro meets the OS — creating the temporary file (``tempfile.mkstemp``, as
-EROFS/EACCES would) or writing its bytes (``repro.atomic.write_all``, as ENOSPC would) — for
+EROFS/EACCES would) or writing its bytes (``repro.files.atomic.write_all``, as ENOSPC would) — for
 paths in the output folder only. One test uses a real OS error in the training child (a file
 where a folder must go), and a real chmod test runs wherever the tests do not run as root.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from repro import atomic
 from repro.cli import main
-from repro.hashing import sha256_file
-from repro.manifest_file import incomplete_marker, load_manifest
+from repro.files import atomic
+from repro.records.hashing import sha256_file
+from repro.records.manifest_file import incomplete_marker, load_manifest
 from tests.helpers import REAL_WRITE_ALL
 
 REAL_MKSTEMP = tempfile.mkstemp

@@ -1,8 +1,8 @@
-"""What `repro.atomic` does with what already sits at an output path (issue 9, item 5).
+"""What `repro.files.atomic` does with what already sits at an output path (issue 9, item 5).
 
 A character device is written to and stays a device; a symbolic link is followed and stays a link;
 a FIFO is written to when someone reads it and refused (never waited on) when nobody does; a
-folder, a socket or a block device is refused. :func:`repro.atomic.check_writable` probes the same
+folder, a socket or a block device is refused. :func:`repro.files.atomic.check_writable` probes the same
 way before compute and leaves nothing behind. All on real files, devices and FIFOs.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from repro import atomic
 from repro.errors import OutputError
+from repro.files import atomic
 
 
 def test_a_character_device_is_written_to_not_replaced() -> None:

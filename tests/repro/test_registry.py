@@ -8,8 +8,8 @@ import pytest
 
 from repro.cli import main
 from repro.errors import TrainerError, TrainerNotFoundError, UsageError
-from repro.manifest import TrainerRef
-from repro.registry import check_trainer_class, installed_trainers, resolve_trainer
+from repro.records.manifest import TrainerRef
+from repro.running.registry import check_trainer_class, installed_trainers, resolve_trainer
 from tests.plugin_site import PluginSite
 
 

@@ -1,7 +1,7 @@
 """Crash safety of `repro run` (issue 6): SIGKILL at any point, `--resume`, bit-identical result.
 
 `repro run smoke` runs as a real process in a session of its own; `REPRO_TEST_CRASH_AT`
-(:mod:`repro.crashpoint`) makes it SIGKILL its whole process group, training child and parent, at
+(:mod:`repro.running.crashpoint`) makes it SIGKILL its whole process group, training child and parent, at
 a chosen step, halfway through writing a checkpoint, halfway through writing the manifest, or
 between renaming the finished run's folder and its manifest into place. Steps and checkpoints are
 drawn at random: the seed is printed, and ``REPRO_TEST_SEED=<seed>`` replays a failure.
@@ -23,9 +23,9 @@ import torch
 from safetensors.torch import load_file
 
 from repro.cli import main
-from repro.crashpoint import CRASH_ENV_VAR
-from repro.hashing import sha256_file
-from repro.manifest_file import incomplete_marker, load_manifest, run_folder
+from repro.records.hashing import sha256_file
+from repro.records.manifest_file import incomplete_marker, load_manifest, run_folder
+from repro.running.crashpoint import CRASH_ENV_VAR
 from tests.conftest import copy_run
 from tests.helpers import float_bits
 
@@ -45,7 +45,7 @@ def _repro(args: list[str], cwd: Path, crash_at: str | None = None) -> subproces
     if crash_at:
         env[CRASH_ENV_VAR] = crash_at
     return subprocess.run(
-        [sys.executable, "-m", "repro.cli", *args], cwd=cwd, env=env, capture_output=True,
+        [sys.executable, "-m", "repro", *args], cwd=cwd, env=env, capture_output=True,
         text=True, timeout=300, start_new_session=True,
     )
 
@@ -155,7 +155,7 @@ def test_killed_at_a_random_moment_then_resumed_is_bit_identical(
     the hook-driven tests above cover each kind of moment; this one samples real timing)."""
     rng = _seeded_rng(request)
     out = tmp_path / "m" / "run.json"
-    args = [sys.executable, "-m", "repro.cli", "run", "smoke", "--out", str(out)]
+    args = [sys.executable, "-m", "repro", "run", "smoke", "--out", str(out)]
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV_VAR}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -18,8 +18,8 @@ import pytest
 
 from repro.cli import main
 from repro.errors import UsageError
-from repro.layout import RUN_FOLDER_MARKER, RunLayout
-from repro.manifest_file import incomplete_marker, load_manifest, run_folder
+from repro.records.manifest_file import incomplete_marker, load_manifest, run_folder
+from repro.running.layout import RUN_FOLDER_MARKER, RunLayout
 
 
 def _error(capsys: pytest.CaptureFixture) -> str:
@@ -80,7 +80,7 @@ def test_a_run_folder_is_marked_and_runs_from_before_the_marker_still_count(smok
 
 
 def _popen(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "repro.cli", *args], cwd=cwd, start_new_session=True,
+    return subprocess.Popen([sys.executable, "-m", "repro", *args], cwd=cwd, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -96,7 +96,7 @@ def test_a_second_run_to_the_same_out_is_refused_at_start(tmp_path: Path) -> Non
             assert first.poll() is None, first.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        second = subprocess.run([sys.executable, "-m", "repro.cli", "run", "smoke", "--out", str(out)],
+        second = subprocess.run([sys.executable, "-m", "repro", "run", "smoke", "--out", str(out)],
                                 cwd=tmp_path, capture_output=True, text=True, timeout=120)
         assert first.poll() is None, "the first run must still be training for this test to mean anything"
         assert second.returncode == 2, second.stderr

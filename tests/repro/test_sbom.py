@@ -10,9 +10,9 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from repro.cli import main
-from repro.hashing import sha256_file
-from repro.manifest_file import load_manifest
-from repro.sbom import SBOM_NAME, build_sbom, pypi_purl, sbom_bytes
+from repro.records.hashing import sha256_file
+from repro.records.manifest_file import load_manifest
+from repro.records.sbom import SBOM_NAME, build_sbom, pypi_purl, sbom_bytes
 
 
 def test_run_records_its_sbom_as_a_hashed_artifact(smoke_run: Path) -> None:

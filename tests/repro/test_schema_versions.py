@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from repro import manifest_file as manifest_module
 from repro.cli import main
-from repro.keys import load_or_create_key
-from repro.manifest_file import load_manifest, supported_schema_versions
-from repro.signing import sign_body
-from repro.verify import verify_manifest
+from repro.records import manifest_file as manifest_module
+from repro.records.manifest_file import load_manifest, supported_schema_versions
+from repro.trust.keys import load_or_create_key
+from repro.trust.signing import sign_body
+from repro.trust.verify import verify_manifest
 from tests.conftest import copy_run
 
 REFERENCE = Path(__file__).resolve().parents[2] / "manifests" / "reference" / "smoke.json"

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from repro.cli import main
-from repro.keys import default_key_path, load_key
-from repro.manifest_file import load_manifest
-from repro.signing import sign_body
+from repro.records.manifest_file import load_manifest
+from repro.trust.keys import default_key_path, load_key
+from repro.trust.signing import sign_body
 from tests.browser import assert_verdict_first, render
 
 HOSTILE = "<script>alert('pwned')</script>"
@@ -73,7 +73,7 @@ def test_a_malformed_manifest_exits_2_with_one_line(tmp_path: Path, content: str
 
 
 def test_an_untrusted_signer_exits_3(smoke_run: Path, tmp_path: Path) -> None:
-    from repro.keys import generate_key, public_key_path
+    from repro.trust.keys import generate_key, public_key_path
 
     other = generate_key(tmp_path / "other.pem")
     trust = tmp_path / "trusted.txt"

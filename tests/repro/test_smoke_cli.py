@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from repro.cli import main
-from repro.manifest_file import load_manifest
+from repro.records.manifest_file import load_manifest
 
 
 def test_smoke_run_writes_a_verifiable_manifest(smoke_run: Path, capsys) -> None:

@@ -20,7 +20,7 @@ import repro.__main__ as entry
 # module built with pyo3 (its file names the crate), and whether it was loaded before main() ran.
 _REPORT = r"""
 import json, sys
-import repro.cli as cli
+import repro.cli.app as cli
 real_main = cli.main
 loaded_before_main = []
 def main():

@@ -18,15 +18,23 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from repro.checkpoint import load_records
 from repro.cli import main
 from repro.errors import InputError, ManifestFormatError
-from repro.keys import generate_key, load_key
-from repro.manifest import StepRecord
-from repro.manifest_file import load_manifest, run_folder
-from repro.schema import schema_text
-from repro.signing import sign_body
-from repro.steptable import COLUMNS, FILE_NAME, StepColumns, parse_table, step_table_schema, table_bytes, write_table
+from repro.records.checkpoint import load_records
+from repro.records.manifest import StepRecord
+from repro.records.manifest_file import load_manifest, run_folder
+from repro.records.schema import schema_text
+from repro.records.steptable import (
+    COLUMNS,
+    FILE_NAME,
+    StepColumns,
+    parse_table,
+    step_table_schema,
+    table_bytes,
+    write_table,
+)
+from repro.trust.keys import generate_key, load_key
+from repro.trust.signing import sign_body
 from tests.conftest import copy_run
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -161,7 +169,7 @@ def test_a_missing_sidecar_means_verify_could_not_check(smoke_copy: Path, capsys
 def test_a_signed_but_inconsistent_table_is_an_integrity_failure(smoke_copy: Path, repro_home: Path,
                                                                   capsys: pytest.CaptureFixture) -> None:
     """Only the signer can make one (the hash is signed): steps 2..21 instead of 1..20. Like any
-    self-contradicting signed manifest it is not a valid record (exit 3, repro.consistency)."""
+    self-contradicting signed manifest it is not a valid record (exit 3, repro.trust.consistency)."""
     m = load_manifest(smoke_copy).manifest
     good = m.step_columns()
     shifted = StepColumns(step=good.step + 1, loss=good.loss, lr=good.lr, grad_norm=good.grad_norm,
@@ -208,7 +216,7 @@ def test_fingerprints_must_be_16_hex_digits_to_be_written(tmp_path: Path) -> Non
 
 def test_schemas_are_published_and_a_real_table_header_matches(smoke_run: Path) -> None:
     assert (DOCS / "step-table.schema.json").read_text() == schema_text(step_table_schema()), (
-        "regenerate with: python -m repro.schema docs"
+        "regenerate with: python -m repro.records.schema docs"
     )
     data = _table(smoke_run).read_bytes()
     header = json.loads(data[8 : 8 + struct.unpack("<Q", data[:8])[0]])

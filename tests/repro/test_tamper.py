@@ -1,7 +1,7 @@
 """Tampering (issue 6): every single-field change to a manifest, and every changed byte of a file
 it names, is caught by `repro verify` as an integrity failure (exit 3) that says what changed.
 
-The field walk goes through :func:`repro.verify._authenticate` in-process (the same function
+The field walk goes through :func:`repro.trust.verify._authenticate` in-process (the same function
 `repro verify` runs, minus reading the file and hashing artifacts) so that thousands of cases take
 seconds; a sample goes through the CLI end to end.
 """
@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from repro.cli import exit_code_for, main
+from repro.cli.app import exit_code_for, main
 from repro.errors import ManifestFormatError, ReproError
-from repro.keys import generate_key
-from repro.manifest_file import load_manifest
-from repro.signing import sign_body
-from repro.verify import _authenticate
+from repro.records.manifest_file import load_manifest
+from repro.trust.keys import generate_key
+from repro.trust.signing import sign_body
+from repro.trust.verify import _authenticate
 
 Mutation = tuple[str, Callable[[Any], Any]]
 
@@ -216,7 +216,7 @@ def data_run(tmp_path_factory: pytest.TempPathFactory, smoke_run: Path) -> Path:
     """A smoke run on `--data`: a folder with copies of the two plays the smoke preset reads."""
     base = tmp_path_factory.mktemp("data-run")
     m = load_manifest(smoke_run).manifest
-    from repro.verify import data_source_root
+    from repro.trust.verify import data_source_root
 
     root = data_source_root(m.data.source)
     corpus = base / "corpus"

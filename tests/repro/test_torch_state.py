@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from repro.hashing import sha256_tensor
+from repro.records.hashing import sha256_tensor
 from repro.torch_state import (
     generator_state_tensor,
     grad_norm,

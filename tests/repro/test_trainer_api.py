@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from repro.errors import InputError
-from repro.hashing import sha256_concat, sha256_file
-from repro.manifest import DataSource
+from repro.records.hashing import sha256_concat, sha256_file
+from repro.records.manifest import DataSource
 from repro.trainer_api import DataSummary, batch_fingerprint
 from tests.plugin_site import REGRESSION_CSV
 

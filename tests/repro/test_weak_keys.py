@@ -15,10 +15,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from repro.attest import PAYLOAD_TYPE, verify_envelope
 from repro.cli import main
 from repro.errors import InputError, SignatureError
-from repro.keys import generate_key, key_id, load_trusted_keys, public_key_problem
+from repro.trust.attest import PAYLOAD_TYPE, verify_envelope
+from repro.trust.keys import generate_key, key_id, load_trusted_keys, public_key_problem
 
 P = 2**255 - 19
 SMALL_ORDER = [bytes.fromhex(h) for h in (

@@ -9,9 +9,9 @@ import torch
 
 from repro.cli import main
 from repro.errors import TrainerError
-from repro.manifest_file import incomplete_marker
+from repro.records.manifest_file import incomplete_marker
+from repro.running.worker import _step_record, _trainer_state
 from repro.trainer_api import StepOutput
-from repro.worker import _step_record, _trainer_state
 from tests.plugin_site import interrupt_after
 
 

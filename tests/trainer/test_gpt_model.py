@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from repro.config import resolve_run
+from repro.running.config import resolve_run
 from repro.trainer.gpt.model import GPT, GPTShape
 from repro.trainer.gpt.trainer import GPTConfig, learning_rate
 

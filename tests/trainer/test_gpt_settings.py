@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from repro.cli import main
-from repro.config import config_digest, resolve_run
 from repro.errors import UsageError
-from repro.manifest import RunSettings
-from repro.manifest_file import load_manifest
+from repro.records.manifest import RunSettings
+from repro.records.manifest_file import load_manifest
+from repro.running.config import config_digest, resolve_run
 from repro.trainer_api import TrainerContext
 from tests.helpers import float_bits, read_report
 

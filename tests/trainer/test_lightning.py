@@ -14,9 +14,9 @@ import torch
 
 from repro.cli import main
 from repro.errors import InputError
-from repro.hashing import sha256_file
-from repro.manifest import RunSettings
-from repro.manifest_file import load_manifest
+from repro.records.hashing import sha256_file
+from repro.records.manifest import RunSettings
+from repro.records.manifest_file import load_manifest
 from repro.trainer_api import TrainerContext
 from tests.conftest import copy_run
 from tests.plugin_site import REGRESSION_CSV, interrupt_after
@@ -178,9 +178,10 @@ def test_loaders_are_replayed_only_when_they_can_be(lightning_installed: None) -
 def test_repro_and_the_gpt_trainer_do_not_import_lightning() -> None:
     # Resolving the adapter without Lightning installed is an error the adapter explains (tested
     # below); either way nothing of Lightning may have been imported by repro itself.
-    code = ("import sys, repro.cli, repro.registry, repro.trainer.gpt.trainer, repro.trainer.lightning.adapter\n"
+    code = ("import sys, repro.cli.app, repro.running.registry, repro.trainer.gpt.trainer, "
+            "repro.trainer.lightning.adapter\n"
             "from repro.errors import TrainerNotFoundError\n"
-            "from repro.registry import resolve_trainer\n"
+            "from repro.running.registry import resolve_trainer\n"
             "try:\n    resolve_trainer('lightning')\nexcept TrainerNotFoundError:\n    pass\n"
             "print(sorted(m for m in sys.modules if 'lightning' in m and not m.startswith('repro.trainer.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

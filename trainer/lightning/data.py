@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import BatchSampler, DataLoader, IterableDataset, RandomSampler, SequentialSampler
 
-from repro.hashing import sha256_structure
+from repro.records.hashing import sha256_structure
 
 
 class UnsupportedLoaderError(ValueError):

@@ -99,7 +99,7 @@ def test_excluded_outputs_are_not_untracked_changes(repo: Path) -> None:
 
 def test_a_run_does_not_record_its_own_outputs(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from repro.cli import main
-    from repro.manifest_file import load_manifest
+    from repro.records.manifest_file import load_manifest
 
     monkeypatch.chdir(repo)
     assert main(["run", "smoke", "--steps", "2", "--out", "out/run.json"]) == 0

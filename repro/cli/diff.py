@@ -1,0 +1,93 @@
+"""``repro diff A.json B.json``: command-line wiring of :mod:`repro.audits.diff`.
+
+One registration function, :func:`add_parser`, as for ``repro gate``. Exit codes as for
+``repro audit``: 0 bitwise or within tolerance, 1 diverged, 2 usage or input error, 3 integrity
+failure (either manifest), 4 could not check (a missing artifact or data file).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from repro.cli.parsing import Subparsers
+
+DESCRIPTION = """\
+Judge two recorded runs against each other without rerunning (the same config on two machines,
+CPU vs GPU, before and after an upgrade): verify both as `repro verify` does, then compare B with
+A step by step (exact bits, ulps, tolerance), checkpoint tensors at the steps both saved, and
+rank every difference in settings, environment, code (git and the modules each process
+executed) and data, with the likely cause. Exit codes: 0 bitwise or within tolerance, 1
+diverged, 2 usage or input error, 3 integrity failure, 4 could not check. See docs/audit.md."""
+
+
+def add_parser(sub: Subparsers) -> None:
+    """Register ``repro diff``."""
+    from repro.audits.options import DEFAULT_GRAD_RTOL, DEFAULT_LOSS_ATOL, DEFAULT_LOSS_RTOL, DEFAULT_TENSOR_RTOL
+
+    p = sub.add_parser("diff", help="compare two recorded runs without rerunning, and attribute the difference",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", metavar="A.json", help="the first run's manifest (the reference)")
+    p.add_argument("b", metavar="B.json", help="the second run's manifest")
+    p.add_argument("--trusted-keys", metavar="FILE", help="trust list: both runs must be signed by a listed key")
+    p.add_argument("--atol", type=float, default=DEFAULT_LOSS_ATOL,
+                   help=f"absolute tolerance per step (default {DEFAULT_LOSS_ATOL:g})")
+    p.add_argument("--rtol", type=float, default=DEFAULT_LOSS_RTOL,
+                   help=f"relative tolerance per step (default {DEFAULT_LOSS_RTOL:g})")
+    p.add_argument("--grad-rtol", type=float, default=DEFAULT_GRAD_RTOL,
+                   help=f"relative tolerance on gradient norms (default {DEFAULT_GRAD_RTOL:g})")
+    p.add_argument("--tensor-rtol", type=float, default=DEFAULT_TENSOR_RTOL,
+                   help=f"relative L2 tolerance per checkpoint tensor (default {DEFAULT_TENSOR_RTOL:g})")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON (schema: docs/diff-report.schema.json)")
+    p.set_defaults(func=cmd_diff)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Compare two runs; print the report; 0 if B reproduces A (bitwise or within tolerance), else 1."""
+    from pydantic import ValidationError
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from repro.audits.diff import run_diff
+    from repro.audits.formats.console import (
+        cause_panel,
+        difference_table,
+        loss_table,
+        series_table,
+        tensor_table,
+    )
+    from repro.audits.options import Tolerance
+    from repro.errors import ExitCode, UsageError
+    from repro.files import atomic
+    from repro.rendering.console import err_console, out_console
+
+    try:
+        tol = Tolerance(atol=args.atol, rtol=args.rtol, grad_rtol=args.grad_rtol, tensor_rtol=args.tensor_rtol)
+    except ValidationError as exc:
+        from repro.records.validation import option_problem
+
+        raise UsageError(option_problem(exc)) from exc
+    if args.json and Path(args.json).is_dir():
+        raise UsageError(f"--json {args.json} is a folder; name a file")
+    report = run_diff(Path(args.a), Path(args.b), Path(args.trusted_keys) if args.trusted_keys else None, tol)
+    title, style = {
+        "bitwise": ("SAME: bitwise", "bold green"), "within_tolerance": ("SAME: within tolerance", "bold yellow"),
+        "diverged": ("DIFFERENT: diverged", "bold red"),
+    }[report.verdict]
+    head = Text.assemble((title + "\n", style), report.summary + "\n\n",
+                         ("A  ", "bold"), f"{report.a.path} ({report.a.trainer} {report.a.trainer_version}, "
+                                          f"{report.a.recorded_device}, {report.a.recorded_threads} threads; "
+                                          f"signed by {report.a.key_id})\n",
+                         ("B  ", "bold"), f"{report.b.path} ({report.b.trainer} {report.b.trainer_version}, "
+                                          f"{report.b.recorded_device}, {report.b.recorded_threads} threads; "
+                                          f"signed by {report.b.key_id})")
+    out_console.print(Group(
+        Panel(head, title="repro diff", title_align="left", border_style=style.split()[-1]),
+        loss_table(report, "A vs B"), series_table(report), tensor_table(report),
+        difference_table(report, "A vs B"), cause_panel(report),
+    ))
+    if args.json:
+        atomic.write_text(Path(args.json), report.model_dump_json(indent=1) + "\n")
+        err_console.print(f"wrote {args.json}", highlight=False)
+    return ExitCode.OK if report.reproduced else ExitCode.NOT_REPRODUCED

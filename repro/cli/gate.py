@@ -1,0 +1,105 @@
+"""``repro gate``: command-line wiring of :mod:`repro.audits.gate` (registered in ``repro.cli.app``).
+
+The exit code is the outcome's (:data:`repro.audits.gate.OUTCOME_EXIT_CODES`); see ``docs/ci.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from repro.cli.parsing import Subparsers
+
+SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY"
+
+
+def add_parser(sub: Subparsers) -> None:
+    """Register ``repro gate``."""
+    p = sub.add_parser("gate", help="release gate: audit the policy's manifests and scan their environments")
+    p.add_argument("--config", default="pyproject.toml",
+                   help="pyproject.toml holding [tool.repro.gate] (default: ./pyproject.toml)")
+    p.add_argument("--json", metavar="FILE", help="write the gate report as JSON")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML (two test cases per manifest)")
+    p.add_argument("--summary", metavar="FILE",
+                   help=f"write the markdown summary (also appended to ${SUMMARY_ENV_VAR} when set)")
+    p.add_argument("--plots", metavar="DIR", help="write a loss-curve plot per manifest into DIR")
+    p.add_argument("--html", metavar="FILE", help="write one self-contained HTML page for all the policy's manifests")
+    p.add_argument("--osv-url", help="scan with this OSV-compatible service instead of the policy's")
+    p.set_defaults(func=cmd_gate)
+
+
+def _append_summary(path: Path, text: str) -> None:
+    from repro.errors import OutputError
+    from repro.files.atomic import describe_os_error
+
+    try:
+        with open(path, "a", encoding="utf-8") as handle:  # GitHub's contract: append, never replace
+            handle.write(text)
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, path)) from exc
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any audit runs, a report the gate could not write (probed, nothing left)."""
+    from repro.files import atomic
+
+    for flag, value in (("--json", args.json), ("--junit", args.junit), ("--summary", args.summary),
+                        ("--html", args.html)):
+        if value:
+            atomic.check_writable(Path(value), flag)
+    if args.plots:
+        atomic.check_writable(Path(args.plots) / "plot.png", "--plots")
+    if os.environ.get(SUMMARY_ENV_VAR):
+        atomic.check_writable(Path(os.environ[SUMMARY_ENV_VAR]), f"${SUMMARY_ENV_VAR}")
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Load the policy, run the gate, write the reports, return the outcome's exit code."""
+    from repro.audits.gate import OUTCOME_EXIT_CODES, Gate
+    from repro.audits.gate_outputs import VERDICT_WORDS, json_bytes, junit_bytes, markdown
+    from repro.audits.policy import PolicyError, load_policy
+    from repro.files import atomic
+    from repro.rendering.console import err_console, out_console
+
+    _check_outputs(args)  # cheap, before anything is read or run
+    loaded = load_policy(Path(args.config))
+    if args.osv_url:
+        from pydantic import ValidationError
+
+        vulns = loaded.policy.vulnerabilities
+        try:
+            vulns = vulns.model_validate({**vulns.model_dump(), "osv_url": args.osv_url})
+        except ValidationError as exc:
+            from repro.records.validation import first_problem
+
+            raise PolicyError(f"--osv-url {args.osv_url!r}: {first_problem(exc)[1]}") from None
+        loaded = loaded.model_copy(update={"policy": loaded.policy.model_copy(update={"vulnerabilities": vulns})})
+    plots = Path(args.plots) if args.plots else None
+    gate = Gate(loaded, plots_dir=plots, on_progress=lambda message: err_console.print(message, highlight=False))
+    report = gate.run()
+
+    summary = markdown(report)
+    if args.json:
+        atomic.write_bytes(Path(args.json), json_bytes(report))
+    if args.junit:
+        atomic.write_bytes(Path(args.junit), junit_bytes(report))
+    if args.summary:
+        atomic.write_text(Path(args.summary), summary)
+    if args.html:
+        from repro.audits.formats.html import write_gate_html
+
+        manifests = [gate.verified_manifests.get(r.manifest) for r in report.results]
+        write_gate_html(report, Path(args.html), manifests)
+    if os.environ.get(SUMMARY_ENV_VAR):
+        _append_summary(Path(os.environ[SUMMARY_ENV_VAR]), summary)
+
+    for r in report.results:
+        out_console.print(f"{r.manifest}: {r.reproduction} — {r.message}", highlight=False)
+        if r.vulnerabilities is not None:
+            out_console.print(f"  vulnerabilities: {r.vulnerabilities.summary()}", highlight=False)
+    for warning in report.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+    colour = "green" if report.outcome == "pass" else "red"
+    out_console.print(f"[bold {colour}]gate: {VERDICT_WORDS[report.outcome]}[/]", highlight=False)
+    return OUTCOME_EXIT_CODES[report.outcome]

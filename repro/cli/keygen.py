@@ -1,0 +1,28 @@
+"""``repro keygen``: create an Ed25519 signing key pair."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from repro.cli.parsing import Subparsers
+from repro.errors import ExitCode
+
+
+def add_parser(sub: Subparsers) -> None:
+    p = sub.add_parser("keygen", help="create an Ed25519 signing key pair")
+    p.add_argument("--key", help="where to write the private key (default ~/.config/repro/signing-key.pem)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing key")
+    p.set_defaults(func=cmd_keygen)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Create a key pair."""
+    from repro.rendering.console import out_console
+    from repro.trust.keys import default_key_path, generate_key, public_key_path
+
+    path = Path(args.key) if args.key else default_key_path()
+    key = generate_key(path, overwrite=args.force)
+    out_console.print(f"private key: {path} (mode 600)\npublic key:  {public_key_path(path)}\n"
+                      f"key id:      {key.key_id}", highlight=False)
+    return ExitCode.OK

@@ -1,0 +1,83 @@
+"""``repro run``: train a preset (or a trainer's default config) and write a signed manifest."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from repro.cli.parsing import Subparsers
+from repro.errors import ExitCode
+
+
+def add_parser(sub: Subparsers) -> None:
+    p = sub.add_parser("run", help="train a preset and write a signed manifest")
+    p.add_argument("preset", nargs="?", default=None, help="preset name, e.g. baseline, smoke")
+    p.add_argument("--trainer", help="trainer name or package.module:Class")
+    p.add_argument("--steps", type=int, help="total optimizer steps")
+    p.add_argument("--seed", type=int, help="seed for every random source")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="training device (default cpu)")
+    p.add_argument("--threads", type=int, help="torch/OMP threads (default 2)")
+    p.add_argument("--data", help="text file or folder of .txt/.md files instead of the built-in corpus")
+    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting or config field (repeatable)")
+    p.add_argument("--out", default="manifests/run.json", help="manifest path (default manifests/run.json)")
+    p.add_argument("--key", help="signing key (default $REPRO_SIGNING_KEY or ~/.config/repro/signing-key.pem)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw the finished run's loss, learning-rate and gradient-norm curves")
+    p.add_argument("--nproc", type=int,
+                   help="data-parallel processes on this node (default 1; gloo on CPU, NCCL on CUDA)")
+    p.add_argument("--nnodes", type=int, help="nodes the run spans (default 1); run the same command on each")
+    p.add_argument("--node-rank", type=int, default=0,
+                   help="this node's rank, 0 to nnodes-1 (node 0 writes the manifest)")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="c10d rendezvous address, the same on every node")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Train and record."""
+    from repro.rendering.console import TrainingProgress, err_console, out_console, run_summary
+    from repro.running.config import resolve_run
+    from repro.running.run import execute_run
+
+    if args.plot:
+        from repro.rendering.plotting import check_png_target
+
+        check_png_target("--plot", Path(args.plot))  # before training, not after it
+    resolved = resolve_run(
+        args.preset, args.trainer,
+        settings_overrides={"seed": args.seed, "device": args.device, "threads": args.threads,
+                            "nproc": args.nproc, "nnodes": args.nnodes},
+        config_overrides={"steps": args.steps, "data": args.data},
+        assignments=args.assignments,
+    )
+    max_files = getattr(resolved.config, "max_files", None)
+    if args.data and max_files is not None:  # a preset's file limit applies to --data too: say so
+        err_console.print(
+            f"note: {resolved.preset or 'this config'} reads only the first {max_files} file(s) of {args.data} "
+            "(max_files); add --set max_files=null to read them all",
+            highlight=False, markup=False, soft_wrap=True,
+        )
+    if args.preset is None:  # say what runs, rather than silently training a default
+        err_console.print(
+            f"no preset named: training {resolved.trainer.name}'s default config "
+            f"({resolved.config.steps} steps); name one to choose, e.g. `repro run smoke`",
+            highlight=False, markup=False, soft_wrap=True,
+        )
+    with TrainingProgress(f"{resolved.trainer.name}/{resolved.preset or 'default'}") as progress:
+        outcome = execute_run(resolved, Path(args.out), Path(args.key) if args.key else None,
+                              resume=args.resume, on_event=progress, node_rank=args.node_rank,
+                              rdzv_endpoint=args.rdzv_endpoint)
+    if outcome.key_created:
+        err_console.print(f"created signing key {outcome.key.path} (public: {outcome.key.path}.pub)")
+    if outcome.manifest is None:
+        out_console.print(f"node {args.node_rank}: its ranks finished; node rank 0 writes the manifest",
+                          highlight=False)
+        return ExitCode.OK
+    out_console.print(run_summary(outcome.manifest, str(args.out)))
+    if args.plot:
+        from repro.rendering.plotting import write_run_plot
+
+        write_run_plot(outcome.manifest, Path(args.plot))
+        err_console.print(f"wrote {args.plot}", highlight=False, markup=False)
+    return ExitCode.OK

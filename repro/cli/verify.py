@@ -1,0 +1,41 @@
+"""``repro verify``: check a manifest's signature and every file it names, without rerunning."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from repro.cli.parsing import Subparsers
+from repro.errors import ExitCode
+
+
+def add_parser(sub: Subparsers) -> None:
+    p = sub.add_parser("verify", help="check a manifest's signature and artifacts without rerunning")
+    p.add_argument("manifest")
+    p.add_argument("--trusted-keys", help="trust list: a valid signature from another key fails")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Verify signature and artifact hashes."""
+    from rich.markup import escape
+
+    from repro.records.manifest_file import incomplete_marker
+    from repro.rendering.console import err_console, out_console
+    from repro.trust.keys import load_trusted_keys
+    from repro.trust.verify import verify_manifest
+
+    trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys is not None else None
+    result = verify_manifest(Path(args.manifest), trusted)
+    if incomplete_marker(Path(args.manifest)).exists():
+        err_console.print(
+            f"note: {incomplete_marker(Path(args.manifest))} is present: a run writing this manifest "
+            "did not finish (continue it with --resume); what was verified is the last run that did",
+            highlight=False, markup=False, soft_wrap=True,
+        )
+    trust = "a trusted key" if result.trusted else "a key not checked against a trust list"
+    out_console.print(
+        f"[bold green]verified[/] {escape(str(args.manifest))}: signature by {result.key_id} ({trust}); "
+        f"{len(result.checks)} artifacts match", highlight=False,
+    )
+    return ExitCode.OK

@@ -1,0 +1,1 @@
+"""Rendering for people: the console, charts, PNG plots and HTML pages."""

@@ -1,0 +1,1 @@
+"""Running a trainer: resolving the config, the run folder, the launcher, the training process."""
