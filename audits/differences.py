@@ -25,7 +25,6 @@ from repro.records.manifest import (
     RunIdentity,
     RunManifest,
     RunSettings,
-    TrainerRef,
 )
 from repro.running.job import DataResult
 
@@ -54,11 +53,14 @@ LATER_FLAGS = frozenset({
 LATER_ENV_VARS = frozenset({"GLIBC_TUNABLES"})
 """Environment variables recorded since a later release; a manifest without them predates them."""
 
-# Run settings with a numeric effect, and how likely a change of each is to change the numbers.
-_SETTING_LIKELIHOOD: dict[str, Likelihood] = {
-    "precision": "certain", "compile": "high",
+SETTINGS: dict[str, tuple[str, Likelihood]] = {
+    "seed": ("trainer", "certain"), "device": ("device", "high"), "precision": ("determinism", "certain"),
+    "compile": ("determinism", "high"), "pythonhashseed": ("hashseed", "medium"),
+    "checkpoint_every": ("trainer", "low"), "eval_every": ("trainer", "low"),
 }
-
+"""Run settings compared between two runs, with the category and likelihood of a change: the one
+table for audit, diff and vary. The world size is :func:`distributed_differences`'; threads are
+compared through the environment records (what the process really ran with)."""
 
 def rank(differences: Iterable[Difference]) -> list[Difference]:
     """Sort differences: most likely to change numerics first, then by category order."""
@@ -161,31 +163,44 @@ def package_differences(recorded: dict[str, str], here: dict[str, str]) -> list[
     return out
 
 
-def run_differences(recorded: RunIdentity, trainer_here: TrainerRef, device: str, config_here: dict[str, object],
-                    tool_version: str, *, settings_here: RunSettings | None = None) -> list[Difference]:
-    """Device, numeric settings (precision, compile), trainer and config as the installed
-    trainer reads them; the tool version."""
+def settings_changed(recorded: RunSettings, here: RunSettings) -> list[str]:
+    """The names of the settings (and world size) in which ``here`` differs from ``recorded``, in words
+    a report can print after "changed": device, threads, processes, precision, compile, ..."""
+    names = [name for name in SETTINGS if getattr(recorded, name) != getattr(here, name)]
+    if recorded.threads != here.threads:
+        names.append("threads")
+    if recorded.world_size != here.world_size:
+        names.append("processes")
+    return names
+
+
+def run_differences(recorded: RunIdentity, here: RunIdentity, *, rerun: bool) -> list[Difference]:
+    """Settings (:data:`SETTINGS`), trainer, config and tool version of two runs.
+
+    ``rerun``: ``here`` is a rerun of ``recorded`` (an audit), whose settings differ only where the
+    auditor asked and whose config is the recorded one as the installed trainer reads it; otherwise
+    two recorded runs (a diff), whose config differences are differences of what they ran.
+    """
     out = []
-    if recorded.settings.device != device:
-        out.append(_diff("device", "settings.device", recorded.settings.device, device, "high",
-                         note="the rerun was asked to use another device"))
-    if settings_here is not None:
-        for name, likelihood in _SETTING_LIKELIHOOD.items():
-            a, b = getattr(recorded.settings, name), getattr(settings_here, name)
-            if a != b:
-                out.append(_diff("determinism", f"settings.{name}", a, b, likelihood,
-                                 note="the rerun was asked for another value"))
-    if recorded.trainer.entry != trainer_here.entry:
-        out.append(_diff("trainer", "trainer.entry", recorded.trainer.entry, trainer_here.entry, "high"))
-    if recorded.trainer.version != trainer_here.version:
-        out.append(_diff("trainer", "trainer.version", recorded.trainer.version, trainer_here.version, "medium"))
-    for key in sorted(set(recorded.config) | set(config_here)):
-        if recorded.config.get(key, "(absent)") != config_here.get(key, "(absent)"):
-            out.append(_diff("trainer", f"config.{key}", recorded.config.get(key, "(absent)"),
-                             config_here.get(key, "(absent)"), "high",
-                             note="the installed trainer reads the recorded config differently"))
-    if recorded.tool_version != tool_version:
-        out.append(_diff("tool", "repro version", recorded.tool_version, tool_version, "low"))
+    for name, (category, likelihood) in SETTINGS.items():
+        a, b = getattr(recorded.settings, name), getattr(here.settings, name)
+        if a != b:
+            out.append(_diff(category, f"settings.{name}", a, b, likelihood,
+                             note="the rerun was asked for another value" if rerun else None))
+    if recorded.trainer.entry != here.trainer.entry:
+        out.append(_diff("trainer", "trainer.entry", recorded.trainer.entry, here.trainer.entry, "high"))
+    if recorded.trainer.version != here.trainer.version:
+        out.append(_diff("trainer", "trainer.version", recorded.trainer.version, here.trainer.version, "medium"))
+    for key in sorted(set(recorded.config) | set(here.config)):
+        a, b = recorded.config.get(key, "(absent)"), here.config.get(key, "(absent)")
+        if a != b:
+            if rerun:
+                out.append(_diff("trainer", f"config.{key}", a, b, "high",
+                                 note="the installed trainer reads the recorded config differently"))
+            else:
+                out.append(_diff("trainer", f"config.{key}", a, b, "certain" if key != "steps" else "high"))
+    if recorded.tool_version != here.tool_version:
+        out.append(_diff("tool", "repro version", recorded.tool_version, here.tool_version, "low"))
     return out
 
 
@@ -237,30 +252,40 @@ def code_differences(recorded: CodeRecord, here: CodeRecord) -> list[Difference]
     return out
 
 
-def data_differences(checks: list[DataCheck], recorded: DataRecord, rerun: DataResult | None) -> list[Difference]:
-    """Data files changed before the rerun, and what the rerun's data summary shows afterwards."""
+def data_differences(checks: list[DataCheck], recorded: DataRecord,
+                     here: DataRecord | DataResult | None) -> list[Difference]:
+    """Data files changed before the comparison (``checks``), then the data the other side read:
+    a second run's record, or what a rerun's trainer reported (its tokenizer hashed here)."""
     out = [_diff("data", f"data file {c.path}", "recorded sha256", c.status, "certain")
            for c in checks if c.status != "ok" and c.kind == "data"]
-    if rerun is None:
+    if here is None:
         return out
     rec_files = {f.path: f.sha256 for f in recorded.files}
-    new_files = {f.path: f.sha256 for f in rerun.files}
-    for path in sorted(set(rec_files) ^ set(new_files)):
-        out.append(_diff("data", f"data file {path}", "present" if path in rec_files else "(absent)",
-                         "present" if path in new_files else "(absent)", "certain",
-                         note="the trainer read a different set of files"))
+    new_files = {f.path: f.sha256 for f in here.files}
+    for path in sorted(set(rec_files) | set(new_files)):
+        if path not in rec_files or path not in new_files:
+            out.append(_diff("data", f"data file {path}", "present" if path in rec_files else "(absent)",
+                             "present" if path in new_files else "(absent)", "certain",
+                             note="the trainer read a different set of files"))
+        elif rec_files[path] != new_files[path] and isinstance(here, DataRecord):
+            out.append(_diff("data", f"data file {path}", rec_files[path][:12], new_files[path][:12], "certain"))
     pairs: list[tuple[str, object, object]] = [
-        ("data.source", recorded.source.model_dump(), rerun.source.model_dump()),
-        ("data.corpus_sha256", recorded.corpus_sha256, rerun.corpus_sha256),
-        ("data.token_stream_sha256", recorded.token_stream_sha256, rerun.token_stream_sha256),
-        ("data.train_tokens", recorded.train_tokens, rerun.train_tokens),
-        ("data.val_tokens", recorded.val_tokens, rerun.val_tokens),
+        ("data.source", recorded.source.model_dump(), here.source.model_dump()),
+        ("data.corpus_sha256", recorded.corpus_sha256, here.corpus_sha256),
+        ("data.token_stream_sha256", recorded.token_stream_sha256, here.token_stream_sha256),
+        ("data.train_tokens", recorded.train_tokens, here.train_tokens),
+        ("data.val_tokens", recorded.val_tokens, here.val_tokens),
     ]
-    if recorded.tokenizer is not None and rerun.tokenizer_path:
-        tokenizer = Path(rerun.tokenizer_path)
+    if isinstance(here, DataRecord):
+        pairs.append(("data.tokenizer", recorded.tokenizer.sha256 if recorded.tokenizer else None,
+                      here.tokenizer.sha256 if here.tokenizer else None))
+    elif recorded.tokenizer is not None and here.tokenizer_path:
+        tokenizer = Path(here.tokenizer_path)
         here_sha = sha256_file(tokenizer) if tokenizer.is_file() else None
         pairs.append(("data.tokenizer", recorded.tokenizer.sha256, here_sha))
+    same_files = rec_files == new_files and recorded.corpus_sha256 == here.corpus_sha256
     for field, a, b in pairs:
         if a != b:
-            out.append(_diff("data", field, a, b, "certain"))
+            # The same files from another place (a path source on two machines) is not a difference.
+            out.append(_diff("data", field, a, b, "low" if field == "data.source" and same_files else "certain"))
     return out

@@ -1,4 +1,8 @@
-"""The audit engine: integrity → data → rerun → compare → attribute, returning an AuditReport.
+"""The audit engine: integrity → data → plan → rerun → judge, returning an AuditReport.
+
+The judging (compare, verdict, differences, attribution) is :mod:`repro.audits.judgment`'s, the
+core ``repro diff`` and ``--vary`` call too; this module gathers the two sides: the verified
+record and a rerun of it.
 
 :func:`run_audit` is the public entry point; :func:`audit_verified` audits a manifest that was
 already verified (``repro audit`` and the CI gate, which report from the same verified bytes). It
@@ -17,26 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from repro import __version__
-from repro.audits import attribution, comparison, differences, executed, integrity, rerun, spotcheck, tensors
-from repro.audits.options import AuditOptions, effective_tolerance
-from repro.audits.report import (
-    AuditReport,
-    AuditTiming,
-    CheckpointComparison,
-    ManifestInfo,
-    Mode,
-    RerunInfo,
-    Segment,
-)
+from repro.audits import differences, integrity, rerun, spotcheck
+from repro.audits.judgment import CheckpointPair, Evidence, Judgment, Side, judge
+from repro.audits.options import AuditOptions, Tolerance
+from repro.audits.report import AuditReport, AuditTiming, Mode, RerunInfo, Segment, manifest_info
 from repro.capture.git import capture_code
-from repro.errors import CouldNotCheckError, UsageError
-from repro.records.manifest import RunManifest
+from repro.errors import UsageError
+from repro.records.manifest import CodeRecord, RunIdentity, RunManifest
 from repro.records.manifest_file import incomplete_marker, replaced_folder, run_folder
 from repro.running.config import ResolvedRun
 from repro.running.launcher import EventHandler
 from repro.trust.verify import VerifyResult
-
-_SEVERITY = {"bitwise": 0, "within_tolerance": 1, "diverged": 2}
 
 
 @dataclass(frozen=True)
@@ -95,17 +90,15 @@ def _notify(on_event: EventHandler | None, message: str) -> None:
         on_event({"event": "notice", "message": message})
 
 
-def _compare_checkpoints(m: RunManifest, folder: Path, plan: _Plan, runs: list[rerun.Rerun],
-                         options: AuditOptions) -> list[CheckpointComparison]:
-    device_changed = plan.resolved.settings.device != m.run.settings.device
-    out = []
+def _checkpoint_pairs(m: RunManifest, folder: Path, plan: _Plan, runs: list[rerun.Rerun]) -> list[CheckpointPair]:
+    """The recorded checkpoints the rerun made again, in the replayed stretches."""
+    pairs = []
     for record in m.checkpoints:
         made = next((c for r in runs if (c := r.checkpoint(record.step)) is not None), None)
         if made is not None and plan.covers(record.step):
-            out.append(tensors.compare_checkpoint(record.step, record.path, record.tensors, made[0],
-                                                  made[1], options.tolerance, device_changed,
-                                                  recorded_root=folder, recorded_sha256=record.sha256))
-    return out
+            pairs.append(CheckpointPair(record.step, record.path, record.tensors, made[0], made[1],
+                                        recorded_root=folder, recorded_sha256=record.sha256))
+    return pairs
 
 
 def run_audit(manifest_path: Path, options: AuditOptions | None = None,
@@ -134,7 +127,6 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
     clock = [time.perf_counter() - verified.seconds]  # integrity time includes the verification
     options = options or AuditOptions()
     check_options(options)
-    given_tolerance = options.tolerance
     checked = integrity.check_integrity(verified, options.allow_data_change)
     manifest_path = verified.loaded.path
     m = checked.loaded.manifest
@@ -142,9 +134,6 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
         _notify(on_event, f"data differs before the rerun: {change.kind} {change.path} {change.status}")
     clock.append(time.perf_counter())
     plan = _plan(m, options, checked.trusted)
-    # The defaults depend on the precision of both runs; what the auditor set explicitly stays.
-    options = options.model_copy(update={"tolerance": effective_tolerance(
-        given_tolerance, m.run.settings.precision, plan.resolved.settings.precision)})
     # The run's own outputs (and the audit's work folder) are not code, tracked by git or not.
     path = Path(manifest_path)
     outputs = [path, run_folder(path), incomplete_marker(path), replaced_folder(path),
@@ -161,68 +150,64 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
             start = spotcheck.start_checkpoint(m, segment)
             runs.append(rerun.rerun(plan.resolved, checked.loaded, folder, start, segment.end, on_event=on_event))
         clock.append(time.perf_counter())
-        checkpoints = _compare_checkpoints(m, checked.loaded.folder, plan, runs, options)
-        # The rerun's tokenizer lives in the work folder: hash it before the folder goes.
-        data_found = differences.data_differences(checked.data, m.data, runs[0].result.data)
-
-    tol = options.tolerance
-    recorded = m.step_columns()
-    covered = np.zeros(len(recorded), dtype=bool)
-    for segment in plan.segments:
-        covered |= (recorded.step > segment.start) & (recorded.step <= segment.end)
-    losses, others, batches, details = comparison.compare_steps(
-        recorded.take(covered), [s for r in runs for s in r.result.steps], tol)
-    if losses.compared == 0 and not losses.unmatched:
-        raise CouldNotCheckError("the rerun produced no steps to compare; nothing was checked")
-    validation, val_details = comparison.compare_validation(
-        [v for v in m.validation if plan.covers(v.step)], [v for r in runs for v in r.result.validation], tol)
-    series = [*others, validation]
-    verdicts = [losses.verdict, *(s.verdict for s in series), *(c.verdict for c in checkpoints)]
-    verdict = max(verdicts + ([] if batches.identical else ["diverged"]), key=_SEVERITY.__getitem__)
-
-    env_here = runs[0].result.environment
-    assert env_here is not None  # a successful job always reports its environment
-    weighed, code_known = executed.refine([
-        *data_found,
-        *differences.run_differences(m.run, plan.resolved.trainer, plan.resolved.settings.device,
-                                     plan.resolved.config.model_dump(mode="json"), __version__,
-                                     settings_here=plan.resolved.settings),
-        *differences.distributed_differences(m, plan.resolved.settings.world_size, runs[0].result.distributed),
-        *differences.environment_differences(m.environment, env_here),
-        *differences.code_differences(m.code, code_here),
-    ], m.executed, runs[0].result.executed, m.run.trainer.entry)
-    found = differences.rank(weighed)
-    cause = attribution.attribute(verdict, losses, series, batches, checkpoints, found, code_known=code_known)
+        _notify(on_event, "comparing the rerun with the record")
+        judgment = _judge(m, checked, plan, runs, code_here, given=options.tolerance)
     clock.append(time.perf_counter())
+    settings = plan.resolved.settings
     return AuditReport(
         tool_version=__version__,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        manifest=_manifest_info(manifest_path, checked),
-        options=options.model_copy(update={"seed": plan.seed}) if plan.seed is not None else options,
-        rerun=RerunInfo(device=plan.resolved.settings.device, threads=plan.resolved.settings.threads,
-                        world_size=plan.resolved.settings.world_size,
+        manifest=manifest_info(checked.verified),
+        options=options.model_copy(update={"tolerance": judgment.tolerance,
+                                           **({"seed": plan.seed} if plan.seed is not None else {})}),
+        rerun=RerunInfo(device=settings.device, threads=settings.threads, world_size=settings.world_size,
                         config_sha256=plan.resolved.config_sha256,
-                        config_matches=plan.resolved.config_sha256 == m.run.config_sha256),
-        mode=plan.mode, verdict=verdict, reproduced=verdict != "diverged",
-        summary=comparison.verdict_summary(verdict, losses, checkpoints, cause.summary, against=" to the record"),
-        steps_compared=losses.compared, steps_total=plan.resolved.config.steps,
+                        config_matches=plan.resolved.config_sha256 == m.run.config_sha256,
+                        changed=differences.settings_changed(m.run.settings, settings)),
+        mode=plan.mode, verdict=judgment.verdict, reproduced=judgment.reproduced, summary=judgment.summary,
+        steps_compared=judgment.losses.compared, steps_total=plan.resolved.config.steps,
         fraction_replayed=sum(s.end - s.start for s in plan.segments) / plan.resolved.config.steps,
         segments=plan.segments, spot_check_seed=plan.seed,
-        losses=losses, series=series, batches=batches, steps=details, validation=val_details,
-        checkpoints=checkpoints,
-        first_checkpoint_difference=next((c.step for c in checkpoints if c.verdict != "bitwise"), None),
-        data_checks=checked.data, differences=found, attribution=cause,
+        losses=judgment.losses, series=judgment.series, batches=judgment.batches, steps=judgment.steps,
+        validation=judgment.validation, checkpoints=judgment.checkpoints,
+        first_checkpoint_difference=judgment.first_checkpoint_difference,
+        data_checks=checked.data, differences=judgment.differences, attribution=judgment.attribution,
         timing=_timing(clock, runs),
     )
 
 
-def _manifest_info(path: Path, checked: integrity.IntegrityResult) -> ManifestInfo:
-    m = checked.loaded.manifest
-    return ManifestInfo(
-        path=str(path), key_id=checked.key_id, trusted=checked.trusted, trainer=m.run.trainer.name,
-        trainer_version=m.run.trainer.version, preset=m.run.preset, config_sha256=m.run.config_sha256,
-        recorded_steps=len(m.steps), recorded_device=m.run.settings.device, recorded_threads=m.run.settings.threads,
-        recorded_world_size=m.run.settings.world_size,
+def _judge(m: RunManifest, checked: integrity.IntegrityResult, plan: _Plan, runs: list[rerun.Rerun],
+           code_here: CodeRecord, *, given: Tolerance) -> Judgment:
+    """The record (the replayed stretches of it) against the rerun, through the one judgment core."""
+    options_settings = plan.resolved.settings
+    recorded = m.step_columns()
+    covered = np.zeros(len(recorded), dtype=bool)
+    for segment in plan.segments:
+        covered |= (recorded.step > segment.start) & (recorded.step <= segment.end)
+    first = runs[0].result
+    env_here = first.environment
+    assert env_here is not None  # a successful job always reports its environment
+    here = RunIdentity(settings=options_settings, trainer=plan.resolved.trainer, preset=m.run.preset,
+                       config=plan.resolved.config.model_dump(mode="json"),
+                       config_sha256=plan.resolved.config_sha256, tool_version=__version__)
+    evidence = Evidence(
+        differences=[
+            # The rerun's tokenizer lives in the work folder: hashed here, before the folder goes.
+            *differences.data_differences(checked.data, m.data, first.data),
+            *differences.run_differences(m.run, here, rerun=True),
+            *differences.distributed_differences(m, options_settings.world_size, first.distributed),
+            *differences.environment_differences(m.environment, env_here),
+            *differences.code_differences(m.code, code_here),
+        ],
+        recorded_executed=m.executed, observed_executed=first.executed, trainer_entry=m.run.trainer.entry,
+    )
+    return judge(
+        Side(recorded.take(covered), [v for v in m.validation if plan.covers(v.step)], m.run.settings.precision),
+        Side([s for r in runs for s in r.result.steps], [v for r in runs for v in r.result.validation],
+             options_settings.precision),
+        checkpoints=_checkpoint_pairs(m, checked.loaded.folder, plan, runs),
+        device_changed=options_settings.device != m.run.settings.device,
+        evidence=evidence, tolerance=given, against=" to the record",
     )
 
 

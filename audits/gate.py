@@ -18,8 +18,8 @@ outcome              exit meaning
 ``pass``               0  every manifest reproduced and nothing the policy forbids was found
 ==================== ==== ===========================================================
 
-Each outcome's exit code is in :data:`OUTCOME_EXIT_CODES` (from :class:`repro.errors.ExitCode`);
-a manifest's error is classified by its error class's own exit code, as every command does.
+The command line maps each outcome to its exit code (``repro.cli.gate.OUTCOME_EXIT_CODES``); a
+manifest's error is classified by its error class's own exit code, as every command does.
 """
 
 from __future__ import annotations
@@ -51,16 +51,6 @@ OUTCOME_ORDER: tuple[Outcome, ...] = (
 )
 """Most serious first: the gate's outcome is the first of these that any manifest has."""
 
-OUTCOME_EXIT_CODES: dict[Outcome, errors.ExitCode] = {
-    "integrity_failure": errors.ExitCode.INTEGRITY,
-    "not_reproduced": errors.ExitCode.NOT_REPRODUCED,
-    "vulnerable": errors.ExitCode.NOT_REPRODUCED,
-    "input_error": errors.ExitCode.USAGE,
-    "could_not_check": errors.ExitCode.COULD_NOT_CHECK,
-    "internal_error": errors.ExitCode.INTERNAL,
-    "pass": errors.ExitCode.OK,
-}
-"""The gate's exit code for each outcome."""
 
 ReproductionStatus = Literal["reproduced", "not_reproduced", "integrity_failure", "input_error", "could_not_check",
                              "internal_error"]

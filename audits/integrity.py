@@ -71,21 +71,23 @@ def verify_for_audit(path: Path, trusted_keys: Path | None) -> VerifyResult:
 def check_integrity(verified: VerifyResult, allow_data_change: bool) -> IntegrityResult:
     """Judge a verified manifest's data checks: raise unless the data is here and unchanged (or allowed).
 
-    Raises :class:`MissingArtifactError` for a missing data file and :class:`DataChangedError`
-    for a changed one (exit 4) unless ``allow_data_change``.
+    Raises :class:`DataChangedError` (exit 3) for a changed data file unless ``allow_data_change``,
+    then :class:`MissingArtifactError` (exit 4) for a missing one: the order ``repro verify`` uses.
     """
     data = [DataCheck(kind=c.kind, path=c.path, status=c.status) for c in verified.data]
-    missing = [c for c in data if c.status == "missing"]
-    if missing:
-        raise MissingArtifactError(
-            f"{len(missing)} data file(s) of the run are missing here: {_names(missing)}; "
-            "restore the recorded data to audit the run"
-        )
+    # The order is verify's (repro.trust.verify.raise_for_checks): a changed file is evidence about
+    # the run (exit 3) and outranks a missing one, which only means it cannot be checked (exit 4).
     changed = [c for c in data if c.status == "changed"]
     if changed and not allow_data_change:
         raise DataChangedError(
             f"data differs from the recorded run: {_names(changed)} changed since it was recorded; "
             "a rerun on other data cannot tell whether the run reproduces. Restore the recorded "
             "data, or pass --allow-data-change to rerun anyway and see the effect"
+        )
+    missing = [c for c in data if c.status == "missing"]
+    if missing:
+        raise MissingArtifactError(
+            f"{len(missing)} data file(s) of the run are missing here: {_names(missing)}; "
+            "restore the recorded data to audit the run"
         )
     return IntegrityResult(verified=verified, data=data)

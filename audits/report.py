@@ -14,6 +14,7 @@ from pydantic import Field
 from repro.audits.options import AuditOptions
 from repro.audits.vulnerabilities import VulnerabilityReport
 from repro.records.base import FrozenRecord
+from repro.trust.verify import VerifyResult
 
 REPORT_SCHEMA_VERSION: Final = 1
 REPORT_KIND: Final = "repro.audit-report"
@@ -48,6 +49,31 @@ class ManifestInfo(ReportRecord):
     recorded_device: str
     recorded_threads: int
     recorded_world_size: int = Field(1, description="Data-parallel processes of the recorded run.")
+    recorded_precision: str = Field("32", description="Numeric precision of the recorded run.")
+    recorded_compile: bool = Field(False, description="Whether the recorded run trained through torch.compile.")
+
+
+def manifest_info(verified: VerifyResult) -> ManifestInfo:
+    """The one way every report describes a verified manifest (audit, diff, vary, gate)."""
+    m = verified.loaded.manifest
+    settings = m.run.settings
+    return ManifestInfo(
+        path=str(verified.loaded.path), key_id=verified.key_id, trusted=verified.trusted,
+        trainer=m.run.trainer.name, trainer_version=m.run.trainer.version, preset=m.run.preset,
+        config_sha256=m.run.config_sha256, recorded_steps=len(m.step_columns()), recorded_device=settings.device,
+        recorded_threads=settings.threads, recorded_world_size=settings.world_size,
+        recorded_precision=settings.precision, recorded_compile=settings.compile,
+    )
+
+
+def config_note(rerun: RerunInfo) -> str:
+    """Why the rerun's config digest differs from the recorded one, in words ('' when it does not):
+    the settings the auditor changed, or else the installed trainer's reading of the config."""
+    if rerun.config_matches:
+        return ""
+    if rerun.changed:
+        return f"config digest differs: {', '.join(rerun.changed)} changed"
+    return "config digest differs: the installed trainer reads the recorded config differently"
 
 
 class RerunInfo(ReportRecord):
@@ -58,6 +84,10 @@ class RerunInfo(ReportRecord):
     world_size: int = Field(1, description="Data-parallel processes of the rerun (on one node).")
     config_sha256: str
     config_matches: bool = Field(description="Whether the rerun's config digest equals the recorded one.")
+    changed: list[str] = Field(
+        default_factory=list,
+        description="Settings the auditor changed for the rerun (device, threads, processes, precision, compile).",
+    )
 
 
 class Segment(ReportRecord):

@@ -33,7 +33,7 @@ from repro.errors import (
     ReproError,
     TrainerError,
     TrainerNotFoundError,
-    UsageError,
+    UnverifiedCodeError,
 )
 from repro.files import atomic
 from repro.records.manifest import CheckpointRecord, RunManifest, TrainerRef
@@ -76,7 +76,7 @@ def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef,
     if name in installed_trainers():
         return resolve_trainer(name)
     if not trusted:
-        raise TrainerNotFoundError(
+        raise UnverifiedCodeError(
             f"the run was made with trainer {name!r} ({recorded.entry}), which is not installed here as a "
             f"repro.trainers entry point, and repro does not import a module that an unverified signer's "
             f"manifest names; install {_provider(recorded)}, or pass --trainer "
@@ -102,7 +102,8 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None, *, npro
     installed entry point, or, when ``trusted`` (the signer is on the user's trust list, or
     ``--allow-imports``), the recorded import reference is imported. Config fields that name
     modules to import (:data:`~repro.trainer_api.IMPORT_REFERENCE`) need ``trusted`` too.
-    Raises :class:`TrainerNotFoundError` when no allowed trainer is found, :class:`TrainerError`
+    Raises :class:`UnverifiedCodeError` (exit 4) when the manifest names code the user did not allow,
+    :class:`TrainerNotFoundError` when no allowed trainer is found, :class:`TrainerError`
     when it cannot read the recorded config, and :class:`DeviceUnavailableError` when the device
     is not here.
     """
@@ -120,7 +121,7 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None, *, npro
     named = import_reference_fields(config)
     if named and not trusted:
         listed = ", ".join(f"{k} {v!r}" for k, v in named.items())
-        raise UsageError(
+        raise UnverifiedCodeError(
             f"the recorded config names modules to import ({listed}), and repro does not import modules that "
             "an unverified signer's manifest names; pass --allow-imports if you trust that code, or "
             "--trusted-keys listing the signer"

@@ -4,7 +4,8 @@ After the audit's integrity checks, the recorded configuration is rerun once as 
 control, itself compared with the record) and once per variation (:mod:`repro.audits.variations`),
 over the same short prefix. Each variation is compared with the control exactly as an audit
 compares a rerun with a record: per-step losses and scalars (bits, ulps, tolerance), batch
-fingerprints, validation losses, and checkpoint tensors made by both. A variation whose rerun is
+fingerprints, validation losses, and checkpoint tensors made by both — through the one judgment
+core (:mod:`repro.audits.judgment`), with the tolerance for the runs' precision. A variation whose rerun is
 bit-identical to the control shows the run is immune to that condition; any difference shows it
 is sensitive. The report's JSON Schema is ``docs/vary-report.schema.json``.
 """
@@ -18,12 +19,12 @@ from typing import Literal
 from pydantic import Field
 
 from repro import __version__
-from repro.audits import comparison, integrity, rerun, tensors
+from repro.audits import integrity, rerun
+from repro.audits.judgment import CheckpointPair, Judgment, Side, judge
 from repro.audits.options import Tolerance
-from repro.audits.report import CheckpointComparison, ManifestInfo, ReportRecord
+from repro.audits.report import CheckpointComparison, ManifestInfo, ReportRecord, manifest_info
 from repro.audits.variations import VARIATIONS, Condition
 from repro.errors import UsageError
-from repro.records.manifest import StepRecord, ValidationRecord
 from repro.running.config import ResolvedRun
 from repro.running.launcher import EventHandler
 
@@ -33,7 +34,6 @@ DEFAULT_VARY_STEPS = 20
 steps of the GPT (docs/audit.md, "Tolerances")."""
 
 Status = Literal["bitwise", "within_tolerance", "diverged", "not_available"]
-_SEVERITY = {"bitwise": 0, "within_tolerance": 1, "diverged": 2}
 
 
 class VariationResult(ReportRecord):
@@ -85,35 +85,15 @@ def parse_variations(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _judge(name: str, condition: str, ref: tuple[list[StepRecord], list[ValidationRecord]],
-           new: tuple[list[StepRecord], list[ValidationRecord]], checkpoints: list[CheckpointComparison], *,
-           tolerance: Tolerance) -> VariationResult:
-    """One rerun (``new``: steps, validation) against a reference one."""
-    (ref_steps, ref_val), (new_steps, new_val) = ref, new
-    losses, others, batches, _ = comparison.compare_steps(ref_steps, new_steps, tolerance)
-    validation, _ = comparison.compare_validation(ref_val, new_val, tolerance)
-    series = [losses, *others, validation]
-    verdicts = [s.verdict for s in series] + [c.verdict for c in checkpoints]
-    verdicts += [] if batches.identical else ["diverged"]
-    status = max(verdicts, key=_SEVERITY.__getitem__)
-    firsts: list[tuple[int, str, int | None]] = [
-        (s.first_difference_step, s.name, s.first_difference_ulps)
-        for s in series if s.first_difference_step is not None
-    ]
-    firsts += [(s.unmatched[0], f"{s.name} (step on one side only)", None) for s in series if s.unmatched]
-    if not batches.identical and batches.first_difference_step is not None:
-        firsts.append((batches.first_difference_step, "batch", None))
-    first = min(firsts, key=lambda f: f[0]) if firsts else None
-    ckpt = next((c for c in checkpoints if c.verdict != "bitwise"), None)
-    if first is None and ckpt is not None:
-        first = (ckpt.step, "checkpoint tensors", None)
-    beyond = [s.first_beyond_tolerance_step for s in series if s.first_beyond_tolerance_step is not None]
+def _result(name: str, condition: str, judgment: Judgment) -> VariationResult:
+    """One rerun's judgment against its reference, as a row of the report."""
+    first = judgment.first_difference()
     return VariationResult(
-        name=name, condition=condition, status=status, sensitive=status != "bitwise",
-        first_difference_step=first[0] if first else None, first_difference_in=first[1] if first else None,
-        first_difference_ulps=first[2] if first else None,
-        first_beyond_tolerance_step=min(beyond) if beyond else None, max_abs_diff=losses.max_abs_diff,
-        max_ulps=max(s.max_ulps for s in series), batches_identical=batches.identical, checkpoints=checkpoints,
+        name=name, condition=condition, status=judgment.verdict, sensitive=judgment.verdict != "bitwise",
+        first_difference_step=first.step if first else None, first_difference_in=first.quantity if first else None,
+        first_difference_ulps=first.ulps if first else None,
+        first_beyond_tolerance_step=judgment.first_beyond_tolerance_step, max_abs_diff=judgment.losses.max_abs_diff,
+        max_ulps=judgment.max_ulps, batches_identical=judgment.batches.identical, checkpoints=judgment.checkpoints,
     )
 
 
@@ -137,15 +117,19 @@ def _plan(resolved: ResolvedRun, condition: Condition) -> ResolvedRun:
 
 
 def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None, trusted_keys: Path | None = None,
-             tolerance: Tolerance | None = None, work_dir: Path | None = None,
-             on_event: EventHandler | None = None) -> VaryReport:
-    """Rerun the recorded configuration as recorded and once per variation; compare each with the control."""
-    tol = tolerance or Tolerance()
+             tolerance: Tolerance | None = None, work_dir: Path | None = None, trainer: str | None = None,
+             allow_imports: bool = False, on_event: EventHandler | None = None) -> VaryReport:
+    """Rerun the recorded configuration as recorded and once per variation; judge the control against
+    the record and each variation against the control, through the one judgment core.
+
+    ``trainer``, ``allow_imports`` and ``trusted_keys`` choose and allow the trainer exactly as in
+    ``repro audit`` (:func:`repro.audits.rerun.plan`).
+    """
     checked = integrity.check_integrity(integrity.verify_for_audit(Path(manifest_path), trusted_keys),
                                         allow_data_change=False)
     loaded = checked.loaded
     m = loaded.manifest
-    resolved = rerun.plan(m, None, None)
+    resolved = rerun.plan(m, None, None, trainer=trainer, trusted=checked.trusted or allow_imports)
     total = resolved.config.steps
     if steps is not None and steps > total:
         raise UsageError(f"--steps {steps}: the run has only {total} steps")
@@ -160,15 +144,17 @@ def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None,
         work = kept.resolve()  # the cwd variation runs elsewhere: every path the job names is absolute
         notify(f"control: steps 1-{stop} as recorded")
         control = rerun.rerun(resolved, loaded, work / "control", None, stop, on_event=on_event)
-        ref_steps, ref_val = control.result.steps, control.result.validation
-        control_ckpts = [
-            tensors.compare_checkpoint(c.step, loaded.folder / c.path, c.tensors, made[0], made[1], tol, False)
-            for c in m.checkpoints if (made := control.checkpoint(c.step)) is not None
-        ]
-        recorded = _judge("control", "as recorded (vs the record)",
-                          ([s for s in m.steps if s.step <= stop], [v for v in m.validation if v.step <= stop]),
-                          (ref_steps, ref_val), control_ckpts, tolerance=tol)
-        results = []
+        reference = Side(control.result.steps, control.result.validation, resolved.settings.precision)
+        recorded = judge(
+            Side(m.step_columns().take(m.step_columns().step <= stop), [v for v in m.validation if v.step <= stop],
+                 m.run.settings.precision),
+            reference,
+            checkpoints=[CheckpointPair(c.step, c.path, c.tensors, made[0], made[1], recorded_root=loaded.folder,
+                                        recorded_sha256=c.sha256)
+                         for c in m.checkpoints if (made := control.checkpoint(c.step)) is not None],
+            tolerance=tolerance,
+        )
+        results = [_result("control", "as recorded (vs the record)", recorded)]
         for name, condition in conditions.items():
             if isinstance(condition, str):
                 results.append(_unavailable(name, condition))
@@ -178,23 +164,19 @@ def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None,
             plan = _plan(resolved, condition)
             varied = rerun.rerun(plan, loaded, folder, None, stop, on_event=on_event, extra_env=condition.env,
                                  cwd=condition.working_dir(folder))
-            device_changed = plan.settings.device != resolved.settings.device
-            ckpts = []
-            for saved in control.result.checkpoints:
-                other = varied.checkpoint(saved.step)
-                if other is not None:
-                    ckpts.append(tensors.compare_checkpoint(saved.step, Path(saved.path), saved.tensors, other[0],
-                                                            other[1], tol, device_changed))
-            results.append(_judge(name, condition.description, (ref_steps, ref_val),
-                                  (varied.result.steps, varied.result.validation), ckpts, tolerance=tol))
-    return _report(manifest_path, checked, stop, tol, [recorded, *results])
+            pairs = [CheckpointPair(saved.step, Path(saved.path), saved.tensors, other[0], other[1])
+                     for saved in control.result.checkpoints if (other := varied.checkpoint(saved.step)) is not None]
+            judgment = judge(reference, Side(varied.result.steps, varied.result.validation, plan.settings.precision),
+                             checkpoints=pairs, device_changed=plan.settings.device != resolved.settings.device,
+                             tolerance=tolerance)
+            results.append(_result(name, condition.description, judgment))
+    return _report(checked, stop, recorded.tolerance, results)
 
 
-def _report(path: Path, checked: integrity.IntegrityResult, steps: int, tol: Tolerance,
+def _report(checked: integrity.IntegrityResult, steps: int, tol: Tolerance,
             rows: list[VariationResult]) -> VaryReport:
     """The report: ``rows`` are the control, then the variations."""
     control, results = rows[0], rows[1:]
-    m = checked.loaded.manifest
     sensitive = [r.name for r in results if r.sensitive]
     immune = [r.name for r in results if r.sensitive is False]
     unavailable = [r.name for r in results if r.status == "not_available"]
@@ -212,12 +194,7 @@ def _report(path: Path, checked: integrity.IntegrityResult, steps: int, tol: Tol
     head = f"control {control.status.replace('_', ' ')} vs the record over {steps} steps"
     return VaryReport(
         tool_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        manifest=ManifestInfo(
-            path=str(path), key_id=checked.key_id, trusted=checked.trusted, trainer=m.run.trainer.name,
-            trainer_version=m.run.trainer.version, preset=m.run.preset, config_sha256=m.run.config_sha256,
-            recorded_steps=len(m.steps), recorded_device=m.run.settings.device,
-            recorded_threads=m.run.settings.threads,
-        ),
+        manifest=manifest_info(checked.verified),
         steps=steps, tolerance=tol, control=control, variations=results, sensitive_to=sensitive,
         immune_to=immune, not_available=unavailable, reproduced=reproduced,
         summary="; ".join([head, *parts]),

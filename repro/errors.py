@@ -133,6 +133,11 @@ class TrainerNotFoundError(CouldNotCheckError):
     """The trainer plugin a run needs is not installed."""
 
 
+class UnverifiedCodeError(CouldNotCheckError):
+    """Refused to run code (a trainer, a module, a command) that only an unverified signer's manifest
+    names: the user's consent is missing (``--allow-imports``, or a trust list naming the signer)."""
+
+
 class TrainerError(CouldNotCheckError):
     """A trainer plugin failed or broke the trainer contract; the message names the trainer."""
 

@@ -22,6 +22,7 @@ from repro.audits.report import (
     Difference,
     SeriesComparison,
     StepDetail,
+    config_note,
 )
 from repro.records.hashing import short_digest
 
@@ -93,7 +94,7 @@ def verdict_panel(report: AuditReport) -> Panel:
     r, m = report, report.manifest
     scope = replayed_words(report)
     trust = "trusted key" if m.trusted else "key not checked against a trust list"
-    config = "" if r.rerun.config_matches else " (config digest differs: device/threads/processes changed)"
+    config = f" ({config_note(r.rerun)})" if not r.rerun.config_matches else ""
     world = f", {r.rerun.world_size} processes" if r.rerun.world_size != 1 or m.recorded_world_size != 1 else ""
     recorded_world = f", {m.recorded_world_size} processes" if world else ""
     body = Text.assemble(

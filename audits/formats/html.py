@@ -17,7 +17,7 @@ from typing import Any, get_args
 from repro.audits.formats.console import replayed_words
 from repro.audits.gate import GateReport, ManifestResult
 from repro.audits.gate_outputs import _VULN_WORDS, VERDICT_WORDS
-from repro.audits.report import AuditReport, Likelihood
+from repro.audits.report import AuditReport, Likelihood, config_note
 from repro.records.manifest import RunManifest
 from repro.rendering.charts import HALF, Chart, Series, line_chart
 from repro.rendering.pages import BLUE, GREEN, GREY, PURPLE, RED, Banner, render, write_html
@@ -78,7 +78,7 @@ def audit_banner(report: AuditReport) -> Banner:
     headline, tone = VERDICT_BANNER[report.verdict]
     m, tol = report.manifest, report.options.tolerance
     trust = "trusted key (checked against the trust list)" if m.trusted else "key NOT checked against a trust list"
-    config = "" if report.rerun.config_matches else " (config digest differs: device/threads changed)"
+    config = f" ({config_note(report.rerun)})" if not report.rerun.config_matches else ""
     return Banner(headline, tone, report.summary, [
         ("replayed", replayed_words(report)),
         ("signed by", f"{m.key_id}: {trust}"),

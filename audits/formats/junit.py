@@ -16,6 +16,9 @@ from repro.files import atomic
 
 SUITE = "repro audit"
 
+BEYOND_TOLERANCE = ("differs", "missing_in_rerun", "only_in_rerun")
+"""Tensor statuses that make a checkpoint diverge (``within_tolerance`` and ``device_only`` do not)."""
+
 
 def junit_document(suite: ET.Element, properties: ET.Element | None = None) -> bytes:
     """Count a ``<testsuite>``'s cases into its attributes, wrap it in ``<testsuites>`` and serialise it
@@ -66,8 +69,9 @@ def junit_xml(report: AuditReport) -> bytes:
           None if b.identical else f"batches differ from step {b.first_difference_step} (data-order drift)",
           detail=f"{b.compared - b.differing_steps}/{b.compared} identical")
     for c in r.checkpoints:
-        names = ", ".join(d.name for d in c.differences[:5])
-        failure = f"checkpoint {c.step}: tensors beyond tolerance: {names}" if c.verdict == "diverged" else None
+        beyond = [d.name for d in c.differences if d.status in BEYOND_TOLERANCE]
+        listed = ", ".join(beyond[:5]) + (f" and {len(beyond) - 5} more" if len(beyond) > 5 else "")
+        failure = f"checkpoint {c.step}: tensors beyond tolerance: {listed}" if c.verdict == "diverged" else None
         _case(suite, f"checkpoint step {c.step}", cls, failure,
               detail=f"{c.verdict}: {c.identical}/{c.tensors} tensors bit-identical")
     props = ET.Element("properties")

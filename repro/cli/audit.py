@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from repro.cli.parsing import Subparsers
+from repro.cli.parsing import Subparsers, add_tolerance_arguments, tolerance_from
 
 DESCRIPTION = """\
 Rerun the configuration a manifest records, through the same trainer, and judge the result
@@ -26,14 +26,7 @@ installed), 70 internal error. See docs/audit.md."""
 
 def add_parser(sub: Subparsers) -> None:
     """Add ``audit`` to the ``repro`` subcommands."""
-    from repro.audits.options import (
-        BF16_TOLERANCE,
-        DEFAULT_GRAD_RTOL,
-        DEFAULT_LOSS_ATOL,
-        DEFAULT_LOSS_RTOL,
-        DEFAULT_MAX_STEPS,
-        DEFAULT_TENSOR_RTOL,
-    )
+    from repro.audits.options import DEFAULT_MAX_STEPS
 
     p = sub.add_parser("audit", help="rerun a recorded run and judge it against its manifest",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,17 +45,7 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--precision", choices=["32", "bf16-mixed"], help="rerun precision (default: as recorded)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="rerun through torch.compile, or not (default: as recorded)")
-    bf16 = "; bf16-mixed runs: {:g}"
-    p.add_argument("--atol", type=float, help=f"absolute tolerance per step (default {DEFAULT_LOSS_ATOL:g}"
-                   + bf16.format(BF16_TOLERANCE.atol) + ")")
-    p.add_argument("--rtol", type=float, help=f"relative tolerance per step (default {DEFAULT_LOSS_RTOL:g}"
-                   + bf16.format(BF16_TOLERANCE.rtol) + ")")
-    p.add_argument("--grad-rtol", type=float,
-                   help=f"relative tolerance on gradient norms (default {DEFAULT_GRAD_RTOL:g}"
-                   + bf16.format(BF16_TOLERANCE.grad_rtol) + ")")
-    p.add_argument("--tensor-rtol", type=float,
-                   help=f"relative L2 tolerance per checkpoint tensor (default {DEFAULT_TENSOR_RTOL:g}"
-                   + bf16.format(BF16_TOLERANCE.tensor_rtol) + ")")
+    add_tolerance_arguments(p)
     p.add_argument("--allow-data-change", action="store_true",
                    help="rerun even if data files differ from the recorded ones, and attribute")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON (schema: docs/audit-report.schema.json)")
@@ -92,7 +75,7 @@ def add_parser(sub: Subparsers) -> None:
 def _options(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
-    from repro.audits.options import AuditOptions, Tolerance
+    from repro.audits.options import AuditOptions
     from repro.errors import UsageError
 
     try:
@@ -101,10 +84,7 @@ def _options(args: argparse.Namespace) -> Any:
             steps=args.steps, segments=args.segments, seed=args.seed, device=args.device, threads=args.threads,
             nproc=args.nproc,
             precision=args.precision, compile=args.compile,
-            # Only the values given: the rest default by the runs' precision (the engine decides).
-            tolerance=Tolerance(**{k: v for k, v in (("atol", args.atol), ("rtol", args.rtol),
-                                                     ("grad_rtol", args.grad_rtol),
-                                                     ("tensor_rtol", args.tensor_rtol)) if v is not None}),
+            tolerance=tolerance_from(args),
             allow_data_change=args.allow_data_change,
             work_dir=Path(args.work_dir) if args.work_dir else None,
             trainer=args.trainer, max_steps=args.max_steps, allow_imports=args.allow_imports,
@@ -196,7 +176,8 @@ def cmd_vary(args: argparse.Namespace, options: Any) -> int:
     handler = _progress(args)
     try:
         report = run_vary(Path(args.manifest), names, steps=options.steps, trusted_keys=options.trusted_keys,
-                          tolerance=options.tolerance, work_dir=options.work_dir, on_event=handler)
+                          tolerance=options.tolerance, work_dir=options.work_dir, trainer=options.trainer,
+                          allow_imports=options.allow_imports, on_event=handler)
     finally:
         handler.close()
     print_vary(report, out_console)
@@ -210,7 +191,18 @@ def cmd_vary(args: argparse.Namespace, options: Any) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    """Audit a manifest; print the report; write the requested files; 0 if reproduced, else 1."""
+    """Audit a manifest; print the report; write the requested files; 0 if reproduced, else 1.
+
+    Every report asked for is written whatever the outcome: one that stopped before a verdict
+    writes a failure report in its place (:mod:`repro.audits.formats.failure`)."""
+    from repro.audits.formats.failure import reports_on_failure
+
+    with reports_on_failure("vary" if args.vary is not None else "audit", args.manifest, json=args.json,
+                            junit=args.junit, html=args.html, remove=(args.plot,)):
+        return _audit(args)
+
+
+def _audit(args: argparse.Namespace) -> int:
     from repro.audits.engine import audit_verified, check_options
     from repro.audits.formats.console import print_report
     from repro.audits.integrity import verify_for_audit

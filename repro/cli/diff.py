@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from repro.cli.parsing import Subparsers
+from repro.cli.parsing import Subparsers, add_tolerance_arguments, tolerance_from
 
 DESCRIPTION = """\
 Judge two recorded runs against each other without rerunning (the same config on two machines,
@@ -23,28 +23,18 @@ diverged, 2 usage or input error, 3 integrity failure, 4 could not check. See do
 
 def add_parser(sub: Subparsers) -> None:
     """Register ``repro diff``."""
-    from repro.audits.options import DEFAULT_GRAD_RTOL, DEFAULT_LOSS_ATOL, DEFAULT_LOSS_RTOL, DEFAULT_TENSOR_RTOL
-
     p = sub.add_parser("diff", help="compare two recorded runs without rerunning, and attribute the difference",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("a", metavar="A.json", help="the first run's manifest (the reference)")
     p.add_argument("b", metavar="B.json", help="the second run's manifest")
     p.add_argument("--trusted-keys", metavar="FILE", help="trust list: both runs must be signed by a listed key")
-    p.add_argument("--atol", type=float, default=DEFAULT_LOSS_ATOL,
-                   help=f"absolute tolerance per step (default {DEFAULT_LOSS_ATOL:g})")
-    p.add_argument("--rtol", type=float, default=DEFAULT_LOSS_RTOL,
-                   help=f"relative tolerance per step (default {DEFAULT_LOSS_RTOL:g})")
-    p.add_argument("--grad-rtol", type=float, default=DEFAULT_GRAD_RTOL,
-                   help=f"relative tolerance on gradient norms (default {DEFAULT_GRAD_RTOL:g})")
-    p.add_argument("--tensor-rtol", type=float, default=DEFAULT_TENSOR_RTOL,
-                   help=f"relative L2 tolerance per checkpoint tensor (default {DEFAULT_TENSOR_RTOL:g})")
+    add_tolerance_arguments(p)
     p.add_argument("--json", metavar="FILE", help="write the report as JSON (schema: docs/diff-report.schema.json)")
     p.set_defaults(func=cmd_diff)
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """Compare two runs; print the report; 0 if B reproduces A (bitwise or within tolerance), else 1."""
-    from pydantic import ValidationError
     from rich.console import Group
     from rich.panel import Panel
     from rich.text import Text
@@ -57,20 +47,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
         series_table,
         tensor_table,
     )
-    from repro.audits.options import Tolerance
+    from repro.audits.formats.failure import reports_on_failure
     from repro.errors import ExitCode, UsageError
     from repro.files import atomic
     from repro.rendering.console import err_console, out_console
 
-    try:
-        tol = Tolerance(atol=args.atol, rtol=args.rtol, grad_rtol=args.grad_rtol, tensor_rtol=args.tensor_rtol)
-    except ValidationError as exc:
-        from repro.records.validation import option_problem
-
-        raise UsageError(option_problem(exc)) from exc
+    tol = tolerance_from(args)
     if args.json and Path(args.json).is_dir():
         raise UsageError(f"--json {args.json} is a folder; name a file")
-    report = run_diff(Path(args.a), Path(args.b), Path(args.trusted_keys) if args.trusted_keys else None, tol)
+    with reports_on_failure("diff", f"{args.a} {args.b}", json=args.json, protect=(args.a, args.b)):
+        report = run_diff(Path(args.a), Path(args.b), Path(args.trusted_keys) if args.trusted_keys else None, tol)
     title, style = {
         "bitwise": ("SAME: bitwise", "bold green"), "within_tolerance": ("SAME: within tolerance", "bold yellow"),
         "diverged": ("DIFFERENT: diverged", "bold red"),

@@ -1,6 +1,6 @@
 """``repro gate``: command-line wiring of :mod:`repro.audits.gate` (registered in ``repro.cli.app``).
 
-The exit code is the outcome's (:data:`repro.audits.gate.OUTCOME_EXIT_CODES`); see ``docs/ci.md``.
+The exit code is the outcome's (:data:`OUTCOME_EXIT_CODES`); see ``docs/ci.md``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,21 @@ import os
 from pathlib import Path
 
 from repro.cli.parsing import Subparsers
+from repro.errors import ExitCode
 
 SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY"
+
+
+OUTCOME_EXIT_CODES: dict[str, ExitCode] = {
+    "integrity_failure": ExitCode.INTEGRITY,
+    "not_reproduced": ExitCode.NOT_REPRODUCED,
+    "vulnerable": ExitCode.NOT_REPRODUCED,
+    "input_error": ExitCode.USAGE,
+    "could_not_check": ExitCode.COULD_NOT_CHECK,
+    "internal_error": ExitCode.INTERNAL,
+    "pass": ExitCode.OK,
+}
+"""The gate's exit code for each outcome of :mod:`repro.audits.gate` (the README's table)."""
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -56,13 +69,22 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     """Load the policy, run the gate, write the reports, return the outcome's exit code."""
-    from repro.audits.gate import OUTCOME_EXIT_CODES, Gate
+    from repro.audits.formats.failure import reports_on_failure
+
+    _check_outputs(args)  # cheap, before anything is read or run
+    # A policy that cannot be loaded, or a crash, still replaces every report asked for (never stale).
+    with reports_on_failure("gate", args.config, json=args.json, junit=args.junit, html=args.html,
+                            remove=(args.summary,)):
+        return _gate(args)
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from repro.audits.gate import Gate
     from repro.audits.gate_outputs import VERDICT_WORDS, json_bytes, junit_bytes, markdown
     from repro.audits.policy import PolicyError, load_policy
     from repro.files import atomic
     from repro.rendering.console import err_console, out_console
 
-    _check_outputs(args)  # cheap, before anything is read or run
     loaded = load_policy(Path(args.config))
     if args.osv_url:
         from pydantic import ValidationError

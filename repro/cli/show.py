@@ -30,13 +30,16 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def _unverified(path: Path) -> LoadedManifest | None:
-    """The manifest as written, for display under a failure; None when it cannot be read as one."""
+    """The manifest as written, for display under a failure; None when it (or its step table) cannot
+    be read as one."""
     from repro.errors import ReproError
-    from repro.records.manifest_file import LoadedManifest, manifest_from_json, read_manifest_json
+    from repro.records.manifest_file import LoadedManifest, load_step_table, manifest_from_json, read_manifest_json
 
     try:
         raw = read_manifest_json(path)
-        return LoadedManifest(manifest=manifest_from_json(raw, f"manifest {path}"), raw=raw, path=path)
+        loaded = LoadedManifest(manifest=manifest_from_json(raw, f"manifest {path}"), raw=raw, path=path)
+        load_step_table(loaded)  # a table that is missing or not the recorded one: nothing to show
+        return loaded
     except ReproError:
         return None
 

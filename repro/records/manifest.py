@@ -7,23 +7,26 @@ of :class:`RunManifest` is published as ``docs/manifest.schema.json``.
 
 Since schema version 2 the per-step records live in a columnar sidecar in the run folder
 (``steps.safetensors``, see :mod:`repro.records.steptable`) whose SHA-256, size and row count the signed
-manifest records in ``step_table``; :attr:`RunManifest.steps` reads it on first use and presents it
-as a ``Sequence[StepRecord]``. Reading a manifest file (and migrating version 1, steps inline) is
-:mod:`repro.records.manifest_file`'s job.
+manifest records in ``step_table``. The models read no file: loading the table is an explicit step
+(:func:`repro.records.manifest_file.load_step_table`, part of verification), after which
+:attr:`RunManifest.steps` presents it as a ``Sequence[StepRecord]``. Reading a manifest file (and
+migrating version 1, steps inline) is :mod:`repro.records.manifest_file`'s job.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 from pydantic import Field, PrivateAttr, field_validator
 
 from repro.errors import ManifestFormatError
 from repro.records.base import FrozenRecord
+from repro.records.steps import StepColumns, StepRecord, StepView
 
-if TYPE_CHECKING:
-    from repro.records.steptable import StepColumns, StepSource, StepView
+__all__ = ["MANIFEST_KIND", "SCHEMA_VERSION", "CheckpointRecord", "CodeRecord", "DataRecord", "DataSource",
+           "DistributedRecord", "EnvironmentRecord", "ExecutedCode", "FileDigest", "ManifestBody", "NodeRecord",
+           "RunIdentity", "RunManifest", "RunSettings", "Signature", "StepRecord", "StepTableRef", "Timing",
+           "TrainerRef", "ValidationRecord"]
 
 SCHEMA_VERSION: Final = 2
 """The manifest schema version this release writes."""
@@ -179,21 +182,6 @@ class DataRecord(Record):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
-class StepRecord(Record):
-    """One optimizer step. ``loss`` is the exact float32 value (float64 repr round-trips it).
-
-    Since schema version 2 a manifest keeps these in its step table (:mod:`repro.records.steptable`);
-    :attr:`RunManifest.steps` makes them on demand.
-    """
-
-    step: int = Field(ge=1)
-    loss: float
-    lr: float
-    grad_norm: float
-    tokens: int
-    batch: str = Field(description="Fingerprint of the step's input batch (data-order check).")
-
-
 class ValidationRecord(Record):
     """Validation loss on the trainer's fixed validation batches after ``step``."""
 
@@ -213,8 +201,8 @@ class CheckpointRecord(Record):
 
 def not_attached() -> ManifestFormatError:
     return ManifestFormatError(
-        "this manifest's steps are not loaded: it was not read from a file; "
-        "read it with repro.records.manifest_file.load_manifest"
+        "this manifest's steps are not loaded; load them with repro.records.manifest_file.load_step_table "
+        "(load_manifest and verification do)"
     )
 
 
@@ -228,14 +216,14 @@ class Timing(Record):
     train_seconds: float
     overhead_seconds: float = Field(description="Time repro spent on capture, hashing, writing.")
     resumed_from_step: int | None = Field(None, description="Set when the run was resumed.")
-    _source: StepSource | None = PrivateAttr(None)
+    _columns: StepColumns | None = PrivateAttr(None)
 
     @property
     def step_seconds(self) -> list[float]:
         """Wall-clock seconds of every step (the step table's ``seconds`` column)."""
-        if self._source is None:
+        if self._columns is None:
             raise not_attached()
-        seconds = self._source.columns().seconds
+        seconds = self._columns.seconds
         return [] if seconds is None else [float(x) for x in seconds.tolist()]
 
     def __eq__(self, other: object) -> bool:
@@ -333,49 +321,32 @@ class RunManifest(ManifestBody):
     """The signed record of a training run (schema version 2)."""
 
     signature: Signature
-    _source: StepSource | None = PrivateAttr(None)
+    _columns: StepColumns | None = PrivateAttr(None)
 
     def body(self) -> dict[str, Any]:
         """The JSON body that is signed: everything but ``signature``."""
         return self.model_dump(mode="json", exclude={"signature"})
 
-    def _attach(self, source: StepSource) -> None:  # the manifest and its timing share it
-        self._source = source
-        self.timing._source = source
-
     def attach_steps(self, columns: StepColumns) -> None:
-        """Give the manifest its step records (a run that just wrote them, a migrated v1)."""
-        from repro.records.steptable import StepSource
-
-        self._attach(StepSource(columns=columns))
-
-    def attach_folder(self, folder: Path) -> None:
-        """Read the step table relative to ``folder`` (the manifest's) on first use."""
-        from repro.records.steptable import StepSource
-
-        if self.step_table is not None:
-            self._attach(StepSource(folder=Path(folder), ref=self.step_table))
+        """Give the manifest its step records, already read and checked: a run that just made
+        them, a migrated version 1, or :func:`repro.records.manifest_file.load_step_table`."""
+        self._columns = columns
+        self.timing._columns = columns
 
     @property
     def steps_attached(self) -> bool:
-        """Whether the step records can be read (the manifest came from a file or a run)."""
-        return self._source is not None
+        """Whether the step records were loaded (the model itself never reads a file)."""
+        return self._columns is not None
 
     def step_columns(self) -> StepColumns:
-        """The per-step records as NumPy columns (for hot paths: comparisons, plots).
-
-        Reads and checks the step table on first use: :class:`MissingArtifactError` if it is
-        missing, :class:`ArtifactMismatchError` if it is not the recorded file.
-        """
-        if self._source is None:
+        """The per-step records as NumPy columns (for hot paths: comparisons, plots)."""
+        if self._columns is None:
             raise not_attached()
-        return self._source.columns()
+        return self._columns
 
     @property
     def steps(self) -> StepView:
         """The per-step records, a read-only ``Sequence[StepRecord]`` made on demand."""
-        from repro.records.steptable import StepView
-
         return StepView(self.step_columns())
 
     def __eq__(self, other: object) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from repro.errors import IncompleteRunError, InputError, ManifestFormatError, MissingArtifactError
 from repro.files.confine import open_regular
@@ -58,12 +58,6 @@ class LoadedManifest(BaseModel):
     manifest: RunManifest
     raw: dict[str, Any]
     path: Path
-
-    @model_validator(mode="after")
-    def _steps_beside(self) -> LoadedManifest:
-        if not self.manifest.steps_attached:
-            self.manifest.attach_folder(self.path.parent)
-        return self
 
     @property
     def folder(self) -> Path:
@@ -186,11 +180,32 @@ def read_manifest_json(path: Path) -> Any:
     return parse_json(read_manifest_bytes(path), f"manifest {Path(path)}")
 
 
+def load_step_table(loaded: LoadedManifest) -> None:
+    """Read the manifest's step table beside it, check it against the signed record, and attach
+    it to the model (a migrated version 1 has its steps already).
+
+    The one place a manifest's step records are read from disk; the model itself reads nothing.
+    Raises as :func:`repro.records.steptable.read_table` does: missing
+    :class:`MissingArtifactError` (exit 4), not the recorded bytes
+    :class:`~repro.errors.ArtifactMismatchError` (exit 3), malformed :class:`ManifestFormatError`.
+    """
+    from repro.records.steptable import read_table
+
+    m = loaded.manifest
+    if m.steps_attached or m.step_table is None:
+        return
+    ref = m.step_table
+    m.attach_steps(read_table(loaded.folder, ref.path, ref.sha256, ref.size, ref.rows))
+
+
 def load_manifest(path: Path) -> LoadedManifest:
-    """Read and validate a manifest file. Does not check the signature (see ``repro.trust.verify``)."""
+    """Read and validate a manifest file and its step table. Does not check the signature (see
+    :mod:`repro.trust.verify`, which verifies before it reads anything beside the manifest)."""
     path = Path(path)
     raw = read_manifest_json(path)
-    return LoadedManifest(manifest=manifest_from_json(raw, f"manifest {path}"), raw=raw, path=path)
+    loaded = LoadedManifest(manifest=manifest_from_json(raw, f"manifest {path}"), raw=raw, path=path)
+    load_step_table(loaded)
+    return loaded
 
 
 def manifest_bytes(manifest: RunManifest) -> bytes:

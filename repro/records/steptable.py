@@ -7,28 +7,27 @@ plain safetensors file, one 1-D column per field (see :data:`COLUMNS` and ``docs
 so any tool with safetensors or a JSON parser and 8 lines of code can read it; its header's JSON
 Schema is published as ``docs/step-table.schema.json``.
 
-:class:`StepColumns` holds the columns as NumPy arrays (what hot paths such as an audit's
-comparison use) and :class:`StepView` presents them as a read-only ``Sequence[StepRecord]`` that
-makes records on demand, so code written against ``manifest.steps`` keeps working at a million
-steps without a million Python objects.
+:class:`~repro.records.steps.StepColumns` (the columns in memory, no I/O) and
+:class:`~repro.records.steps.StepView` live in :mod:`repro.records.steps`; this module is the file:
+writing it, reading and checking it against the signed record, parsing it, and its published schema.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import TypeAdapter, ValidationError
 
 from repro.errors import ArtifactMismatchError, InputError, ManifestFormatError, MissingArtifactError
 from repro.files import atomic
-from repro.records.manifest import StepRecord, StepTableRef
+from repro.records.steps import Array, StepColumns, StepRecord, StepView
+
+__all__ = ["COLUMNS", "FILE_NAME", "StepColumns", "StepRecord", "StepView", "inline_columns", "parse_table",
+           "read_table", "step_table_schema", "table_bytes", "write_table"]
 
 FORMAT = "repro.step-table"
 """``__metadata__["format"]`` of a step table file."""
@@ -51,104 +50,6 @@ COLUMNS: dict[str, tuple[str, str]] = {
 """Column name -> (safetensors dtype, meaning). Every column has N rows; ``batch`` is [N, 8]."""
 
 _NUMPY: dict[str, np.dtype[Any]] = {"I64": np.dtype("<i8"), "F64": np.dtype("<f8"), "U8": np.dtype("u1")}
-
-Array = npt.NDArray[Any]
-
-
-@dataclass(frozen=True, eq=False)
-class StepColumns:
-    """Per-step records as parallel NumPy arrays (one row per step, in step order).
-
-    ``batch`` holds the fingerprints as fixed-width byte strings (dtype ``S<width>``), so they
-    compare in bulk; ``seconds`` is None where step times are not known (a rerun's steps).
-    """
-
-    step: Array
-    loss: Array
-    lr: Array
-    grad_norm: Array
-    tokens: Array
-    batch: Array
-    seconds: Array | None = None
-
-    def __len__(self) -> int:
-        return int(self.step.shape[0])
-
-    @classmethod
-    def from_records(cls, records: Iterable[StepRecord], seconds: Sequence[float] | None = None) -> StepColumns:
-        """Columns of ``records`` (and, if given, the per-step seconds, one per record)."""
-        rows = list(records)
-        batch = np.array([r.batch.encode("utf-8") for r in rows], dtype=bytes) if rows else np.zeros(0, "S16")
-        columns = cls(
-            step=np.array([r.step for r in rows], dtype=np.int64),
-            loss=np.array([r.loss for r in rows], dtype=np.float64),
-            lr=np.array([r.lr for r in rows], dtype=np.float64),
-            grad_norm=np.array([r.grad_norm for r in rows], dtype=np.float64),
-            tokens=np.array([r.tokens for r in rows], dtype=np.int64),
-            batch=batch,
-            seconds=None if seconds is None else np.array(list(seconds), dtype=np.float64),
-        )
-        if columns.seconds is not None and len(columns.seconds) != len(rows):
-            raise ValueError(f"{len(columns.seconds)} step times for {len(rows)} steps")
-        return columns
-
-    def record(self, index: int) -> StepRecord:
-        """The record of row ``index``."""
-        return StepRecord.model_construct(
-            step=int(self.step[index]), loss=float(self.loss[index]), lr=float(self.lr[index]),
-            grad_norm=float(self.grad_norm[index]), tokens=int(self.tokens[index]),
-            batch=bytes(self.batch[index]).decode("utf-8"),
-        )
-
-    def take(self, rows: slice | Array) -> StepColumns:
-        """The rows selected by a slice, index array or boolean mask."""
-        return StepColumns(
-            step=self.step[rows], loss=self.loss[rows], lr=self.lr[rows], grad_norm=self.grad_norm[rows],
-            tokens=self.tokens[rows], batch=self.batch[rows],
-            seconds=None if self.seconds is None else self.seconds[rows],
-        )
-
-
-class StepView(Sequence[StepRecord]):
-    """A read-only ``Sequence[StepRecord]`` over :class:`StepColumns`; records are made on demand."""
-
-    __slots__ = ("columns",)
-
-    def __init__(self, columns: StepColumns) -> None:
-        self.columns = columns
-
-    def __len__(self) -> int:
-        return len(self.columns)
-
-    @overload
-    def __getitem__(self, index: int) -> StepRecord: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> StepView: ...
-
-    def __getitem__(self, index: int | slice) -> StepRecord | StepView:
-        if isinstance(index, slice):
-            return StepView(self.columns.take(index))
-        n = len(self)
-        i = index + n if index < 0 else index
-        if not 0 <= i < n:
-            raise IndexError("step index out of range")
-        return self.columns.record(i)
-
-    def __iter__(self) -> Iterator[StepRecord]:
-        for i in range(len(self)):
-            yield self.columns.record(i)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
-            return NotImplemented
-        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
-
-    __hash__ = None  # type: ignore[assignment]  # equal to lists, so not hashable
-
-    def __repr__(self) -> str:
-        return f"StepView({len(self)} steps)"
-
 
 def _hex_batches(batch: Array, where: str) -> Array:
     """Fingerprints as uint8 [N, 8]; each must be 16 lowercase hex digits."""
@@ -324,25 +225,6 @@ def step_table_schema() -> dict[str, Any]:
             **columns,
         },
     }
-
-
-class StepSource:
-    """Where a manifest's step records are: columns in memory, or its step table file, read (and
-    checked against the recorded SHA-256) once, on first use."""
-
-    def __init__(self, columns: StepColumns | None = None, folder: Path | None = None,
-                 ref: StepTableRef | None = None) -> None:
-        self._columns = columns
-        self.folder = folder
-        """The folder ``ref.path`` is relative to (the manifest's)."""
-        self.ref = ref
-
-    def columns(self) -> StepColumns:
-        """The columns; reads the table on first use (see :func:`repro.records.steptable.read_table`)."""
-        if self._columns is None:
-            assert self.folder is not None and self.ref is not None
-            self._columns = read_table(self.folder, self.ref.path, self.ref.sha256, self.ref.size, self.ref.rows)
-        return self._columns
 
 
 _INLINE_ADAPTER = TypeAdapter(tuple[list[StepRecord], list[float]])

@@ -177,12 +177,13 @@ class Verification:
     checks: Sequence[tuple[str, str, str]] = ()  # (kind, path, status)
 
 
-def show_page(manifest: RunManifest | None, path: str, verification: Verification) -> str:
+def show_page(manifest: RunManifest | None, path: str, verification: Verification, *, title: str | None = None) -> str:
     """``repro show --html``: the verdict of verifying it, then the run's facts and curves.
 
-    ``manifest`` is None when the file is not a readable manifest (the page then says only why).
+    ``manifest`` is None when the file is not a readable manifest (the page then says only why;
+    other commands use this for a page that says why they stopped, with their own ``title``).
     """
-    context: dict[str, Any] = {"title": f"repro show {path}", "path": path, "banner": verification.banner,
+    context: dict[str, Any] = {"title": title or f"repro show {path}", "path": path, "banner": verification.banner,
                                "checks": list(verification.checks), "manifest": manifest}
     if manifest is not None:
         final_val = manifest.validation[-1] if manifest.validation else None

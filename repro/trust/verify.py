@@ -9,8 +9,9 @@ its problem for what it is; see docs/security.md "What `repro verify` checks, in
 3. the signature over the JSON as written, then the trust list (exit 3): any edit to any field,
    schema-breaking or not, is an integrity failure;
 4. the schema, after migrating an older version (exit 2: validly signed but not a manifest);
-5. the manifest's own consistency (:mod:`repro.trust.consistency`; exit 3);
-6. every file it names (:mod:`repro.trust.artifacts`, read through :mod:`repro.files.confine`): changed or
+5. the step table, read once beside it and checked against the signed record (the model reads no file);
+6. the manifest's own consistency (:mod:`repro.trust.consistency`; exit 3);
+7. every file it names (:mod:`repro.trust.artifacts`, read through :mod:`repro.files.confine`): changed or
    unsafe is exit 3, missing exit 4.
 
 Everything a command reports about the manifest comes from the :class:`VerifyResult`, whose
@@ -26,7 +27,13 @@ from typing import Any, Literal
 
 from repro.errors import ArtifactMismatchError, ManifestFormatError, MissingArtifactError
 from repro.records.canonical import parse_json
-from repro.records.manifest_file import LoadedManifest, check_not_newer, manifest_from_json, read_manifest_bytes
+from repro.records.manifest_file import (
+    LoadedManifest,
+    check_not_newer,
+    load_step_table,
+    manifest_from_json,
+    read_manifest_bytes,
+)
 from repro.trust.artifacts import ArtifactCheck, check_data, check_run_files, data_source_root, describe
 from repro.trust.consistency import check_consistency
 from repro.trust.signing import verify_document
@@ -57,11 +64,12 @@ class VerifyResult:
 
 
 def check_step_table(loaded: LoadedManifest) -> ArtifactCheck:
-    """Read the step table once: hash it against the manifest, then check its columns (steps
-    1..N, the recorded row count). A valid hash over an invalid table is malformed input."""
+    """Load the step table once (:func:`~repro.records.manifest_file.load_step_table`): hash it
+    against the manifest, then parse its columns. A valid hash over an invalid table is malformed
+    input (raised); missing or changed is returned as the check's status."""
     path = loaded.manifest.step_table.path if loaded.manifest.step_table else "(inline)"
     try:
-        loaded.manifest.step_columns()
+        load_step_table(loaded)
     except MissingArtifactError:
         return ArtifactCheck("steps", path, "missing")
     except ArtifactMismatchError:
@@ -107,12 +115,15 @@ def verify_manifest(path: Path, trusted: dict[str, bytes] | None = None, *,
     path = Path(path)
     document = read_manifest_bytes(path)
     loaded, key_id = _authenticate(parse_json(document, f"manifest {path}"), path, trusted)
-    # The record against itself first (this reads and hash-checks the step table, which says what
-    # is wrong with it: missing 4, changed 3), then every file against the record.
-    check_consistency(loaded.manifest, f"manifest {path}")
+    # 5. The step table, read once and checked against the signed record; 6. the record against
+    # itself (it needs the steps); 7. every file against the record. Missing or changed files are
+    # judged together at the end, by one rule (raise_for_checks).
+    steps = check_step_table(loaded)
+    if steps.status == "ok":
+        check_consistency(loaded.manifest, f"manifest {path}")
     artifacts = check_run_files(loaded.manifest, loaded.folder)
     if loaded.manifest.step_table is not None:
-        artifacts.append(check_step_table(loaded))
+        artifacts.append(steps)
     data_checks = check_data(loaded.manifest.data)
     raise_for_checks(artifacts + data_checks if data == "enforce" else artifacts)
     return VerifyResult(loaded=loaded, key_id=key_id, trusted=trusted is not None, document=document,

@@ -4,6 +4,7 @@ thread count, code (a real git repository), data (a corpus of our own, edited)."
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import shutil
 import subprocess
 import sys
@@ -109,7 +110,10 @@ def test_a_changed_data_file_is_named_before_compute_and_attributed(tmp_path: Pa
     assert main(["audit", str(out), "--json", str(tmp_path / "stopped.json")]) == 3  # integrity, as in verify
     err = capsys.readouterr().err
     assert edited.name in err and "--allow-data-change" in err
-    assert not (tmp_path / "stopped.json").exists()
+    # The report asked for says so (a CI job publishing it must not show an older, green one).
+    stopped = json.loads((tmp_path / "stopped.json").read_text(encoding="utf-8"))
+    assert (stopped["kind"], stopped["outcome"], stopped["exit_code"]) == ("repro.command-failure", "data_changed", 3)
+    assert edited.name in stopped["message"] and stopped["reproduced"] is False
 
     # Asked to go on, it reruns on the data that is here and names the data as the cause.
     assert main(["audit", str(out), "--allow-data-change", "--json", str(tmp_path / "r.json")]) == 1

@@ -56,7 +56,9 @@ def test_edited_losses_signed_by_another_key_fail_the_trust_list(smoke_copy: Pat
     assert main(["audit", str(smoke_copy), "--trusted-keys", str(trusted), "--json", str(tmp_path / "r.json")]) == 3
     err = capsys.readouterr().err
     assert "not in the trust list" in err and "Traceback" not in err
-    assert not (tmp_path / "r.json").exists()  # never rerun, no report
+    failure = json.loads((tmp_path / "r.json").read_text())  # never rerun: the report says why
+    assert (failure["kind"], failure["outcome"], failure["exit_code"]) == ("repro.command-failure",
+                                                                          "integrity_failure", 3)
 
 
 def test_edited_losses_signed_by_another_key_are_caught_by_the_rerun(smoke_copy: Path, tmp_path: Path,

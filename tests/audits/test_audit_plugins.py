@@ -75,7 +75,7 @@ def test_a_trainer_that_is_not_installed_cannot_be_audited(
     entry_point_run: Path, plugin_site: PluginSite, tmp_path: Path, capsys
 ) -> None:
     code, report = _audit(entry_point_run, tmp_path / "report.json")
-    assert code == 4 and report == {}
+    assert code == 4 and (report["kind"], report["outcome"]) == ("repro.command-failure", "could_not_check")
     err = capsys.readouterr().err
     assert "trainer 'tinymlp' (tinymlp:TinyMLPTrainer), which is not installed here" in err
     assert "tinymlp-plugin 1.2.3" in err and "Traceback" not in err
@@ -92,9 +92,15 @@ def test_a_module_class_trainer_on_pythonpath_runs_and_audits_bitwise(plugin_pat
     assert main(["verify", str(out)]) == 0
     # Not an installed entry point: the audit imports the recorded module only when told to.
     code, report = _audit(out, tmp_path / "refused.json")
-    assert code == 4 and report == {}
+    assert code == 4 and report["outcome"] == "could_not_check" and "--allow-imports" in report["message"]
     code, report = _audit(out, tmp_path / "report.json", "--trainer", "tinymlp:TinyMLPTrainer")
     assert code == 0 and report["verdict"] == "bitwise" and report["steps_compared"] == 8
+    # --vary chooses and allows the trainer exactly as the audit does (it used to ignore --trainer).
+    code, report = _audit(out, tmp_path / "vary.json", "--vary", "hashseed", "--steps", "4",
+                          "--trainer", "tinymlp:TinyMLPTrainer")
+    assert code == 0 and report["kind"] == "repro.vary-report" and report["control"]["status"] == "bitwise"
+    code, report = _audit(out, tmp_path / "vary.json", "--vary", "hashseed", "--steps", "4")
+    assert code == 4 and report["outcome"] == "could_not_check" and "--allow-imports" in report["message"]
 
 
 def test_a_nondeterministic_trainer_is_named_as_the_cause(

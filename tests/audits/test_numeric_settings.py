@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repro import __version__
 from repro.audits.differences import environment_differences, run_differences
 from repro.audits.options import BF16_TOLERANCE, AuditOptions, Tolerance, effective_tolerance
 from repro.records.manifest_file import load_manifest
@@ -26,13 +25,14 @@ def test_default_tolerances_follow_the_precision_and_explicit_values_win() -> No
 
 def test_a_rerun_in_another_precision_or_compile_mode_is_listed_first() -> None:
     m = load_manifest(REFERENCE).manifest
-    here = m.run.settings.model_copy(update={"precision": "bf16-mixed", "compile": True})
-    found = run_differences(m.run, m.run.trainer, "cpu", m.run.config, __version__, settings_here=here)
+    here = m.run.model_copy(update={"settings": m.run.settings.model_copy(
+        update={"precision": "bf16-mixed", "compile": True})})
+    found = run_differences(m.run, here, rerun=True)
     by_field = {d.field: d for d in found}
     assert (by_field["settings.precision"].recorded, by_field["settings.precision"].here) == ("32", "bf16-mixed")
     assert by_field["settings.precision"].likelihood == "certain"
     assert (by_field["settings.compile"].recorded, by_field["settings.compile"].here) == ("False", "True")
-    same = run_differences(m.run, m.run.trainer, "cpu", m.run.config, __version__, settings_here=m.run.settings)
+    same = run_differences(m.run, m.run, rerun=True)
     assert not [d for d in same if d.field.startswith("settings.")]
 
 

@@ -79,7 +79,7 @@ def test_a_config_pointing_data_at_a_secret_is_refused_before_it_is_read(
     line = _error(capsys)
     assert f"names data {str(secret)!r}" in line and "disagree" in line
     assert os.stat(secret).st_atime < time.time() - 86400  # never opened for reading
-    assert not (tmp_path / "r.json").exists()
+    assert json.loads((tmp_path / "r.json").read_text())["outcome"] == "integrity_failure"  # a report, no secret
     assert not (cache / "tokenizers").exists() and not (cache / "tokens").exists()  # nothing trained
     assert _files_containing(tmp_path, NEEDLE) == [secret]  # no copy anywhere: cache, work, report
 
@@ -223,7 +223,7 @@ def test_a_failed_audit_leaves_no_temporary_folder_and_keeps_its_log(
     kept = report.with_suffix(".train.log")
     assert f"(log: {kept})" in line and "non-finite loss" in kept.read_text()  # the child's own log
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
-    assert list(temp.iterdir()) == [] and not report.exists()
+    assert list(temp.iterdir()) == [] and json.loads(report.read_text())["outcome"] == "could_not_check"
     assert main(["audit", str(out), "--trainer", "tinymlp:NaNLossTrainer"]) == 4
     assert "the training log was removed with the temporary folder; repro audit --work-dir DIR keeps it" \
         in _error(capsys)

@@ -214,3 +214,12 @@ def test_a_spot_check_replays_a_segment_with_the_recorded_world_size(two_process
     data = json.loads(report.read_text())
     assert data["mode"] == "spot-check" and data["rerun"]["world_size"] == 2
     assert data["verdict"] == "bitwise" and data["segments"][0]["start"] == 4  # resumed from the step-4 checkpoint
+
+
+def test_diff_reports_the_world_size_of_each_run(two_process_run: Path) -> None:
+    """Every report describes a manifest one way: a 2-process run is 2 processes in diff too."""
+    from repro.audits.diff import run_diff
+
+    report = run_diff(two_process_run, two_process_run)
+    assert (report.a.recorded_world_size, report.b.recorded_world_size) == (2, 2)
+    assert report.verdict == "bitwise" and not [d for d in report.differences if d.category == "world"]

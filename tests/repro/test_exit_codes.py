@@ -1,4 +1,4 @@
-"""One meaning per exit code (issue 10 item 1): every condition, through every command, one code.
+"""One meaning per exit code: every condition, through every command, one code.
 
 A table of conditions (a changed data file, a bad signature, a missing trainer, a malformed
 manifest, a bug...) is run through ``verify``, ``audit`` and ``gate`` (a policy file in a temp
@@ -104,6 +104,15 @@ def missing_data_file(case: Case) -> None:
     _own_data(case.manifest).unlink()
 
 
+def missing_and_changed_data_files(case: Case) -> None:
+    """One data file gone, another changed: the change is evidence (3), in every command alike."""
+    first = _own_data(case.manifest)
+    files = sorted(p for p in first.parent.rglob("*") if p.is_file())
+    assert len(files) >= 2, "the smoke corpus has several files"
+    files[0].unlink()
+    _flip(files[-1])
+
+
 def changed_checkpoint(case: Case) -> None:
     _flip(next(run_folder(case.manifest).rglob("*.safetensors")))
 
@@ -197,6 +206,7 @@ CONDITIONS = [
     Condition(untrusted_key, ExitCode.INTEGRITY),
     Condition(small_order_key, ExitCode.INTEGRITY),
     Condition(missing_data_file, ExitCode.COULD_NOT_CHECK),
+    Condition(missing_and_changed_data_files, ExitCode.INTEGRITY),
     Condition(missing_artifact, ExitCode.COULD_NOT_CHECK),
     Condition(unfinished_run, ExitCode.COULD_NOT_CHECK),
     Condition(missing_manifest, ExitCode.COULD_NOT_CHECK),
@@ -246,3 +256,33 @@ def test_a_bug_is_an_internal_error_never_1(
     else:
         report = GateReport.model_validate_json((tmp_path / "gate.json").read_text())
         assert report.outcome == "internal_error" and "traceback written to" in report.results[0].message
+
+
+STALE = [changed_data_file, missing_artifact, malformed_manifest, bad_signature, missing_trainer]
+
+
+@pytest.mark.parametrize("prepare", STALE, ids=[p.__name__ for p in STALE])
+def test_every_report_asked_for_replaces_the_last_one_whatever_the_outcome(
+    prepare: Callable[[Case], None], smoke_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CI job that publishes --junit/--json/--html after every audit must never show an older green
+    report for an audit that stopped with 2, 3 or 4: each file now says what stopped it."""
+    import xml.etree.ElementTree as ET
+
+    case = Case(manifest=copy_run(smoke_run, tmp_path / "runs"), trusted=public_key_path(default_key_path()),
+                work=tmp_path, reference=copy_run(smoke_run, tmp_path / "reference"))
+    prepare(case)
+    reports = {name: tmp_path / name for name in ("r.json", "r.xml", "r.html", "r.png")}
+    for path in reports.values():
+        path.write_text("an older, green report")
+    code = main(["audit", str(case.manifest), "--trusted-keys", str(case.trusted), "--json", str(reports["r.json"]),
+                 "--junit", str(reports["r.xml"]), "--html", str(reports["r.html"]), "--plot", str(reports["r.png"])])
+    assert code in (ExitCode.USAGE, ExitCode.INTEGRITY, ExitCode.COULD_NOT_CHECK), capsys.readouterr().err
+    failure = json.loads(reports["r.json"].read_text())
+    assert (failure["kind"], failure["exit_code"], failure["reproduced"]) == ("repro.command-failure", code, False)
+    suite = ET.fromstring(reports["r.xml"].read_bytes()).find("testsuite")
+    assert suite is not None and suite.get("errors") == "1"
+    html = reports["r.html"].read_text()
+    assert "nothing was judged" in html and "older, green" not in html
+    assert not reports["r.png"].exists()
+    assert "Traceback" not in capsys.readouterr().err

@@ -79,3 +79,12 @@ def test_the_gpt_trainer_does_not_import_litgpt() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('litgpt')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_litgpt_trainer_records_no_option_it_ignores() -> None:
+    from repro.trainer.litgpt.trainer import PRESETS, LitGPTConfig
+
+    assert all("loss_chunk_rows" not in values for values in PRESETS.values())
+    assert "loss_chunk_rows" not in LitGPTConfig(**PRESETS["litgpt-baseline"]).model_dump(mode="json")
+    with pytest.raises(ValueError, match="loss_chunk_rows does not apply"):
+        LitGPTConfig(loss_chunk_rows=512)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 from torch.nn import functional as F
 
@@ -42,6 +42,16 @@ class LitGPTConfig(GPTConfig):
         description="A litgpt.Config name (e.g. pythia-14m); None: the seed architecture at n_layer/n_head/n_embd.",
     )
     later_fields: ClassVar[tuple[str, ...]] = ()  # no LitGPT run predates a field: record them all
+    loss_chunk_rows: int | None = Field(  # LitGPT's model makes whole logits: the GPT trainer's option does not apply
+        None, exclude=True, description="Not used by LitGPT (its loss is over whole logits); not recorded.",
+    )
+
+    @field_validator("loss_chunk_rows")
+    @classmethod
+    def _not_chunked(cls, value: int | None) -> int | None:
+        if value is not None:
+            raise ValueError("the litgpt trainer computes the loss over whole logits; loss_chunk_rows does not apply")
+        return value
     init: Literal["gpt2", "neox"] = Field(
         "neox", description="litgpt pretrain's GPT-NeoX small init, or nanoGPT's std 0.02 (the gpt trainer's)."
     )
@@ -49,7 +59,11 @@ class LitGPTConfig(GPTConfig):
 
 # The GPT trainer's presets under their own names (preset names are global across trainers):
 # ``litgpt-baseline`` is the seed's configuration on LitGPT's model.
-PRESETS: dict[str, dict[str, Any]] = {f"litgpt-{name}": dict(values) for name, values in GPT_PRESETS.items()}
+PRESETS: dict[str, dict[str, Any]] = {
+    f"litgpt-{name}": {key: value for key, value in values.items() if key != "loss_chunk_rows"}
+    for name, values in GPT_PRESETS.items()
+}
+"""The GPT trainer's presets, without what this trainer does not use (``loss_chunk_rows``)."""
 
 
 def litgpt_config(cfg: LitGPTConfig) -> Any:
