@@ -73,7 +73,7 @@ def _weights_untouched(losses: SeriesComparison, checkpoints: list[CheckpointCom
     return bool(later) and all(c.verdict == "bitwise" for c in later)
 
 
-def attribute(  # noqa: PLR0917 - audits/engine.py (changing on another branch) calls it positionally
+def attribute(  # noqa: PLR0917 - the comparisons in the order the judgment makes them
     verdict: str, losses: SeriesComparison, series: list[SeriesComparison], batches: BatchComparison,
     checkpoints: list[CheckpointComparison], differences: list[Difference], *, code_known: bool = True,
 ) -> Attribution:

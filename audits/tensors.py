@@ -118,7 +118,7 @@ def _recorded_tensors(recorded_file: Path | str, root: Path | None, sha256: str 
         raise _unreadable(Path(recorded_file), step, True, f"not the recorded tensors: {exc}") from exc
 
 
-def compare_checkpoint(  # noqa: PLR0917 - audits/engine.py (changing on another branch) calls it positionally
+def compare_checkpoint(  # noqa: PLR0917 - one checkpoint, both sides: the order reads as the call
     step: int, recorded_file: Path | str, recorded_digests: dict[str, str], rerun_file: Path,
     rerun_digests: dict[str, str], tolerance: Tolerance, device_changed: bool, *,
     recorded_root: Path | None = None, recorded_sha256: str | None = None,

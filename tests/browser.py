@@ -69,8 +69,12 @@ def banner_in_first_screen(screenshot: Path, background: tuple[int, int, int]) -
         rgb = image.convert("RGB")
         assert rgb.size == (WIDTH, HEIGHT)
         # The banner spans the page width just under the title: count its colour in the top 300 rows.
-        hits = sum(1 for x in range(0, WIDTH, 4) for y in range(0, 300, 4)
-                   if all(abs(a - b) <= 6 for a, b in zip(rgb.getpixel((x, y)), background, strict=True)))
+        hits = 0
+        for x in range(0, WIDTH, 4):
+            for y in range(0, 300, 4):
+                pixel = rgb.getpixel((x, y))
+                assert isinstance(pixel, tuple)
+                hits += all(abs(a - b) <= 6 for a, b in zip(pixel, background, strict=True))
     return hits > 2000
 
 

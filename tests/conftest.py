@@ -9,10 +9,14 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from repro.cli import main
+
+if TYPE_CHECKING:
+    from tests.plugin_site import PluginSite
 from repro.records.manifest_file import run_folder
 
 
@@ -71,7 +75,7 @@ def plugin_path(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginSite]:  # noqa: F821
+def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginSite]:
     """An empty site-packages-like folder on the path; ``.install(version)`` adds tinymlp-plugin."""
     from tests.plugin_site import PluginSite, make_importable
 

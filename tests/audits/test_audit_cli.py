@@ -76,6 +76,7 @@ def test_edited_losses_signed_by_another_key_are_caught_by_the_rerun(smoke_copy:
     assert report.attribution.kind == "records"
     assert "edited" in report.attribution.summary
     suite = ET.parse(tmp_path / "r.xml").getroot().find("testsuite")
+    assert suite is not None
     failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
     assert failed == ["loss"]
 

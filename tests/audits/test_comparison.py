@@ -12,7 +12,7 @@ from repro.audits.attribution import attribute
 from repro.audits.comparison import compare_batches, compare_series, compare_steps, same_bits, ulps
 from repro.audits.differences import environment_differences, package_differences, rank
 from repro.audits.options import Tolerance
-from repro.audits.report import BatchComparison, CheckpointComparison, Difference
+from repro.audits.report import BatchComparison, CheckpointComparison, Difference, Likelihood
 from repro.audits.tensors import compare_checkpoint
 from repro.records.hashing import sha256_tensor
 from repro.records.manifest import StepRecord
@@ -126,7 +126,7 @@ def test_differences_are_ranked_by_how_likely_they_change_numbers(smoke_run: Pat
     assert [d.field for d in package_differences({"torch": "1", "a": "1"}, {"torch": "2", "a": "1"})] == []
 
 
-def _diff(category: str, likelihood: str = "high") -> Difference:
+def _diff(category: str, likelihood: Likelihood = "high") -> Difference:
     return Difference(category=category, field=f"{category}.x", recorded="a", here="b", likelihood=likelihood)
 
 

@@ -60,6 +60,7 @@ def test_columns_and_records_compare_the_same() -> None:
     assert details[0].other_differences == ["not rerun"] and details[59].other_differences == ["not recorded"]
     assert details[59].rerun_loss == losses[59] and details[0].recorded_loss == losses[0]
     assert details[27].batch_match is False and details[32].other_differences == ["tokens"]
+    assert details[12].rerun_loss is not None
     assert details[12].ulps == ulps(losses[12], details[12].rerun_loss) > 1 and details[12].within_tolerance
 
 

@@ -1,4 +1,4 @@
-"""No traceback, ever (issue 9 item 9), property-based: gate policies and checkpoint files.
+"""No traceback, ever, property-based: gate policies and checkpoint files.
 
 A ``[tool.repro.gate]`` policy of any shape is loaded or refused with a :class:`PolicyError` (and
 ``repro gate`` answers with a documented code, never 1 or 70); a checkpoint of any bytes is read or

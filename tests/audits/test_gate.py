@@ -60,6 +60,7 @@ def test_reproduced_but_vulnerable_fails_with_exit_1(gated: dict) -> None:
     report = GateReport.model_validate_json((gated["base"] / "gate.json").read_text())
     [result] = report.results
     assert report.outcome == "vulnerable"
+    assert result.audit is not None and result.vulnerabilities is not None
     assert result.reproduction == "reproduced" and result.audit.verdict == "bitwise"
     assert result.vulnerability_status == "fail"
     [finding] = [p for p in result.vulnerabilities.packages if p.status == "vulnerable"]
@@ -68,10 +69,12 @@ def test_reproduced_but_vulnerable_fails_with_exit_1(gated: dict) -> None:
 
 def test_junit_shows_reproduction_and_vulnerabilities_apart(gated: dict) -> None:
     suite = ET.parse(gated["base"] / "gate.xml").getroot().find("testsuite")
+    assert suite is not None
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "1", "0")
     reproduce, vulnerabilities = suite.findall("testcase")
     assert reproduce.find("failure") is None and reproduce.find("error") is None
-    assert VULN_ID in vulnerabilities.find("failure").text
+    failure = vulnerabilities.find("failure")
+    assert failure is not None and VULN_ID in str(failure.text)
 
 
 def test_markdown_summary_is_written_and_appended_to_the_step_summary(gated: dict) -> None:
@@ -99,7 +102,9 @@ def test_one_html_page_shows_the_gate_and_every_manifest(gated: dict) -> None:
 
 @pytest.fixture(scope="module")
 def real_audit(gated: dict) -> AuditReport:
-    return GateReport.model_validate_json((gated["base"] / "gate.json").read_text()).results[0].audit
+    audit = GateReport.model_validate_json((gated["base"] / "gate.json").read_text()).results[0].audit
+    assert audit is not None
+    return audit
 
 
 def _gate(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
-from typing import get_args
+from typing import Literal, get_args
 
 import pytest
 from rich.console import Console
@@ -131,7 +131,9 @@ def test_vulnerabilities_in_the_console_name_package_version_and_advisory(audite
 
 
 def test_scan_summaries_read_at_once() -> None:
-    def scan(*statuses: str, error: str | None = None) -> VulnerabilityReport:
+    Status = Literal["vulnerable", "no_known", "not_checked"]
+
+    def scan(*statuses: Status, error: str | None = None) -> VulnerabilityReport:
         return VulnerabilityReport(tool="pip-audit", service="pypi", osv_url=None, error=error, packages=[
             PackageFinding(name=f"p{i}", version="1.0", status=s) for i, s in enumerate(statuses)])
 

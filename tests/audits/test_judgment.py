@@ -4,6 +4,7 @@ order, first difference, the settings every command compares, and what the repor
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import pytest
 
@@ -98,7 +99,7 @@ def test_the_verdict_order_is_one() -> None:
     assert most_severe([]) == "bitwise"
 
 
-def _identity(**settings: object) -> RunIdentity:
+def _identity(**settings: Any) -> RunIdentity:
     return RunIdentity(tool_version="1", trainer=TrainerRef(name="gpt", version="1", distribution=None, entry="m:C"),
                        preset="smoke", settings=RunSettings(**settings), config={"steps": 4}, config_sha256="0" * 64)
 

@@ -1,10 +1,10 @@
-"""A signed manifest whose checkpoint is not what it records (issue 9 item 9): one line, exit 3.
+"""A signed manifest whose checkpoint is not what it records: one line, exit 3.
 
 The checkpoint file is replaced (a giant header length, truncated, garbage, a tensor the record
 names but the file lacks), its file digest updated and one recorded tensor digest changed so the
 audit must read the file, and the manifest re-signed with the trusted key. Before, the audit and
 the gate died with a traceback (and the gate wrote no report). Now verification itself re-hashes
-every tensor of every checkpoint from its file (issue 9 item 1), so verify, audit and gate all name
+every tensor of every checkpoint from its file, so verify, audit and gate all name
 the file and exit 3, before any rerun.
 """
 

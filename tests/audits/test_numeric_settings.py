@@ -1,4 +1,4 @@
-"""Precision and compilation in the audit (issue 12): the differences it lists, and tolerances whose
+"""Precision and compilation in the audit: the differences it lists, and tolerances whose
 defaults follow the runs' precision."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The vulnerability scan cannot be blinded by a manifest (issue 9 item 7).
+"""The vulnerability scan cannot be blinded by a manifest.
 
 Names and versions come from a manifest, so they are untrusted: a name or version with whitespace
 is set aside (not checked, with the reason) and never reaches pip-audit's input, so every other
@@ -9,8 +9,10 @@ returned is dropped. Real pip-audit against the loopback OSV server of ``tests/a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import HttpUrl
 
 from repro.audits.vulnerabilities import ScanSettings, findings_from_output, requirements_text, scan_distributions
 from repro.errors import ExitCode, ManifestFormatError
@@ -36,7 +38,7 @@ def test_a_name_or_version_with_whitespace_is_set_aside_and_the_rest_is_still_ch
     extra: dict[str, str], loopback_only: None, tmp_path: Path
 ) -> None:
     with serve_osv({("requests", "2.25.0"): [VULN]}) as server:
-        report = scan_distributions({**PINS, **extra}, ScanSettings(osv_url=server.url, cache_dir=tmp_path))
+        report = scan_distributions({**PINS, **extra}, ScanSettings(osv_url=HttpUrl(server.url), cache_dir=tmp_path))
     status = {p.name: p.status for p in report.packages}
     [bad] = extra
     assert status == {"requests": "vulnerable", "idna": "no_known", "urllib3": "no_known", bad: "not_checked"}
@@ -55,7 +57,8 @@ def test_requirement_lines_are_exactly_one_pin_each() -> None:
 def test_two_names_for_one_package_are_refused(twins: tuple[str, str], loopback_only: None, tmp_path: Path) -> None:
     first, second = twins
     with serve_osv({("requests", "2.25.0"): [VULN]}) as server, pytest.raises(ManifestFormatError) as caught:
-        scan_distributions({first: "99.0", second: "2.25.0"}, ScanSettings(osv_url=server.url, cache_dir=tmp_path))
+        settings = ScanSettings(osv_url=HttpUrl(server.url), cache_dir=tmp_path)
+        scan_distributions({first: "99.0", second: "2.25.0"}, settings)
     assert caught.value.exit_code == ExitCode.USAGE
     assert first in str(caught.value) and second in str(caught.value) and "same package" in str(caught.value)
     assert server.queries == []  # refused before anything was asked
@@ -63,7 +66,7 @@ def test_two_names_for_one_package_are_refused(twins: tuple[str, str], loopback_
 
 def test_nothing_the_service_returned_is_dropped() -> None:
     other = {**VULN, "id": "GHSA-test-0000-0010", "aliases": []}
-    output = {"dependencies": [
+    output: dict[str, Any] = {"dependencies": [
         {"name": "requests", "version": "2.25.0", "vulns": [{"id": "A-1", "fix_versions": ["3"], "aliases": []}]},
         {"name": "Requests", "version": "2.25.0", "vulns": []},  # a later, clean answer for the same package
         {"name": "requests", "version": "2.25.0", "vulns": [{"id": other["id"], "fix_versions": [], "aliases": []}]},

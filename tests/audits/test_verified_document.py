@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from repro.cli import main
+from repro.records import manifest_file
 from repro.records.hashing import sha256_bytes
 from repro.records.manifest_file import load_manifest
 from repro.trust import verify as verify_module
@@ -27,7 +28,7 @@ FORGED_VERSION = "0.0.1"
 
 def _swap_after_read(monkeypatch: pytest.MonkeyPatch, manifest: Path, forged: bytes) -> list[bytes]:
     """Make verification's one read return the real bytes, then put ``forged`` in their place."""
-    real_read = verify_module.read_manifest_bytes
+    real_read = manifest_file.read_manifest_bytes
     seen: list[bytes] = []
 
     def read_then_swap(path: Path) -> bytes:
@@ -115,6 +116,7 @@ def test_the_gate_scans_the_verified_bytes(smoke_copy: Path, tmp_path: Path, mon
         report = Gate(load_policy(config), audit=no_rerun).run()
     assert len(seen) == 1
     [result] = report.results
+    assert result.vulnerabilities is not None
     [requests] = [p for p in result.vulnerabilities.packages if p.name == "requests"]
     assert requests.version == original["environment"]["distributions"]["requests"]
     assert result.vulnerability_status == "pass" and requests.status == "no_known"

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from pydantic import HttpUrl
 
 from repro.audits.vulnerabilities import ScanSettings, findings_from_output, requirements_text, scan_manifest
 from repro.records.manifest import RunManifest
@@ -43,7 +44,7 @@ def _known(manifest: RunManifest) -> dict:
 
 def test_finds_the_known_vulnerability_and_nothing_else(recorded: RunManifest, loopback_only, tmp_path: Path) -> None:
     with serve_osv(_known(recorded)) as server:
-        report = scan_manifest(recorded, ScanSettings(osv_url=server.url, cache_dir=tmp_path))
+        report = scan_manifest(recorded, ScanSettings(osv_url=HttpUrl(server.url), cache_dir=tmp_path))
     distributions = recorded.environment.distributions
     assert report.verdict == "vulnerable" and report.service == "osv" and report.error is None
     [finding] = [p for p in report.packages if p.status == "vulnerable"]
@@ -62,7 +63,7 @@ def test_ignored_vulnerability_is_listed_but_does_not_count(
     recorded: RunManifest, loopback_only, tmp_path: Path
 ) -> None:
     with serve_osv(_known(recorded)) as server:
-        settings = ScanSettings(osv_url=server.url, cache_dir=tmp_path, ignore=["CVE-0000-00001"])
+        settings = ScanSettings(osv_url=HttpUrl(server.url), cache_dir=tmp_path, ignore=["CVE-0000-00001"])
         report = scan_manifest(recorded, settings)
     finding = next(p for p in report.packages if p.name == VULNERABLE)
     assert finding.status == "no_known" and finding.vulnerabilities[0].ignored
@@ -71,7 +72,7 @@ def test_ignored_vulnerability_is_listed_but_does_not_count(
 
 def test_a_failing_service_means_not_checked_never_clean(recorded: RunManifest, loopback_only, tmp_path: Path) -> None:
     with serve_osv({}, status=503) as server:
-        report = scan_manifest(recorded, ScanSettings(osv_url=server.url, cache_dir=tmp_path))
+        report = scan_manifest(recorded, ScanSettings(osv_url=HttpUrl(server.url), cache_dir=tmp_path))
     assert report.verdict == "not_checked"
     assert {p.status for p in report.packages} == {"not_checked"}
     assert report.error and "pip-audit exited 1" in report.error
@@ -82,9 +83,10 @@ def test_an_unreachable_service_means_not_checked(recorded: RunManifest, loopbac
     with socket.socket() as sock:  # a loopback port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    settings = ScanSettings(osv_url=f"http://127.0.0.1:{port}/v1/query", cache_dir=tmp_path, timeout=5)
+    settings = ScanSettings(osv_url=HttpUrl(f"http://127.0.0.1:{port}/v1/query"), cache_dir=tmp_path, timeout=5)
     report = scan_manifest(recorded, settings)
     assert report.verdict == "not_checked"
+    assert report.error is not None
     assert report.error.startswith("could not reach the vulnerability service") and "Error" not in report.error
     assert "NOT CHECKED: none of the" in report.summary()
 
@@ -99,7 +101,7 @@ def test_packages_pip_audit_skipped_are_not_checked() -> None:
     findings = findings_from_output(output, {"requests": "2.25.0", "idna": "2.10", "absent": "1.0"}, set())
     status = {f.name: f.status for f in findings}
     assert status == {"requests": "not_checked", "idna": "no_known", "absent": "not_checked"}
-    assert "not found on PyPI" in next(f.reason for f in findings if f.name == "requests")
+    assert "not found on PyPI" in str(next(f.reason for f in findings if f.name == "requests"))
 
 
 def test_unparsable_pins_are_set_aside_not_sent() -> None:

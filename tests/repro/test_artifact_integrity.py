@@ -174,6 +174,7 @@ def _steps(change: Callable[[list], list]) -> Edit:
     def edit(raw: dict, manifest: Path) -> None:
         table = manifest.parent / raw["step_table"]["path"]
         columns = parse_table(table.read_bytes(), raw["step_table"]["rows"], str(table))
+        assert columns.seconds is not None
         rows = change([{"record": columns.record(i), "seconds": float(columns.seconds[i]), "step": int(columns.step[i])}
                        for i in range(len(columns))])
         records = [r["record"].model_copy(update={"step": r["step"]}) for r in rows]

@@ -1,4 +1,4 @@
-"""Atomic writes (issue 6): a failed or interrupted write never leaves a partial file, and the file
+"""Atomic writes: a failed or interrupted write never leaves a partial file, and the file
 it would have replaced keeps its old bytes.
 
 A full disk is simulated at the one place repro's bytes reach the OS (``repro.files.atomic.write_all``):
@@ -32,8 +32,8 @@ def failing(code: int, keep: int = 0) -> Callable[..., None]:
     ``keep`` bytes (a real full disk stores what fits)."""
 
     def fail(*args: object, **kwargs: object) -> None:
-        if keep and len(args) == 2 and isinstance(args[1], (bytes, memoryview)):
-            REAL_WRITE_ALL(args[0], args[1][:keep])
+        if keep and len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], (bytes, memoryview)):
+            REAL_WRITE_ALL(args[0], bytes(args[1][:keep]))
         raise OSError(code, os.strerror(code))
 
     return fail
@@ -73,11 +73,11 @@ def test_os_errors_at_every_stage_give_one_line_and_keep_the_old_file(
     target = tmp_path / "run.json"
     atomic.write_text(target, "old")
     if stage == "create":
-        monkeypatch.setattr(atomic.tempfile, "mkstemp", failing(code))
+        monkeypatch.setattr("repro.files.atomic.tempfile.mkstemp", failing(code))
     elif stage == "write":
         monkeypatch.setattr(atomic, "write_all", failing(code, keep=1))
     else:
-        monkeypatch.setattr(atomic.os, "replace", failing(code))
+        monkeypatch.setattr("repro.files.atomic.os.replace", failing(code))
     with pytest.raises(OutputError, match=hint):
         atomic.write_bytes(target, b"new")
     assert target.read_text() == "old" and _leftovers(tmp_path) == []

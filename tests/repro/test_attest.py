@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from securesystemslib.dsse import Envelope as SslibEnvelope
 from securesystemslib.exceptions import VerificationError
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]  # exported at runtime, not in its stubs
 
 from repro.cli import main
 from repro.errors import SignatureError, UntrustedKeyError

@@ -1,4 +1,4 @@
-"""Errors from the training child keep their category (issue 10 item 1), real processes.
+"""Errors from the training child keep their category, real processes.
 
 The child sends back the nearest :mod:`repro.errors` class of its error and the error's own exit
 code, so a plugin's own subclass keeps its code across the process boundary; a child killed by the

@@ -1,4 +1,4 @@
-"""Acceptance of issue 2: two runs of one configuration are bit-identical, losses and tensors."""
+"""Two runs of one configuration are bit-identical, losses and tensors."""
 
 from __future__ import annotations
 

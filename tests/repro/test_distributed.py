@@ -1,4 +1,4 @@
-"""Data-parallel runs (issue 11): torch.distributed.run with gloo, 2 processes x 1 thread.
+"""Data-parallel runs: torch.distributed.run with gloo, 2 processes x 1 thread.
 
 The fast tests check what needs no processes: the config digest of a single-process run is what
 it was before distributed training existed, refusals happen before any process starts, the launch

@@ -1,4 +1,4 @@
-"""No traceback, ever (issue 9 item 9), property-based: junk argument lists and junk paths.
+"""No traceback, ever, property-based: junk argument lists and junk paths.
 
 Whatever argument list ``repro.cli.app.main`` is given, it returns (never raises) and the code is one
 of the documented ones for junk input: never 1 ("not reproduced") and never 70 (internal error).

@@ -1,4 +1,4 @@
-"""Signing keys (issue 6): stored like ssh stores them, never leaked, and trust lists enforced."""
+"""Signing keys: stored like ssh stores them, never leaked, and trust lists enforced."""
 
 from __future__ import annotations
 

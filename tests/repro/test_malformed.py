@@ -1,4 +1,4 @@
-"""Malformed input (issue 6), property-based: whatever bytes `repro verify` is given, it answers
+"""Malformed input, property-based: whatever bytes `repro verify` is given, it answers
 with exit 2 (unreadable, not a manifest, wrong schema version) or 3 (a manifest that was altered)
 and one line naming the file and what is wrong; never a traceback, never exit 0.
 """

@@ -1,4 +1,4 @@
-"""Unwritable outputs (issue 6): a full disk, permission denied or a read-only file system end
+"""Unwritable outputs: a full disk, permission denied or a read-only file system end
 `repro run` with one clear line and exit 2, and leave earlier results intact.
 
 These tests run as root here, and root ignores permission bits, so a chmod'd folder cannot show
@@ -54,9 +54,9 @@ def test_unwritable_output_folder_fails_before_training(
     def mkstemp(**kwargs: object) -> tuple[int, str]:
         if Path(str(kwargs["dir"])).resolve().is_relative_to(folder.resolve()):
             raise OSError(code, os.strerror(code))
-        return REAL_MKSTEMP(**kwargs)
+        return REAL_MKSTEMP(**kwargs)  # type: ignore[call-overload]  # the keywords atomic passes
 
-    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr("repro.files.atomic.tempfile.mkstemp", mkstemp)
     assert main(["run", "smoke", "--out", str(smoke_copy)]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert hint in line and str(incomplete_marker(smoke_copy)) in line

@@ -1,4 +1,4 @@
-"""What `repro.files.atomic` does with what already sits at an output path (issue 9, item 5).
+"""What `repro.files.atomic` does with what already sits at an output path.
 
 A character device is written to and stays a device; a symbolic link is followed and stays a link;
 a FIFO is written to when someone reads it and refused (never waited on) when nobody does; a

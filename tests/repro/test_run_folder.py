@@ -1,5 +1,5 @@
 """`repro run` deletes and replaces only what it made, one run per `--out` at a time, and a run
-that never started leaves nothing that asks to be resumed (issue 9, items 4 and 5).
+that never started leaves nothing that asks to be resumed.
 
 Real folders, real subprocesses: the concurrency test starts two `repro run` processes on the
 same `--out` and kills the first with SIGKILL to show the OS releases its lock.

@@ -45,6 +45,7 @@ def test_serial_number_is_a_uuid_derived_from_the_content(smoke_run: Path) -> No
     first = build_sbom(env, "2026-01-01T00:00:00+00:00", "gpt/smoke")
     again = build_sbom(env, "2026-01-01T00:00:00+00:00", "gpt/smoke")
     assert sbom_bytes(first) == sbom_bytes(again)
+    assert first.serialNumber is not None
     assert uuid.UUID(first.serialNumber.removeprefix("urn:uuid:")).version == 5
 
     changed_env = env.model_copy(update={"distributions": {**env.distributions, "torch": "9.9.9"}})

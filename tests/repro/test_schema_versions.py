@@ -1,4 +1,4 @@
-"""Schema versions (issue 6): a newer manifest says "upgrade repro"; an older supported one is
+"""Schema versions: a newer manifest says "upgrade repro"; an older supported one is
 migrated after its signature is checked over the bytes as written.
 
 The real version 1 -> 2 migration is tested in test_steptable.py with the committed version-1

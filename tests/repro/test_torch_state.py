@@ -71,8 +71,8 @@ def test_grad_norm_is_the_total_norm_and_leaves_gradients_alone() -> None:
     model, _, _ = _trained()
     model.zero_grad()
     model(torch.ones(2, 3)).sum().backward()
-    grads = [p.grad.clone() for p in model.parameters()]
+    grads = [torch.as_tensor(p.grad).clone() for p in model.parameters()]
     norm = grad_norm(model.parameters())
-    assert all(torch.equal(g, p.grad) for g, p in zip(grads, model.parameters(), strict=True))
+    assert all(p.grad is not None and torch.equal(g, p.grad) for g, p in zip(grads, model.parameters(), strict=True))
     assert norm == pytest.approx(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1e9)), rel=1e-6)
     assert grad_norm([torch.nn.Parameter(torch.ones(1))]) == 0.0

@@ -46,7 +46,7 @@ def test_generated_data_is_identified_by_its_content() -> None:
 
 def test_summary_fields_are_keyword_only() -> None:
     with pytest.raises(TypeError):
-        DataSummary(DataSource(kind="generated", name="x"), [], "0" * 64, 1, 1)  # type: ignore[misc]
+        DataSummary(DataSource(kind="generated", name="x"), [], "0" * 64, 1, 1)  # type: ignore[call-arg]
 
 
 def test_batch_fingerprint_sees_values_dtype_shape_and_structure() -> None:

@@ -1,4 +1,4 @@
-"""Signatures mean something (issue 9 item 6): no weak public key, no silent "no trust list".
+"""Signatures mean something: no weak public key, no silent "no trust list".
 
 An Ed25519 public key of small order (e.g. the identity point) lets one constant "signature"
 verify over any content, and ``cryptography`` accepts it; repro refuses such keys wherever it reads

@@ -70,7 +70,7 @@ def test_a_non_finite_loss_stops_the_run_with_exit_4_naming_the_trainer(
     assert "trainer tinymlp:NaNLossTrainer returned a non-finite loss (nan) at step 3" in err
     assert "Traceback" not in err
     # No manifest for a failed run, and no marker: it failed before its first checkpoint, so there
-    # is nothing to resume (issue 9: a marker would make verify say "resume it").
+    # is nothing to resume (a marker would make verify say "resume it").
     assert not out.exists() and not incomplete_marker(out).exists()
 
 

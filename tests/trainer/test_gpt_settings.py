@@ -1,4 +1,4 @@
-"""The GPT trainer's numeric settings (issue 12): precision, compilation, gradient accumulation and
+"""The GPT trainer's numeric settings: precision, compilation, gradient accumulation and
 the AdamW implementation, trained for real in this process on a tiny config."""
 
 from __future__ import annotations
@@ -108,8 +108,8 @@ def test_compiled_training_is_bitwise_run_to_run_and_close_to_eager(tmp_path: Pa
     assert compiled.checkpoints[-1].tensors.keys() == eager.checkpoints[-1].tensors.keys()  # names as in eager runs
     for a, b in zip(eager.steps, compiled.steps, strict=True):
         assert b.loss == pytest.approx(a.loss, rel=1e-4)
-    for a, b in zip(eager.validation, compiled.validation, strict=True):
-        assert b.loss == pytest.approx(a.loss, rel=1e-4)
+    for va, vb in zip(eager.validation, compiled.validation, strict=True):
+        assert vb.loss == pytest.approx(va.loss, rel=1e-4)
 
 
 def test_new_settings_at_their_defaults_leave_recorded_digests_valid() -> None:

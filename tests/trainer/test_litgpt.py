@@ -50,13 +50,16 @@ def test_litgpt_runs_verifies_resumes_bit_identically_and_audits_bitwise(tmp_pat
 
 
 def test_a_named_litgpt_config_is_built_at_the_runs_vocabulary_and_length() -> None:
-    from repro.trainer.litgpt.trainer import litgpt_config
+    from repro.trainer.litgpt.trainer import LitGPTConfig, litgpt_config
 
     cfg = resolve_run("litgpt-smoke", trainer="litgpt", assignments=["model=pythia-14m"]).config
+    assert isinstance(cfg, LitGPTConfig)
     config = litgpt_config(cfg)
     assert (config.n_layer, config.n_embd, config.n_head) == (6, 128, 4)
     assert (config.padded_vocab_size, config.block_size) == (1000, 32)
-    seed = litgpt_config(resolve_run("litgpt-baseline", trainer="litgpt").config)
+    baseline = resolve_run("litgpt-baseline", trainer="litgpt").config
+    assert isinstance(baseline, LitGPTConfig)
+    seed = litgpt_config(baseline)
     assert (seed.n_layer, seed.n_head, seed.n_embd, seed.rotary_percentage, seed.mlp_class_name) == (
         4, 4, 256, 0.25, "GptNeoxMLP")
     with pytest.raises(InputError, match="LitGPT has no model config 'no-such-model'"):

@@ -71,11 +71,11 @@ class TinyMLPTrainer:
             table = torch.cat([x, x @ torch.tensor([[0.5], [-1.0], [2.0], [0.25]]) + 0.1], dim=1)
         n_val = max(1, int(len(table) * self.cfg.val_fraction))
         self.train_rows, self.val_rows = table[:-n_val], table[-n_val:]
-        sizes = {"train_tokens": len(self.train_rows), "val_tokens": n_val}
-        extra = {"columns": int(table.shape[1])}
+        train_tokens, extra = len(self.train_rows), {"columns": int(table.shape[1])}
         if self.cfg.data is not None:
-            return DataSummary.from_files(path.parent, [path.name], extra=extra, **sizes)
-        return DataSummary.generated("tinymlp:linear", table, extra=extra, **sizes)
+            return DataSummary.from_files(path.parent, [path.name], extra=extra, train_tokens=train_tokens,
+                                          val_tokens=n_val)
+        return DataSummary.generated("tinymlp:linear", table, extra=extra, train_tokens=train_tokens, val_tokens=n_val)
 
     def build(self) -> None:
         """The MLP (initialised from the seeded global RNG) and AdamW."""
