@@ -161,6 +161,8 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
             start = spotcheck.start_checkpoint(m, segment)
             runs.append(rerun.rerun(plan.resolved, checked.loaded, folder, start, segment.end, on_event=on_event))
         clock.append(time.perf_counter())
+        if on_event is not None:  # the progress names the phase: the bar (or a log line) says what is slow now
+            on_event({"event": "phase", "phase": "comparing steps, checkpoints and environment"})
         checkpoints = _compare_checkpoints(m, checked.loaded.folder, plan, runs, options)
         # The rerun's tokenizer lives in the work folder: hash it before the folder goes.
         data_found = differences.data_differences(checked.data, m.data, runs[0].result.data)

@@ -60,7 +60,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from repro.audits.gate_outputs import VERDICT_WORDS, json_bytes, junit_bytes, markdown
     from repro.audits.policy import PolicyError, load_policy
     from repro.files import atomic
-    from repro.rendering.console import err_console, out_console
+    from repro.rendering.console import say
 
     _check_outputs(args)  # cheap, before anything is read or run
     loaded = load_policy(Path(args.config))
@@ -76,7 +76,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
             raise PolicyError(f"--osv-url {args.osv_url!r}: {first_problem(exc)[1]}") from None
         loaded = loaded.model_copy(update={"policy": loaded.policy.model_copy(update={"vulnerabilities": vulns})})
     plots = Path(args.plots) if args.plots else None
-    gate = Gate(loaded, plots_dir=plots, on_progress=lambda message: err_console.print(message, highlight=False))
+    gate = Gate(loaded, plots_dir=plots, on_progress=lambda message: say(message, err=True))
     report = gate.run()
 
     summary = markdown(report)
@@ -95,11 +95,11 @@ def cmd_gate(args: argparse.Namespace) -> int:
         _append_summary(Path(os.environ[SUMMARY_ENV_VAR]), summary)
 
     for r in report.results:
-        out_console.print(f"{r.manifest}: {r.reproduction} — {r.message}", highlight=False)
+        say(f"{r.manifest}: {r.reproduction} — {r.message}")
         if r.vulnerabilities is not None:
-            out_console.print(f"  vulnerabilities: {r.vulnerabilities.summary()}", highlight=False)
+            say(f"  vulnerabilities: {r.vulnerabilities.summary()}")
     for warning in report.warnings:
-        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        say(("warning:", "bold yellow"), " ", warning, err=True)
     colour = "green" if report.outcome == "pass" else "red"
-    out_console.print(f"[bold {colour}]gate: {VERDICT_WORDS[report.outcome]}[/]", highlight=False)
+    say((f"gate: {VERDICT_WORDS[report.outcome]}", f"bold {colour}"))
     return OUTCOME_EXIT_CODES[report.outcome]
