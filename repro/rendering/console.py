@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.style import Style
 from rich.table import Table
@@ -176,10 +176,11 @@ class TrainingProgress:
             self.progress.update(self.task, val=self.val)
 
 
-def run_summary(manifest: RunManifest, path: str, title: str | None = None) -> Table:
-    """A table summarising a finished run (``title`` defaults to "run recorded: PATH")."""
+def run_summary(manifest: RunManifest, path: str, title: str | None = None) -> Group:
+    """A table summarising a finished run under its title (``title`` defaults to "run recorded: PATH"),
+    the title a line of its own so that a long path wraps at the screen's width, not the table's."""
     m = manifest
-    table = Table(title=safe(title or f"run recorded: {path}"), show_header=False, title_justify="left")
+    table = Table(show_header=False)
     table.add_column(style="bold")
     table.add_column()
     table.add_row("trainer", safe(f"{m.run.trainer.name} {m.run.trainer.version} (preset {m.run.preset or '-'})"))
@@ -212,7 +213,7 @@ def run_summary(manifest: RunManifest, path: str, title: str | None = None) -> T
                           f"{m.data.train_tokens}+{m.data.val_tokens} tokens"))
     table.add_row("checkpoints", ", ".join(str(c.step) for c in m.checkpoints) or "none")
     table.add_row("signed by", safe(m.signature.key_id))
-    return table
+    return Group(safe(title or f"run recorded: {path}", style="italic"), table)
 
 
 SPARK = "▁▂▃▄▅▆▇█"

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-from rich.console import Console
 
 from repro.audits.formats.console import MAX_STEP_ROWS, chosen_steps, render
 from repro.audits.formats.html import audit_page, gate_page
@@ -52,22 +51,24 @@ HUGE = 10**12
 
 
 def series(name: str = "loss", **changes: Any) -> SeriesComparison:
-    base: dict[str, Any] = dict(
-        name=name, verdict="within_tolerance", compared=20, identical=19, unmatched=[], first_difference_step=7,
-        first_difference_ulps=1, first_beyond_tolerance_step=None, max_abs_diff=4.77e-7, max_rel_diff=7e-8,
-        max_ulps=1, max_step=7, final_abs_diff=0.0, doubling_steps=None, growth="stays at the same order")
+    base: dict[str, Any] = {
+        "name": name, "verdict": "within_tolerance", "compared": 20, "identical": 19, "unmatched": [],
+        "first_difference_step": 7, "first_difference_ulps": 1, "first_beyond_tolerance_step": None,
+        "max_abs_diff": 4.77e-7, "max_rel_diff": 7e-8, "max_ulps": 1, "max_step": 7, "final_abs_diff": 0.0,
+        "doubling_steps": None, "growth": "stays at the same order"}
     return SeriesComparison(**{**base, **changes})
 
 
 def step(n: int, **changes: Any) -> StepDetail:
-    base: dict[str, Any] = dict(step=n, recorded_loss=6.5 + 1 / n, rerun_loss=6.5 + 1 / n, abs_diff=0.0,
-                                rel_diff=0.0, ulps=0, within_tolerance=True, batch_match=True, other_differences=[])
+    base: dict[str, Any] = {"step": n, "recorded_loss": 6.5 + 1 / n, "rerun_loss": 6.5 + 1 / n, "abs_diff": 0.0,
+                            "rel_diff": 0.0, "ulps": 0, "within_tolerance": True, "batch_match": True,
+                            "other_differences": []}
     return StepDetail(**{**base, **changes})
 
 
 def tensor(name: str, status: str = "differs", **changes: Any) -> TensorDifference:
-    base: dict[str, Any] = dict(name=name, status=status, dtype="float32", shape=[4, 4], max_abs_diff=0.5,
-                                rel_l2=0.25, differing_elements=3, elements=16)
+    base: dict[str, Any] = {"name": name, "status": status, "dtype": "float32", "shape": [4, 4], "max_abs_diff": 0.5,
+                                "rel_l2": 0.25, "differing_elements": 3, "elements": 16}
     return TensorDifference(**{**base, **changes})
 
 
@@ -84,7 +85,8 @@ def base_report() -> AuditReport:
         segments=[Segment(start=0, end=20)], spot_check_seed=None, losses=series(),
         series=[series("grad_norm"), series("validation loss", compared=2, identical=1)],
         batches=BatchComparison(compared=20, identical=True, first_difference_step=None, differing_steps=0),
-        steps=steps, validation=[ValidationDetail(step=10, recorded=6.6, rerun=6.6, abs_diff=0.0, within_tolerance=True)],
+        steps=steps,
+        validation=[ValidationDetail(step=10, recorded=6.6, rerun=6.6, abs_diff=0.0, within_tolerance=True)],
         checkpoints=[CheckpointComparison(step=10, verdict="within_tolerance", tensors=3, identical=2,
                                           differences=[tensor("model.w", "within_tolerance", rel_l2=1e-6)])],
         first_checkpoint_difference=10, data_checks=[DataCheck(kind="corpus", path="data/corpus.txt", status="ok")],
@@ -118,8 +120,8 @@ VARIANTS: dict[str, Callable[[AuditReport], dict[str, Any]]] = {
     "many tensors, huge counts": lambda r: _checkpoint(
         *[tensor(f"model.blocks.{i}.mlp.c_fc.weight", differing_elements=HUGE, elements=HUGE * 2) for i in range(40)],
         tensors=HUGE, identical=HUGE - 40),
-    "infinite differences": lambda r: {"losses": series(verdict="diverged", max_abs_diff=math.inf, max_rel_diff=math.inf,
-                                                        first_beyond_tolerance_step=3),
+    "infinite differences": lambda r: {"losses": series(verdict="diverged", max_abs_diff=math.inf,
+                                                        max_rel_diff=math.inf, first_beyond_tolerance_step=3),
                                        "steps": [step(n, rerun_loss=math.inf, abs_diff=math.inf, rel_diff=math.inf,
                                                       ulps=None, within_tolerance=False) for n in range(1, 6)]},
     "zero compared steps": lambda r: {"losses": series(compared=0, identical=0, first_difference_step=None,
@@ -131,7 +133,8 @@ VARIANTS: dict[str, Callable[[AuditReport], dict[str, Any]]] = {
                                                         unmatched=list(range(1, 500)), first_difference_step=None,
                                                         max_step=None),
                                        "steps": [step(n, rerun_loss=None, abs_diff=None, rel_diff=None, ulps=None,
-                                                      within_tolerance=False, batch_match=None) for n in range(1, 500)]},
+                                                      within_tolerance=False, batch_match=None)
+                                                 for n in range(1, 500)]},
     "validation on one side only": lambda r: {"validation": [ValidationDetail(step=10, recorded=6.6, rerun=None,
                                                                               abs_diff=None, within_tolerance=False)]},
     "batches differ": lambda r: {"batches": BatchComparison(compared=20, identical=False, first_difference_step=4,
@@ -158,8 +161,9 @@ VARIANTS: dict[str, Callable[[AuditReport], dict[str, Any]]] = {
     "prefix": lambda r: {"mode": "prefix", "segments": [Segment(start=0, end=5)], "fraction_replayed": 0.25},
     "rerun with other settings": lambda r: {"rerun": RerunInfo(device="cuda", threads=1, world_size=2,
                                                                config_sha256="cd" * 32, config_matches=False)},
-    "data changed and missing": lambda r: {"data_checks": [DataCheck(kind="file", path="data/a.txt", status="changed"),
-                                                           DataCheck(kind="file", path="data/b.txt", status="missing")]},
+    "data changed and missing": lambda r: {"data_checks": [
+        DataCheck(kind="file", path="data/a.txt", status="changed"),
+        DataCheck(kind="file", path="data/b.txt", status="missing")]},
 }
 
 
