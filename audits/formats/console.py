@@ -158,11 +158,6 @@ def chosen_steps(report: Compared) -> list[StepDetail]:
     largest = sorted((d for d in rows if d.abs_diff), key=lambda d: d.abs_diff or 0.0, reverse=True)
     wanted |= {d.step for d in largest[:LARGEST_STEP_ROWS]}
     wanted |= {rows[round(i * (len(rows) - 1) / (EVEN_STEP_ROWS + 1))].step for i in range(1, EVEN_STEP_ROWS + 1)}
-    beyond = [d.step for d in rows if not d.within_tolerance]
-    for step in beyond:  # the first steps beyond tolerance while there is room
-        if len(wanted) >= MAX_STEP_ROWS:
-            break
-        wanted.add(step)
     return [d for d in rows if d.step in wanted]
 
 

@@ -28,22 +28,25 @@ def _row(table: Table, r: VariationResult) -> None:
         meaning = "does not reproduce" if r.status == "diverged" else "reproduces"
     else:
         meaning = {None: "-", True: "sensitive", False: "immune"}[r.sensitive]
-    first = "-" if r.first_difference_step is None else f"{r.first_difference_in} at {r.first_difference_step}"
-    # The condition goes under the name (it is long prose): five narrow columns fit 80 characters.
+    evidence = ["-"] if r.first_difference_step is None else [f"{r.first_difference_in} at {r.first_difference_step}"]
+    if r.max_abs_diff is not None:
+        evidence.append(f"max |Δloss| {_num(r.max_abs_diff)}")
+    if r.max_ulps:
+        evidence.append(f"max {_num(r.max_ulps)} ulps")
+    # Prose under the name (the condition) and under the status (what it means), the numbers one per
+    # line: three columns fit 80 characters, and no number is ever split.
     table.add_row(line((escape_text(r.name), "bold"), ("\n", ""), (escape_text(r.condition), "dim")),
-                  Text(r.status.replace("_", " "), _STYLE[r.status]), meaning, safe(first),
-                  _num(r.max_abs_diff), _num(r.max_ulps))
+                  line((r.status.replace("_", " "), _STYLE[r.status]), ("\n", ""), meaning),
+                  Text("\n".join(escape_text(e) for e in evidence)))
 
 
 def vary_table(report: VaryReport) -> RenderableType:
     """The variations as a table that reads at 80 columns, then the notes of those not available."""
     table = Table(title=line("repro audit --vary: ", report.manifest.path, f", first {plural(report.steps, 'step')}"),
                   title_justify="left")
-    for col in ("variation", "vs control", "the run is", "first difference"):
-        table.add_column(col, overflow="fold")
-    for col in ("max |Δloss|", "max ulps"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.columns[0].ratio = 1
+    table.add_column("variation: what changed", overflow="fold", ratio=1)
+    table.add_column("vs control", overflow="fold", min_width=16)
+    table.add_column("first difference", overflow="fold", min_width=24)
     _row(table, report.control)
     for r in report.variations:
         _row(table, r)

@@ -279,3 +279,80 @@ def test_ticks_of_a_small_range_are_labelled_distinctly() -> None:
     ticks = linear_ticks(0.0, 1e-3, 4)
     labels = [tick_label(t) for t in ticks]
     assert "0.00025" in labels and len(set(labels)) == len(labels)
+
+
+# --- 80 columns with real long content ----------------------------------------------------------
+
+LONG_NAMES = [f"data/shards/tokenized_corpus_part_{i:04d}_of_0128.bin" for i in range(6)]
+DIGESTS = [f"{i:02x}" * 32 for i in range(6)]
+
+
+def _long_report() -> AuditReport:
+    differences = [Difference(category="data", field=f"data file {name}", recorded=digest, here=digest[::-1],
+                              likelihood="certain") for name, digest in zip(LONG_NAMES, DIGESTS, strict=True)]
+    differences.append(Difference(category="code", field="code.diff_sha256", recorded=DIGESTS[0], here=DIGESTS[1],
+                                  likelihood="high", note="uncommitted changes differ"))
+    differences.append(Difference(category="torch", field="environment.torch_version", recorded="2.13.0+cpu",
+                                  here="2.14.1+cu128", likelihood="high"))
+    return SHAPES["a long diverged run"].model_copy(update={"differences": differences})
+
+
+def test_the_console_at_80_columns_cuts_nothing_and_breaks_no_number() -> None:
+    report = _long_report()
+    text = console_text(report)
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for name in LONG_NAMES:
+        assert name in text  # whole, on one line
+    for digest in DIGESTS:  # shortened on purpose, by our helper, with an ellipsis; the JSON has them whole
+        assert digest not in text and digest[:12] + "…" in text and digest in report.model_dump_json()
+    assert "2.13.0+cpu → 2.14.1+cu128" in text
+    for d in chosen_steps(report):  # every number of the loss table intact on its row
+        row = next(line for line in text.splitlines() if re.match(rf"\s*{d.step} ", line))
+        for value in (f"{d.recorded_loss:.9g}", f"{d.rerun_loss:.9g}", f"{d.abs_diff:.3g}", str(d.ulps)):
+            assert value in row, (value, row)
+
+
+def test_the_vary_table_at_80_columns_keeps_its_headers_and_numbers() -> None:
+    from repro.audits.formats.vary import print_vary
+    from repro.audits.options import Tolerance
+    from repro.audits.vary import VariationResult, VaryReport
+
+    def result(name: str, condition: str, status: str, sensitive: bool | None, **more: Any) -> VariationResult:
+        return VariationResult(name=name, condition=condition, status=status, sensitive=sensitive,
+                               first_difference_step=more.get("step"), first_difference_in=more.get("where"),
+                               first_difference_ulps=None, first_beyond_tolerance_step=None,
+                               max_abs_diff=more.get("diff"), max_ulps=more.get("ulps"), batches_identical=True,
+                               checkpoints=[], note=more.get("note"))
+
+    variations = [
+        result("threads", "torch/OpenMP thread count (1 ↔ the recorded count)", "within_tolerance", True,
+               step=7, where="grad_norm", diff=4.76837158e-07, ulps=123456),
+        result("hashseed", "PYTHONHASHSEED (recorded + 1)", "bitwise", False),
+        result("cwd", "working directory and the absolute paths of the run's files", "bitwise", False),
+        result("locale", "LC_ALL/LANG (C ↔ C.UTF-8)", "bitwise", False),
+        result("timezone", "TZ (UTC+14)", "bitwise", False),
+        result("device", "cpu ↔ cuda, when a CUDA device is here", "not_available", None,
+               note="no CUDA device here: torch.cuda.is_available() is False"),
+        result("precision", "bf16-mixed ↔ 32", "diverged", True, step=1, where="loss", diff=0.0123456789,
+               ulps=9876543),
+        result("compile", "torch.compile on ↔ off", "diverged", True, step=3, where="loss", diff=3.5e-3, ulps=77),
+    ]
+    report = VaryReport(tool_version="0", created_at="2026-12-06T00:00:00+00:00", manifest=base_report().manifest,
+                        steps=20, tolerance=Tolerance(),
+                        control=result("control", "as recorded", "bitwise", None), variations=variations,
+                        sensitive_to=["threads", "precision", "compile"], immune_to=["hashseed"],
+                        not_available=["device"], reproduced=True, summary="sensitive to threads, precision, compile")
+    console = SafeConsole(width=80, record=True, file=io.StringIO())
+    print_vary(report, console)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    header = " ".join(" ".join(line.strip("┃ ") for line in text.splitlines()[2:4]).split())
+    for title in ("variation: what changed", "vs control", "first difference"):
+        assert title in header  # at most wrapped at a space, never folded letter by letter
+    for v in variations:
+        assert v.condition in " ".join(text.split()) or v.condition.split()[0] in text
+    for v in variations:
+        assert v.name in text
+        if v.max_ulps is not None:
+            assert str(v.max_ulps) in text and f"{v.max_abs_diff:.3g}" in text
+    assert "no CUDA device here: torch.cuda.is_available() is False" in " ".join(text.split())
