@@ -140,7 +140,8 @@ def test_diff_and_gate_show_escaped_folder_names(smoke_run: Path, tmp_path: Path
     trust = tmp_path / "trusted.txt"
     trust.write_text(generate_key(tmp_path / "someone-else.pem").public_line())
     config = tmp_path / "pyproject.toml"
-    config.write_text(f"[tool.repro.gate]\nmanifests = [{json.dumps(str(b))}]\ntrusted_keys = {json.dumps(str(trust))}\n"
+    config.write_text(f"[tool.repro.gate]\nmanifests = [{json.dumps(str(b))}]\n"
+                      f"trusted_keys = {json.dumps(str(trust))}\n"
                       "[tool.repro.gate.vulnerabilities]\nenabled = false\n", encoding="utf-8")
     assert main(["gate", "--config", str(config)]) != 0  # the key is on no trust list: it fails before a rerun
     out = _output(capsys)
