@@ -155,8 +155,10 @@ class Gate:
 
     def __init__(self, loaded: LoadedPolicy, audit: AuditFunction | None = None,
                  plot: PlotFunction | None = None, plots_dir: Path | None = None,
-                 on_progress: Callable[[str], None] | None = None) -> None:
+                 on_progress: Callable[[str], None] | None = None, *,
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.loaded = loaded
+        self.on_event = on_event
         self.audit = audit or self._engine_audit
         self.plot = plot or _engine_plot
         self.plots_dir = plots_dir
@@ -213,6 +215,8 @@ class Gate:
         def notice(event: dict[str, Any]) -> None:
             if event.get("event") == "notice":
                 self.on_progress(str(event.get("message")))
+            elif self.on_event is not None:  # the rerun's phases and steps: a bar, or plain lines in a log
+                self.on_event(event)
 
         return audit_verified(verified, options, on_event=notice)
 

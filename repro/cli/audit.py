@@ -155,28 +155,9 @@ def _scan_settings(args: argparse.Namespace) -> Any:
 
 def _progress(args: argparse.Namespace) -> Any:
     """An event handler that prints notices and shows a training bar; ``.close()`` ends the bar."""
-    from repro.rendering.console import TrainingProgress, say
+    from repro.rendering.console import ProgressEvents
 
-    class Handler:
-        def __init__(self) -> None:
-            self.progress: TrainingProgress | None = None
-
-        def __call__(self, event: dict[str, Any]) -> None:
-            if event.get("event") == "notice":
-                self.close()  # one bar per rerun
-                say(("audit:", "bold"), " ", str(event["message"]), err=True)
-                return
-            if self.progress is None:
-                self.progress = TrainingProgress(f"audit {Path(args.manifest).name}")
-                self.progress.__enter__()
-            self.progress(event)
-
-        def close(self) -> None:
-            if self.progress is not None:
-                self.progress.__exit__(None, None, None)
-                self.progress = None
-
-    return Handler()
+    return ProgressEvents(f"audit {Path(args.manifest).name}", "audit")
 
 
 def cmd_vary(args: argparse.Namespace, options: Any) -> int:

@@ -60,7 +60,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from repro.audits.gate_outputs import VERDICT_WORDS, json_bytes, junit_bytes, markdown
     from repro.audits.policy import PolicyError, load_policy
     from repro.files import atomic
-    from repro.rendering.console import say
+    from repro.rendering.console import ProgressEvents, say
 
     _check_outputs(args)  # cheap, before anything is read or run
     loaded = load_policy(Path(args.config))
@@ -76,8 +76,13 @@ def cmd_gate(args: argparse.Namespace) -> int:
             raise PolicyError(f"--osv-url {args.osv_url!r}: {first_problem(exc)[1]}") from None
         loaded = loaded.model_copy(update={"policy": loaded.policy.model_copy(update={"vulnerabilities": vulns})})
     plots = Path(args.plots) if args.plots else None
-    gate = Gate(loaded, plots_dir=plots, on_progress=lambda message: say(message, err=True))
-    report = gate.run()
+    progress = ProgressEvents("gate rerun", "gate")
+    gate = Gate(loaded, plots_dir=plots, on_progress=lambda message: progress({"event": "notice", "message": message}),
+                on_event=progress)
+    try:
+        report = gate.run()
+    finally:
+        progress.close()
 
     summary = markdown(report)
     if args.json:

@@ -26,8 +26,8 @@ from rich.text import Text
 from repro.records.manifest import RunManifest
 from repro.text import escape_text, plural
 
-__all__ = ["SafeConsole", "TrainingProgress", "err_console", "loss_curve_lines", "out_console", "plural",
-           "run_summary", "safe", "say", "sparkline"]
+__all__ = ["ProgressEvents", "SafeConsole", "TrainingProgress", "err_console", "line", "loss_curve_lines",
+           "out_console", "plural", "run_summary", "safe", "say", "sparkline"]
 
 
 class SafeConsole(Console):
@@ -174,6 +174,32 @@ class TrainingProgress:
         elif kind == "eval":
             self.val = f"{event['loss']:.4f}"
             self.progress.update(self.task, val=self.val)
+
+
+class ProgressEvents:
+    """An event handler for a command that reruns one or more trainings (audit --vary, gate): notices
+    print as ``label: message`` lines, each training gets its own :class:`TrainingProgress` (opened
+    at its first event, closed at the next notice); call :meth:`close` when done."""
+
+    def __init__(self, title: str, label: str, console: Console = err_console) -> None:
+        self.title, self.label, self.console = title, label, console
+        self.progress: TrainingProgress | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "notice":
+            self.close()  # one bar per rerun
+            say((f"{self.label}:", "bold"), " ", str(event.get("message")), console=self.console)
+            return
+        if self.progress is None:
+            self.progress = TrainingProgress(self.title, self.console)
+            self.progress.__enter__()
+        self.progress(event)
+
+    def close(self) -> None:
+        """End the current bar, if any."""
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+            self.progress = None
 
 
 def run_summary(manifest: RunManifest, path: str, title: str | None = None) -> Group:
