@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -143,7 +144,13 @@ def test_diff_and_gate_show_escaped_folder_names(smoke_run: Path, tmp_path: Path
     config.write_text(f"[tool.repro.gate]\nmanifests = [{json.dumps(str(b))}]\n"
                       f"trusted_keys = {json.dumps(str(trust))}\n"
                       "[tool.repro.gate.vulnerabilities]\nenabled = false\n", encoding="utf-8")
-    assert main(["gate", "--config", str(config)]) != 0  # the key is on no trust list: it fails before a rerun
+    summary, junit = tmp_path / "gate.md", tmp_path / "gate.xml"
+    # The key is on no trust list: it fails before a rerun.
+    assert main(["gate", "--config", str(config), "--summary", str(summary), "--junit", str(junit)]) != 0
     out = _output(capsys)
     _clean(out)
     assert escape_text(str(b)) in out and "gate:" in out
+    for report in (summary.read_text(), junit.read_text()):  # the CI reports too: escaped, and valid XML
+        _clean(report)
+        assert escape_text(str(b)).replace("\\", "") in report.replace("\\", "")
+    ET.parse(junit)
