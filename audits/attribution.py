@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Literal
 
 from repro.audits.report import Attribution, BatchComparison, CheckpointComparison, Difference, SeriesComparison
+from repro.text import plural
 
 SUDDEN_ULPS = 1 << 16
 """A first difference this large (in ulps) after bit-identical steps is a jump, not float drift."""
@@ -47,7 +48,7 @@ def label(difference: Difference) -> str:
 def _first(losses: SeriesComparison, series: list[SeriesComparison], checkpoints: list[CheckpointComparison]) -> str:
     if losses.first_difference_step is not None:
         u = losses.first_difference_ulps or 0
-        return f"first loss difference at step {losses.first_difference_step}, {u} ulp{'s' if u != 1 else ''}"
+        return f"first loss difference at step {losses.first_difference_step}, {plural(u, 'ulp')}"
     for s in series:
         if s.first_difference_step is not None or s.unmatched:
             where = s.first_difference_step if s.first_difference_step is not None else s.unmatched[0]

@@ -35,6 +35,7 @@ from repro.audits.report import (
 )
 from repro.records.manifest import StepRecord, ValidationRecord
 from repro.records.steptable import StepColumns
+from repro.text import plural
 
 Array = npt.NDArray[Any]
 _FLOAT32_MAX = 3.4028234663852886e38
@@ -308,12 +309,12 @@ def compare_validation(recorded: Iterable[ValidationRecord], rerun: Iterable[Val
 def verdict_summary(verdict: Verdict, losses: SeriesComparison, checkpoints: list[CheckpointComparison], cause: str,
                     *, checkpoint_noun: str = "checkpoint", against: str = "") -> str:
     """One line for people: the verdict and its evidence (the audit's and the diff's summary)."""
-    ckpts = f"{len(checkpoints)} {checkpoint_noun}{'s' if len(checkpoints) != 1 else ''}"
+    ckpts = plural(len(checkpoints), checkpoint_noun)
     if verdict == "bitwise":
         return f"bitwise: {losses.compared} steps and {ckpts} bit-identical{against}"
     if verdict == "within_tolerance":
         return (f"within tolerance: {losses.compared} steps, largest loss difference {losses.max_abs_diff:.3g} "
-                f"({losses.max_ulps} ulp{'s' if losses.max_ulps != 1 else ''}); {cause}")
+                f"({plural(losses.max_ulps, 'ulp')}); {cause}")
     step = losses.first_beyond_tolerance_step
     where = f"losses beyond tolerance from step {step}" if step is not None else "differences beyond tolerance"
     return f"diverged: {where}; {cause}"

@@ -11,7 +11,6 @@ Schema is ``docs/diff-report.schema.json``.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +33,7 @@ from repro.audits.report import (
     Verdict,
     manifest_info,
 )
+from repro.text import utc_now
 from repro.trust.keys import load_trusted_keys
 from repro.trust.verify import verify_manifest
 
@@ -96,7 +96,7 @@ def run_diff(a_path: Path, b_path: Path, trusted_keys: Path | None = None,
         evidence=evidence, tolerance=tolerance, checkpoint_noun="shared checkpoint",
     )
     return DiffReport(
-        tool_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        tool_version=__version__, created_at=utc_now(),
         a=manifest_info(va), b=manifest_info(vb), tolerance=judgment.tolerance, verdict=judgment.verdict,
         reproduced=judgment.reproduced, summary=judgment.summary,
         steps_compared=judgment.losses.compared, losses=judgment.losses, series=judgment.series,

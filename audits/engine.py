@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from repro.records.manifest import CodeRecord, RunIdentity, RunManifest
 from repro.records.manifest_file import incomplete_marker, replaced_folder, run_folder
 from repro.running.config import ResolvedRun
 from repro.running.launcher import EventHandler
+from repro.text import utc_now
 from repro.trust.verify import VerifyResult
 
 
@@ -150,13 +150,14 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
             start = spotcheck.start_checkpoint(m, segment)
             runs.append(rerun.rerun(plan.resolved, checked.loaded, folder, start, segment.end, on_event=on_event))
         clock.append(time.perf_counter())
-        _notify(on_event, "comparing the rerun with the record")
+        if on_event is not None:  # the progress names the phase: the bar (or a log line) says what is slow now
+            on_event({"event": "phase", "phase": "comparing steps, checkpoints and environment"})
         judgment = _judge(m, checked, plan, runs, code_here, given=options.tolerance)
     clock.append(time.perf_counter())
     settings = plan.resolved.settings
     return AuditReport(
         tool_version=__version__,
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_at=utc_now(),
         manifest=manifest_info(checked.verified),
         options=options.model_copy(update={"tolerance": judgment.tolerance,
                                            **({"seed": plan.seed} if plan.seed is not None else {})}),

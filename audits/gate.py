@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -42,6 +41,7 @@ from repro.records.base import FrozenRecord
 from repro.records.canonical import canonical_bytes
 from repro.records.hashing import sha256_bytes
 from repro.records.manifest import RunManifest
+from repro.text import utc_now
 from repro.trust.verify import VerifyResult
 
 Outcome = Literal["integrity_failure", "not_reproduced", "vulnerable", "input_error", "could_not_check",
@@ -145,8 +145,10 @@ class Gate:
 
     def __init__(self, loaded: LoadedPolicy, audit: AuditFunction | None = None,
                  plot: PlotFunction | None = None, plots_dir: Path | None = None,
-                 on_progress: Callable[[str], None] | None = None) -> None:
+                 on_progress: Callable[[str], None] | None = None, *,
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.loaded = loaded
+        self.on_event = on_event
         self.audit = audit or self._engine_audit
         self.plot = plot or _engine_plot
         self.plots_dir = plots_dir
@@ -161,7 +163,7 @@ class Gate:
         results = [self._one(policy_path, path)
                    for policy_path, path in zip(self.loaded.policy.manifests, self.loaded.manifests, strict=True)]
         return GateReport(
-            tool_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            tool_version=__version__, created_at=utc_now(),
             policy_file=str(self.loaded.source), policy=self.loaded.policy,
             outcome=worst([r.outcome for r in results]), results=results,
             warnings=[w for r in results for w in _warnings(r)], seconds=time.perf_counter() - started,
@@ -203,6 +205,8 @@ class Gate:
         def notice(event: dict[str, Any]) -> None:
             if event.get("event") == "notice":
                 self.on_progress(str(event.get("message")))
+            elif self.on_event is not None:  # the rerun's phases and steps: a bar, or plain lines in a log
+                self.on_event(event)
 
         return audit_verified(verified, options, on_event=notice)
 

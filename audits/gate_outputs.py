@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 
 from repro.audits.formats.junit import junit_document
 from repro.audits.gate import GateReport, ManifestResult
+from repro.text import escape_text
 
 VERDICT_WORDS = {
     "pass": "PASS",
@@ -76,7 +77,8 @@ def junit_bytes(report: GateReport) -> bytes:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text for a markdown table cell or list item: one line, ``|`` escaped, control characters shown."""
+    return escape_text(text.replace("\n", " ")).replace("|", "\\|")
 
 
 def markdown(report: GateReport) -> str:
@@ -105,8 +107,9 @@ def markdown(report: GateReport) -> str:
         lines += ["", "### Known vulnerabilities", "", "| package | version | id | aliases | fixed in | ignored |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for _, p, vuln in found:
-            lines.append(f"| {p.name} | {p.version} | {vuln.id} | {', '.join(vuln.aliases)} | "
-                         f"{', '.join(vuln.fix_versions) or 'none'} | {'yes' if vuln.ignored else 'no'} |")
+            lines.append(f"| {_cell(p.name)} | {_cell(p.version)} | {_cell(vuln.id)} | "
+                         f"{_cell(', '.join(vuln.aliases))} | {_cell(', '.join(vuln.fix_versions) or 'none')} | "
+                         f"{'yes' if vuln.ignored else 'no'} |")
     if report.warnings:
         lines += ["", "### Warnings", ""] + [f"- {_cell(w)}" for w in report.warnings]
     plots = [r.plot for r in report.results if r.plot]

@@ -12,7 +12,6 @@ is sensitive. The report's JSON Schema is ``docs/vary-report.schema.json``.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +26,7 @@ from repro.audits.variations import VARIATIONS, Condition
 from repro.errors import UsageError
 from repro.running.config import ResolvedRun
 from repro.running.launcher import EventHandler
+from repro.text import plural, utc_now
 
 VARY_SCHEMA_FILE = "vary-report.schema.json"
 DEFAULT_VARY_STEPS = 20
@@ -184,7 +184,7 @@ def _report(checked: integrity.IntegrityResult, steps: int, tol: Tolerance,
     if sensitive:
         parts.append("sensitive to " + ", ".join(
             f"{r.name} ({r.status.replace('_', ' ')}: {r.first_difference_in} differs from step "
-            f"{r.first_difference_step}, at most {r.max_ulps} ulp{'s' if r.max_ulps != 1 else ''})"
+            f"{r.first_difference_step}, at most {plural(r.max_ulps or 0, 'ulp')})"
             for r in results if r.sensitive))
     if immune:
         parts.append("immune to " + ", ".join(immune) + " (bitwise)")
@@ -193,7 +193,7 @@ def _report(checked: integrity.IntegrityResult, steps: int, tol: Tolerance,
     reproduced = control.status != "diverged"
     head = f"control {control.status.replace('_', ' ')} vs the record over {steps} steps"
     return VaryReport(
-        tool_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        tool_version=__version__, created_at=utc_now(),
         manifest=manifest_info(checked.verified),
         steps=steps, tolerance=tol, control=control, variations=results, sensitive_to=sensitive,
         immune_to=immune, not_available=unavailable, reproduced=reproduced,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +24,7 @@ from repro.audits.formats.junit import junit_document
 from repro.audits.report import ReportRecord
 from repro.errors import DataChangedError, ExitCode, ReproError, exit_code_for
 from repro.files import atomic
+from repro.text import utc_now
 
 FAILURE_SCHEMA_FILE = "command-failure.schema.json"
 
@@ -67,7 +67,7 @@ def failure_of(command: str, subject: str, exc: BaseException) -> CommandFailure
     message = str(exc) if isinstance(exc, ReproError) else f"{type(exc).__name__} (a bug in repro)"
     if isinstance(exc, KeyboardInterrupt):
         message = "interrupted"
-    return CommandFailure(tool_version=__version__, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    return CommandFailure(tool_version=__version__, created_at=utc_now(),
                           command=command, subject=subject, outcome=outcome, exit_code=int(code),
                           message=message[:2000])
 

@@ -14,13 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
-from repro.audits.formats.console import replayed_words
+from repro.audits.formats.console import (
+    cannot_matter,
+    cannot_matter_words,
+    config_words,
+    lead_cause,
+    replayed_words,
+)
 from repro.audits.gate import GateReport, ManifestResult
 from repro.audits.gate_outputs import _VULN_WORDS, VERDICT_WORDS
-from repro.audits.report import AuditReport, Likelihood, config_note
+from repro.audits.report import AuditReport, CheckpointComparison, Difference, Likelihood
 from repro.records.manifest import RunManifest
 from repro.rendering.charts import HALF, Chart, Series, line_chart
 from repro.rendering.pages import BLUE, GREEN, GREY, PURPLE, RED, Banner, render, write_html
+from repro.text import plural
 
 MAX_STEP_ROWS = 2000
 VERDICT_BANNER = {
@@ -54,6 +61,29 @@ class TensorRow:
 
 
 @dataclass(frozen=True)
+class CheckpointRow:
+    """One checkpoint in the "what was compared" table, measured as the tolerance measures it."""
+
+    step: int
+    verdict: str
+    identical: int
+    tensors: int
+    not_identical: int
+    max_rel_l2: float | None
+    max_rel_l2_tensor: str | None
+    missing: int
+
+    @classmethod
+    def of(cls, c: CheckpointComparison) -> CheckpointRow:
+        """The row of ``c``: its largest relative L2 (what ``tensor_rtol`` limits), never a max of nothing."""
+        measured = [d for d in c.differences if d.rel_l2 is not None]
+        top = max(measured, key=lambda d: d.rel_l2 or 0.0) if measured else None
+        missing = sum(d.status in ("missing_in_rerun", "only_in_rerun") for d in c.differences)
+        return cls(c.step, c.verdict, c.identical, c.tensors, len(c.differences),
+                   top.rel_l2 if top is not None else None, top.name if top is not None else None, missing)
+
+
+@dataclass(frozen=True)
 class AuditView:
     """Everything the audit section of a page shows, computed once."""
 
@@ -64,22 +94,28 @@ class AuditView:
     tensor_note: str
     steps: list[Any]
     steps_note: str
+    checkpoints: list[CheckpointRow] = field(default_factory=list)
+    differences: list[Difference] = field(default_factory=list)
+    noise: list[Difference] = field(default_factory=list)
+    noise_words: str = ""
     tone: dict[str, str] = field(default_factory=lambda: TONE)
     likelihood_tone: dict[str, str] = field(default_factory=lambda: LIKELIHOOD_TONE)
     likelihood_rank: dict[str, int] = field(default_factory=lambda: LIKELIHOOD_RANK)
 
 
 def _threads(n: int) -> str:
-    return f"{n} thread{'s' if n != 1 else ''}"
+    return plural(n, "thread")
 
 
 def audit_banner(report: AuditReport) -> Banner:
     """The audit's verdict with what was replayed, who signed it, and the likely cause."""
     headline, tone = VERDICT_BANNER[report.verdict]
+    cause = lead_cause(report, report.verdict)
     m, tol = report.manifest, report.options.tolerance
     trust = "trusted key (checked against the trust list)" if m.trusted else "key NOT checked against a trust list"
-    config = f" ({config_note(report.rerun)})" if not report.rerun.config_matches else ""
-    return Banner(headline, tone, report.summary, [
+    config = config_words(report)
+    summary = f"likely cause: {cause}. {report.summary}" if cause else report.summary
+    return Banner(headline, tone, summary, [
         ("replayed", replayed_words(report)),
         ("signed by", f"{m.key_id}: {trust}"),
         ("manifest", f"{m.path} ({m.trainer} {m.trainer_version}, preset {m.preset or '-'})"),
@@ -176,7 +212,11 @@ def audit_view(report: AuditReport, manifest: RunManifest | None = None) -> Audi
     note = "" if len(tensors) >= listed else (
         f"{listed - len(tensors)} bit-identical tensors are counted but not named (the manifest was not available)")
     steps, steps_note = _steps(report)
-    return AuditView(report, audit_banner(report), audit_charts(report, manifest), tensors, note, steps, steps_note)
+    noise = cannot_matter(report)
+    return AuditView(report, audit_banner(report), audit_charts(report, manifest), tensors, note, steps, steps_note,
+                     checkpoints=[CheckpointRow.of(c) for c in report.checkpoints],
+                     differences=[d for d in report.differences if d.likelihood != "none"], noise=noise,
+                     noise_words=cannot_matter_words(noise) if noise else "")
 
 
 def audit_page(report: AuditReport, manifest: RunManifest | None = None) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from repro.audits.report import AuditReport
 from repro.files import atomic
+from repro.text import escape_text, first_names, plural
 
 SUITE = "repro audit"
 
@@ -24,14 +25,18 @@ def junit_document(suite: ET.Element, properties: ET.Element | None = None) -> b
     """Count a ``<testsuite>``'s cases into its attributes, wrap it in ``<testsuites>`` and serialise it
     (UTF-8, indented, with the XML declaration): the one way every repro JUnit file is finished.
     ``properties``, when given, becomes the suite's first child, where strict JUnit readers want it."""
+    if properties is not None:
+        suite.insert(0, properties)
+    for node in suite.iter():  # XML 1.0 cannot hold control characters: show them escaped, as the console does
+        node.text = escape_text(node.text, keep_newlines=True) if node.text is not None else None
+        for key, value in node.attrib.items():
+            node.set(key, escape_text(value))
     cases = suite.findall("testcase")
     counts = {kind: sum(1 for c in cases if c.find(tag) is not None)
               for kind, tag in (("failures", "failure"), ("errors", "error"), ("skipped", "skipped"))}
     suite.set("tests", str(len(cases)))
     for kind, n in counts.items():
         suite.set(kind, str(n))
-    if properties is not None:
-        suite.insert(0, properties)
     root = ET.Element("testsuites", name=suite.get("name", ""), tests=str(len(cases)),
                       failures=str(counts["failures"]), errors=str(counts["errors"]))
     root.append(suite)
@@ -57,7 +62,8 @@ def junit_xml(report: AuditReport) -> bytes:
     _case(suite, "integrity", cls, detail=f"signature by {r.manifest.key_id}; artifacts unchanged")
     changed = [c for c in r.data_checks if c.status != "ok"]
     _case(suite, "data", cls,
-          failure=f"{len(changed)} data file(s) differ: " + ", ".join(c.path for c in changed) if changed else None)
+          failure=f"{plural(len(changed), 'data file')} differ: " + first_names(c.path for c in changed)
+          if changed else None)
     for s in [r.losses, *r.series]:
         failure = None
         if s.verdict == "diverged":
@@ -70,8 +76,8 @@ def junit_xml(report: AuditReport) -> bytes:
           detail=f"{b.compared - b.differing_steps}/{b.compared} identical")
     for c in r.checkpoints:
         beyond = [d.name for d in c.differences if d.status in BEYOND_TOLERANCE]
-        listed = ", ".join(beyond[:5]) + (f" and {len(beyond) - 5} more" if len(beyond) > 5 else "")
-        failure = f"checkpoint {c.step}: tensors beyond tolerance: {listed}" if c.verdict == "diverged" else None
+        failure = (f"checkpoint {c.step}: tensors beyond tolerance or missing: {first_names(beyond)}"
+                   if c.verdict == "diverged" else None)
         _case(suite, f"checkpoint step {c.step}", cls, failure,
               detail=f"{c.verdict}: {c.identical}/{c.tensors} tensors bit-identical")
     props = ET.Element("properties")

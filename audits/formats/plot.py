@@ -14,6 +14,7 @@ from typing import Any
 
 from repro.audits.report import AuditReport
 from repro.rendering.plotting import new_figure, save_png
+from repro.text import plural
 
 _COLOURS = {"bitwise": "#2e7d32", "within_tolerance": "#e65100", "diverged": "#c62828"}
 
@@ -48,8 +49,8 @@ def _figure(report: AuditReport, recorded_curve: list[tuple[int, float]]) -> Any
     top.legend(loc="upper right", fontsize=8)
     top.grid(alpha=0.3)
     top.set_title(f"{report.verdict.replace('_', ' ')}: {report.manifest.trainer}/{report.manifest.preset or '-'}, "
-                  f"{report.mode}, rerun on {report.rerun.device} with {report.rerun.threads} "
-                  f"thread{'s' if report.rerun.threads != 1 else ''}",
+                  f"{report.mode}, rerun on {report.rerun.device} with "
+                  f"{plural(report.rerun.threads, 'thread')}",
                   fontsize=10, color=colour)
 
     tol = report.options.tolerance

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -13,6 +13,8 @@ from rich.text import Text
 from repro.audits.formats.junit import junit_document
 from repro.audits.vary import VariationResult, VaryReport
 from repro.files import atomic
+from repro.rendering.console import line, safe
+from repro.text import escape_text, plural
 
 _STYLE = {"bitwise": "green", "within_tolerance": "yellow", "diverged": "red", "not_available": "dim"}
 
@@ -26,23 +28,38 @@ def _row(table: Table, r: VariationResult) -> None:
         meaning = "does not reproduce" if r.status == "diverged" else "reproduces"
     else:
         meaning = {None: "-", True: "sensitive", False: "immune"}[r.sensitive]
-    first = "-" if r.first_difference_step is None else f"{r.first_difference_in} at {r.first_difference_step}"
-    table.add_row(r.name, r.condition, Text(r.status.replace("_", " "), _STYLE[r.status]), meaning,
-                  first, _num(r.max_abs_diff), _num(r.max_ulps), r.note or "")
+    evidence = ["-"] if r.first_difference_step is None else [f"{r.first_difference_in} at {r.first_difference_step}"]
+    if r.max_abs_diff is not None:
+        evidence.append(f"max |Δloss| {_num(r.max_abs_diff)}")
+    if r.max_ulps:
+        evidence.append(f"max {_num(r.max_ulps)} ulps")
+    # Prose under the name (the condition) and under the status (what it means), the numbers one per
+    # line: three columns fit 80 characters, and no number is ever split.
+    table.add_row(line((escape_text(r.name), "bold"), ("\n", ""), (escape_text(r.condition), "dim")),
+                  line((r.status.replace("_", " "), _STYLE[r.status]), ("\n", ""), meaning),
+                  Text("\n".join(escape_text(e) for e in evidence)))
+
+
+def vary_table(report: VaryReport) -> RenderableType:
+    """The variations as a table that reads at 80 columns, then the notes of those not available."""
+    table = Table(title=line("repro audit --vary: ", report.manifest.path, f", first {plural(report.steps, 'step')}"),
+                  title_justify="left")
+    table.add_column("variation: what changed", overflow="fold", ratio=1)
+    table.add_column("vs control", overflow="fold", min_width=16)
+    table.add_column("first difference", overflow="fold", min_width=24)
+    _row(table, report.control)
+    for r in report.variations:
+        _row(table, r)
+    notes = [line((f"  {escape_text(r.name)}: ", "bold"), r.note) for r in [report.control, *report.variations]
+             if r.note]
+    return Group(table, *notes)
 
 
 def print_vary(report: VaryReport, console: Console) -> None:
     """The table of variations and the one-line verdict."""
-    table = Table(title=f"repro audit --vary: {report.manifest.path}, first {report.steps} steps",
-                  title_justify="left")
-    for col in ("variation", "condition", "vs control", "the run is", "first difference", "max |Δloss|",
-                "max ulps", "note"):
-        table.add_column(col, overflow="fold")
-    _row(table, report.control)
-    for r in report.variations:
-        _row(table, r)
     style = "green" if report.reproduced else "red"
-    console.print(Group(table, Panel(report.summary, title="sensitivity", title_align="left", border_style=style)))
+    console.print(Group(vary_table(report), Panel(safe(report.summary), title="sensitivity", title_align="left",
+                                                  border_style=style)))
 
 
 def write_vary_json(report: VaryReport, path: Path) -> None:

@@ -27,13 +27,10 @@ def _one_line(text: str) -> str:
 
 
 def _print_error(exc: errors.ReproError) -> None:
-    from rich.markup import escape
+    from repro.rendering.console import say
 
-    from repro.rendering.console import err_console
-
-    # One line, whatever the message quotes (paths, JSON keys), and never read as rich markup.
-    err_console.print(f"[bold red]error:[/] {escape(_one_line(str(exc)))}", highlight=False, markup=True,
-                      soft_wrap=True)
+    # One line, whatever the message quotes (paths, JSON keys, control characters), never read as markup.
+    say(("error:", "bold red"), " ", _one_line(str(exc)), err=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,12 +64,13 @@ def _interrupted() -> int:
 def _internal_error(exc: BaseException) -> int:
     """One line naming a file that holds the traceback; never a traceback on the console."""
     from repro.cli.crashlog import write_crash_report
+    from repro.text import escape_text
 
     try:
-        where = f"traceback written to {write_crash_report(exc)}"
+        where = f"traceback written to {escape_text(write_crash_report(exc))}"
     except Exception as problem:  # noqa: BLE001 - the report must not turn one crash into two
         where = f"the traceback could not be written ({type(problem).__name__})"
-    detail = _one_line(f"{type(exc).__name__}: {exc}")[:300]
+    detail = escape_text(_one_line(f"{type(exc).__name__}: {exc}")[:300])
     try:
         sys.stderr.write(f"internal error: {detail} ({where}; please report it)\n")
         sys.stderr.flush()

@@ -24,7 +24,8 @@ def cmd_attest(args: argparse.Namespace) -> int:
     """Verify, then attest."""
     from repro.errors import ExitCode
     from repro.files import atomic
-    from repro.rendering.console import out_console
+    from repro.rendering.console import say
+    from repro.text import plural
     from repro.trust.attest import build_statement, default_output, envelope_bytes, public_key_pem, sign_statement
     from repro.trust.keys import default_key_path, load_key, load_trusted_keys
     from repro.trust.verify import verify_manifest
@@ -39,8 +40,6 @@ def cmd_attest(args: argparse.Namespace) -> int:
     if args.public_key_out:
         atomic.write_bytes(Path(args.public_key_out), public_key_pem(key.public_raw))
     signer = "" if key.key_id == verified.key_id else f" (the manifest itself is signed by {verified.key_id})"
-    out_console.print(
-        f"[bold green]attested[/] {args.manifest}: {len(statement.subject)} subjects, "
-        f"signed by {key.key_id}{signer} -> {out}", highlight=False,
-    )
+    say(("attested", "bold green"), f" {args.manifest}: {plural(len(statement.subject), 'subject')}, "
+        f"signed by {key.key_id}{signer} -> {out}")
     return ExitCode.OK

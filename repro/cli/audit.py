@@ -135,28 +135,9 @@ def _scan_settings(args: argparse.Namespace) -> Any:
 
 def _progress(args: argparse.Namespace) -> Any:
     """An event handler that prints notices and shows a training bar; ``.close()`` ends the bar."""
-    from repro.rendering.console import TrainingProgress, err_console
+    from repro.rendering.console import ProgressEvents
 
-    class Handler:
-        def __init__(self) -> None:
-            self.progress: TrainingProgress | None = None
-
-        def __call__(self, event: dict[str, Any]) -> None:
-            if event.get("event") == "notice":
-                self.close()  # one bar per rerun
-                err_console.print(f"[bold]audit:[/] {event['message']}", highlight=False)
-                return
-            if self.progress is None:
-                self.progress = TrainingProgress(f"audit {Path(args.manifest).name}")
-                self.progress.__enter__()
-            self.progress(event)
-
-        def close(self) -> None:
-            if self.progress is not None:
-                self.progress.__exit__(None, None, None)
-                self.progress = None
-
-    return Handler()
+    return ProgressEvents(f"audit {Path(args.manifest).name}", "audit")
 
 
 def cmd_vary(args: argparse.Namespace, options: Any) -> int:
@@ -164,7 +145,7 @@ def cmd_vary(args: argparse.Namespace, options: Any) -> int:
     from repro.audits.formats.vary import print_vary, write_vary_json, write_vary_junit
     from repro.audits.vary import parse_variations, run_vary
     from repro.errors import ExitCode, UsageError
-    from repro.rendering.console import err_console, out_console
+    from repro.rendering.console import out_console, say
 
     names = parse_variations(args.vary)
     for flag, value in (("--segments", args.segments), ("--device", args.device), ("--threads", args.threads),
@@ -183,10 +164,10 @@ def cmd_vary(args: argparse.Namespace, options: Any) -> int:
     print_vary(report, out_console)
     if args.json:
         write_vary_json(report, Path(args.json))
-        err_console.print(f"wrote {args.json}", highlight=False)
+        say(f"wrote {args.json}", err=True)
     if args.junit:
         write_vary_junit(report, Path(args.junit))
-        err_console.print(f"wrote {args.junit}", highlight=False)
+        say(f"wrote {args.junit}", err=True)
     return ExitCode.OK if report.reproduced else ExitCode.NOT_REPRODUCED
 
 
@@ -207,7 +188,7 @@ def _audit(args: argparse.Namespace) -> int:
     from repro.audits.formats.console import print_report
     from repro.audits.integrity import verify_for_audit
     from repro.errors import ExitCode
-    from repro.rendering.console import TrainingProgress, err_console, out_console
+    from repro.rendering.console import TrainingProgress, out_console, say
 
     options = _options(args)
     check_options(options)
@@ -221,7 +202,7 @@ def _audit(args: argparse.Namespace) -> int:
     def on_event(event: dict[str, Any]) -> None:
         nonlocal started
         if event.get("event") == "notice":
-            err_console.print(f"[bold]audit:[/] {event['message']}", highlight=False)
+            say(("audit:", "bold"), " ", str(event["message"]), err=True)
             return
         if not started:  # show the bar only once training starts, not for an audit that stops early
             progress.__enter__()
@@ -245,22 +226,22 @@ def _audit(args: argparse.Namespace) -> int:
         from repro.audits.formats.json_report import write_json
 
         write_json(report, Path(args.json))
-        err_console.print(f"wrote {args.json}", highlight=False)
+        say(f"wrote {args.json}", err=True)
     if args.junit:
         from repro.audits.formats.junit import write_junit
 
         write_junit(report, Path(args.junit))
-        err_console.print(f"wrote {args.junit}", highlight=False)
+        say(f"wrote {args.junit}", err=True)
     manifest = verified.loaded.manifest  # the verified bytes, read once: never re-read from disk
     if args.plot:
         from repro.audits.formats.plot import write_plot
 
         columns = manifest.step_columns()
         write_plot(report, Path(args.plot), list(zip(columns.step.tolist(), columns.loss.tolist(), strict=True)))
-        err_console.print(f"wrote {args.plot}", highlight=False)
+        say(f"wrote {args.plot}", err=True)
     if args.html:
         from repro.audits.formats.html import write_audit_html
 
         write_audit_html(report, Path(args.html), manifest)
-        err_console.print(f"wrote {args.html}", highlight=False)
+        say(f"wrote {args.html}", err=True)
     return ExitCode.OK if report.reproduced else ExitCode.NOT_REPRODUCED

@@ -37,12 +37,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
     """Compare two runs; print the report; 0 if B reproduces A (bitwise or within tolerance), else 1."""
     from rich.console import Group
     from rich.panel import Panel
-    from rich.text import Text
 
     from repro.audits.diff import run_diff
     from repro.audits.formats.console import (
         cause_panel,
         difference_table,
+        lead_cause,
         loss_table,
         series_table,
         tensor_table,
@@ -50,7 +50,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from repro.audits.formats.failure import reports_on_failure
     from repro.errors import ExitCode, UsageError
     from repro.files import atomic
-    from repro.rendering.console import err_console, out_console
+    from repro.records.hashing import short_digest
+    from repro.rendering.console import line, out_console, say
+    from repro.text import plural
 
     tol = tolerance_from(args)
     if args.json and Path(args.json).is_dir():
@@ -61,13 +63,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
         "bitwise": ("SAME: bitwise", "bold green"), "within_tolerance": ("SAME: within tolerance", "bold yellow"),
         "diverged": ("DIFFERENT: diverged", "bold red"),
     }[report.verdict]
-    head = Text.assemble((title + "\n", style), report.summary + "\n\n",
-                         ("A  ", "bold"), f"{report.a.path} ({report.a.trainer} {report.a.trainer_version}, "
-                                          f"{report.a.recorded_device}, {report.a.recorded_threads} threads; "
-                                          f"signed by {report.a.key_id})\n",
-                         ("B  ", "bold"), f"{report.b.path} ({report.b.trainer} {report.b.trainer_version}, "
-                                          f"{report.b.recorded_device}, {report.b.recorded_threads} threads; "
-                                          f"signed by {report.b.key_id})")
+    cause = lead_cause(report, report.verdict)
+    sides = [line((f"{name}  ", "bold"), f"{m.path} ({m.trainer} {m.trainer_version}, {m.recorded_device}, "
+                                         f"{plural(m.recorded_threads, 'thread')}; signed by {short_digest(m.key_id)})")
+             for name, m in (("A", report.a), ("B", report.b))]
+    head = line((title + (f": {cause}" if cause else ""), style), ("\n", ""), short_digest(report.summary),
+                ("\n\n", ""), sides[0], ("\n", ""), sides[1])
     out_console.print(Group(
         Panel(head, title="repro diff", title_align="left", border_style=style.split()[-1]),
         loss_table(report, "A vs B"), series_table(report), tensor_table(report),
@@ -75,5 +76,5 @@ def cmd_diff(args: argparse.Namespace) -> int:
     ))
     if args.json:
         atomic.write_text(Path(args.json), report.model_dump_json(indent=1) + "\n")
-        err_console.print(f"wrote {args.json}", highlight=False)
+        say(f"wrote {args.json}", err=True)
     return ExitCode.OK if report.reproduced else ExitCode.NOT_REPRODUCED

@@ -83,7 +83,7 @@ def _gate(args: argparse.Namespace) -> int:
     from repro.audits.gate_outputs import VERDICT_WORDS, json_bytes, junit_bytes, markdown
     from repro.audits.policy import PolicyError, load_policy
     from repro.files import atomic
-    from repro.rendering.console import err_console, out_console
+    from repro.rendering.console import ProgressEvents, say
 
     loaded = load_policy(Path(args.config))
     if args.osv_url:
@@ -98,8 +98,13 @@ def _gate(args: argparse.Namespace) -> int:
             raise PolicyError(f"--osv-url {args.osv_url!r}: {first_problem(exc)[1]}") from None
         loaded = loaded.model_copy(update={"policy": loaded.policy.model_copy(update={"vulnerabilities": vulns})})
     plots = Path(args.plots) if args.plots else None
-    gate = Gate(loaded, plots_dir=plots, on_progress=lambda message: err_console.print(message, highlight=False))
-    report = gate.run()
+    progress = ProgressEvents("gate rerun", "gate")
+    gate = Gate(loaded, plots_dir=plots, on_progress=lambda message: progress({"event": "notice", "message": message}),
+                on_event=progress)
+    try:
+        report = gate.run()
+    finally:
+        progress.close()
 
     summary = markdown(report)
     if args.json:
@@ -117,11 +122,11 @@ def _gate(args: argparse.Namespace) -> int:
         _append_summary(Path(os.environ[SUMMARY_ENV_VAR]), summary)
 
     for r in report.results:
-        out_console.print(f"{r.manifest}: {r.reproduction} — {r.message}", highlight=False)
+        say(f"{r.manifest}: {r.reproduction} — {r.message}")
         if r.vulnerabilities is not None:
-            out_console.print(f"  vulnerabilities: {r.vulnerabilities.summary()}", highlight=False)
+            say(f"  vulnerabilities: {r.vulnerabilities.summary()}")
     for warning in report.warnings:
-        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+        say(("warning:", "bold yellow"), " ", warning, err=True)
     colour = "green" if report.outcome == "pass" else "red"
-    out_console.print(f"[bold {colour}]gate: {VERDICT_WORDS[report.outcome]}[/]", highlight=False)
+    say((f"gate: {VERDICT_WORDS[report.outcome]}", f"bold {colour}"))
     return OUTCOME_EXIT_CODES[report.outcome]

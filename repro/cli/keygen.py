@@ -18,11 +18,12 @@ def add_parser(sub: Subparsers) -> None:
 
 def cmd_keygen(args: argparse.Namespace) -> int:
     """Create a key pair."""
-    from repro.rendering.console import out_console
+    from repro.rendering.console import say
     from repro.trust.keys import default_key_path, generate_key, public_key_path
 
     path = Path(args.key) if args.key else default_key_path()
     key = generate_key(path, overwrite=args.force)
-    out_console.print(f"private key: {path} (mode 600)\npublic key:  {public_key_path(path)}\n"
-                      f"key id:      {key.key_id}", highlight=False)
+    say(f"private key: {path} (mode 600)")
+    say(f"public key:  {public_key_path(path)}")
+    say(f"key id:      {key.key_id}")
     return ExitCode.OK

@@ -36,9 +36,10 @@ def add_parser(sub: Subparsers) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Train and record."""
-    from repro.rendering.console import TrainingProgress, err_console, out_console, run_summary
+    from repro.rendering.console import TrainingProgress, out_console, run_summary, say
     from repro.running.config import resolve_run
     from repro.running.run import execute_run
+    from repro.text import plural
 
     if args.plot:
         from repro.rendering.plotting import check_png_target
@@ -53,31 +54,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     max_files = getattr(resolved.config, "max_files", None)
     if args.data and max_files is not None:  # a preset's file limit applies to --data too: say so
-        err_console.print(
-            f"note: {resolved.preset or 'this config'} reads only the first {max_files} file(s) of {args.data} "
-            "(max_files); add --set max_files=null to read them all",
-            highlight=False, markup=False, soft_wrap=True,
-        )
+        say(f"note: {resolved.preset or 'this config'} reads only the first {plural(max_files, 'file')} of "
+            f"{args.data} (max_files); add --set max_files=null to read them all", err=True)
     if args.preset is None:  # say what runs, rather than silently training a default
-        err_console.print(
-            f"no preset named: training {resolved.trainer.name}'s default config "
-            f"({resolved.config.steps} steps); name one to choose, e.g. `repro run smoke`",
-            highlight=False, markup=False, soft_wrap=True,
-        )
+        say(f"no preset named: training {resolved.trainer.name}'s default config "
+            f"({plural(resolved.config.steps, 'step')}); name one to choose, e.g. `repro run smoke`", err=True)
     with TrainingProgress(f"{resolved.trainer.name}/{resolved.preset or 'default'}") as progress:
         outcome = execute_run(resolved, Path(args.out), Path(args.key) if args.key else None,
                               resume=args.resume, on_event=progress, node_rank=args.node_rank,
                               rdzv_endpoint=args.rdzv_endpoint)
     if outcome.key_created:
-        err_console.print(f"created signing key {outcome.key.path} (public: {outcome.key.path}.pub)")
+        say(f"created signing key {outcome.key.path} (public: {outcome.key.path}.pub)", err=True)
     if outcome.manifest is None:
-        out_console.print(f"node {args.node_rank}: its ranks finished; node rank 0 writes the manifest",
-                          highlight=False)
+        say(f"node {args.node_rank}: its ranks finished; node rank 0 writes the manifest")
         return ExitCode.OK
     out_console.print(run_summary(outcome.manifest, str(args.out)))
     if args.plot:
         from repro.rendering.plotting import write_run_plot
 
         write_run_plot(outcome.manifest, Path(args.plot))
-        err_console.print(f"wrote {args.plot}", highlight=False, markup=False)
+        say(f"wrote {args.plot}", err=True)
     return ExitCode.OK

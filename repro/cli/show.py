@@ -63,7 +63,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     """Verify, print the summary and loss curve, optionally write the HTML page; exit as verify would."""
     from repro.errors import ArtifactMismatchError, ExitCode, MissingArtifactError, ReproError
     from repro.records.manifest_file import incomplete_marker
-    from repro.rendering.console import err_console, loss_curve_lines, out_console, run_summary
+    from repro.rendering.console import loss_curve_lines, out_console, run_summary, say
     from repro.rendering.pages import Banner, Verification, show_page, write_html
     from repro.trust.artifacts import check_data, check_run_files
     from repro.trust.keys import load_trusted_keys
@@ -91,15 +91,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     if loaded is not None:
         out_console.print(run_summary(loaded.manifest, str(path), title=f"run: {path}"))
         for line in loss_curve_lines(loaded.manifest):
-            out_console.print(line, highlight=False, markup=False)
+            say(line)
     if incomplete_marker(path).exists():
-        err_console.print(f"note: {incomplete_marker(path)} is present: a run writing this manifest did not finish "
-                          "(continue it with --resume)", highlight=False, markup=False, soft_wrap=True)
+        say(f"note: {incomplete_marker(path)} is present: a run writing this manifest did not finish "
+            "(continue it with --resume)", err=True)
     if args.html:
         page = show_page(loaded.manifest if loaded else None, str(path), Verification(banner, checks))
         write_html(Path(args.html), page)
-        err_console.print(f"wrote {args.html}", highlight=False, markup=False)
+        say(f"wrote {args.html}", err=True)
     if failure is not None:
         raise failure  # the CLI prints it and maps it to verify's exit code
-    out_console.print(f"[bold green]verified[/]: {banner.summary}; signed by {banner.details[0][1]}", highlight=False)
+    say(("verified", "bold green"), f": {banner.summary}; signed by {banner.details[0][1]}")
     return ExitCode.OK

@@ -17,8 +17,9 @@ def add_parser(sub: Subparsers) -> None:
 def cmd_trainers(args: argparse.Namespace) -> int:
     """List trainers and their presets."""
     from rich.table import Table
+    from rich.text import Text
 
-    from repro.rendering.console import out_console
+    from repro.rendering.console import out_console, safe, say
     from repro.running.registry import import_reference, installed_trainers
 
     table = Table(title="installed trainers (entry-point group repro.trainers)")
@@ -27,15 +28,15 @@ def cmd_trainers(args: argparse.Namespace) -> int:
     problems: list[str] = []
     for t in installed_trainers().values():
         try:
-            presets = ", ".join(import_reference(t.entry).presets()) or "-"
+            presets = safe(", ".join(import_reference(t.entry).presets()) or "-")
         except errors.ReproError as exc:
-            presets, problem = "[red]unavailable[/]", str(exc)
+            presets, problem = Text("unavailable", "red"), str(exc)
             problems.append(f"{t.name}: {problem}")
         except Exception as exc:  # noqa: BLE001 - a broken third-party trainer must not hide the others
-            presets = "[red]unavailable[/]"
+            presets = Text("unavailable", "red")
             problems.append(f"{t.name}: presets() failed: {type(exc).__name__}: {exc}")
-        table.add_row(t.name, t.distribution or "-", t.version or "-", t.entry, presets)
+        table.add_row(safe(t.name), safe(t.distribution or "-"), safe(t.version or "-"), safe(t.entry), presets)
     out_console.print(table)
     for line in problems:
-        out_console.print(line, highlight=False, markup=False, soft_wrap=True)
+        say(line)
     return ExitCode.OK

@@ -18,24 +18,18 @@ def add_parser(sub: Subparsers) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Verify signature and artifact hashes."""
-    from rich.markup import escape
-
     from repro.records.manifest_file import incomplete_marker
-    from repro.rendering.console import err_console, out_console
+    from repro.rendering.console import say
+    from repro.text import plural
     from repro.trust.keys import load_trusted_keys
     from repro.trust.verify import verify_manifest
 
     trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys is not None else None
     result = verify_manifest(Path(args.manifest), trusted)
     if incomplete_marker(Path(args.manifest)).exists():
-        err_console.print(
-            f"note: {incomplete_marker(Path(args.manifest))} is present: a run writing this manifest "
-            "did not finish (continue it with --resume); what was verified is the last run that did",
-            highlight=False, markup=False, soft_wrap=True,
-        )
+        say(f"note: {incomplete_marker(Path(args.manifest))} is present: a run writing this manifest "
+            "did not finish (continue it with --resume); what was verified is the last run that did", err=True)
     trust = "a trusted key" if result.trusted else "a key not checked against a trust list"
-    out_console.print(
-        f"[bold green]verified[/] {escape(str(args.manifest))}: signature by {result.key_id} ({trust}); "
-        f"{len(result.checks)} artifacts match", highlight=False,
-    )
+    say(("verified", "bold green"), f" {args.manifest}: signature by {result.key_id} ({trust}); "
+        f"{plural(len(result.checks), 'artifact')} match")
     return ExitCode.OK

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from repro.text import plural
+
 
 def location(error_loc: tuple[int | str, ...], empty: str = "(top level)") -> str:
     """A pydantic error location as a dotted path (``run.settings.threads``)."""
@@ -21,7 +23,7 @@ def describe(exc: ValidationError, limit: int = 1, empty: str = "(top level)") -
     errors = exc.errors()
     parts = [f"field {location(e['loc'], empty)}: {e['msg']}" for e in errors[:limit]]
     more = len(errors) - limit
-    return "; ".join(parts) + (f" (and {more} more problem{'s' if more != 1 else ''})" if more > 0 else "")
+    return "; ".join(parts) + (f" (and {plural(more, 'more problem')})" if more > 0 else "")
 
 
 def option_problem(exc: ValidationError) -> str:

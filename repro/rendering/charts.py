@@ -98,19 +98,26 @@ def linear_ticks(low: float, high: float, count: int = 5, integer: bool = False)
         step = max(1.0, round(step))
     first = math.ceil(low / step) * step
     ticks = []
-    value = first
-    while value <= high + step * 1e-9:
-        ticks.append(0.0 if abs(value) < step * 1e-9 else value)
-        value += step
+    index = 0
+    while (value := first + index * step) <= high + step * 1e-9:  # no accumulated rounding error
+        ticks.append(0.0 if abs(value) < step * 1e-9 else float(f"{value:.12g}"))
+        index += 1
     return ticks
 
 
-def _label(value: float) -> str:
+def tick_label(value: float) -> str:
+    """A tick value as written, never rounded to fewer digits than it has: ``2.5e-4`` stays
+    ``"0.00025"`` (not ``"3e-4"``), ``2.5e-05`` is ``"2.5e-5"``, ``1500000`` is ``"1.5e6"``."""
     if value == 0:
         return "0"
-    if abs(value) >= 1e5 or abs(value) < 1e-3:
-        return f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e")
-    return f"{value:.6g}"
+    text = f"{value:.6g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
+
+
+_label = tick_label
 
 
 class _Scale:

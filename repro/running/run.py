@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from repro.running.determinism import require_device
 from repro.running.job import Job, JobResult
 from repro.running.launcher import EventHandler, launch
 from repro.running.layout import InFlightRun, RunLayout
+from repro.text import utc_now
 from repro.trust.keys import SigningKey, load_or_create_key
 from repro.trust.signing import sign_manifest
 
@@ -61,7 +61,7 @@ class RunOutcome:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return utc_now()
 
 
 def relative_to(path: Path, folder: Path) -> str:

@@ -90,10 +90,15 @@ def test_every_likelihood_renders_in_every_format(audited: dict, tmp_path: Path)
                    for name in get_args(Likelihood)]
     every = report.model_copy(update={"differences": differences})
     html = audit_page(every)
-    for name in get_args(Likelihood):
+    matter = [name for name in get_args(Likelihood) if name != "none"]
+    for name in matter:
         assert f"packages.{name}" in html and f">{name}<" in html
+    # What cannot change the numbers is kept, in a collapsed section of its own.
+    hidden = html[html.index('<details id="cannot-matter">'):]
+    assert "packages.none" in hidden[:hidden.index("</details>")]
     text = _console_text(every)
-    assert all(f"packages.{name}" in text for name in get_args(Likelihood))
+    assert all(f"packages.{name}" in text for name in matter)
+    assert "packages.none" not in text and "1 package differs that the training process never imported" in text
 
 
 def _console_text(report: AuditReport) -> str:
