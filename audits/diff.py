@@ -153,7 +153,7 @@ def run_diff(a_path: Path, b_path: Path, trusted_keys: Path | None = None,
         *data_record_differences(a.data, b.data),
         *identity_differences(a.run, b.run),
         *differences.environment_differences(a.environment, b.environment),
-        *differences.code_differences(a.code, b.code),
+        *differences.code_differences(a.code, b.code, (a.executed, b.executed)),
     ], a.executed, b.executed, a.run.trainer.entry)
     found = differences.rank(weighed)
     cause = attribution.attribute(verdict, losses, series, batches, checkpoints, found, code_known=code_known)

@@ -120,7 +120,7 @@ def run_audit(manifest_path: Path, options: AuditOptions | None = None,
     """
     options = options or AuditOptions()
     check_options(options)
-    verified = integrity.verify_for_audit(Path(manifest_path), options.trusted_keys)
+    verified = integrity.verify_for_audit(Path(manifest_path), options.trusted_keys, options.data)
     return audit_verified(verified, options, on_event, failure_log)
 
 
@@ -141,7 +141,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
     for change in checked.data_changed:
         _notify(on_event, f"data differs before the rerun: {change.kind} {change.path} {change.status}")
     clock.append(time.perf_counter())
-    plan = _plan(m, options, checked.trusted)
+    plan = _plan(m, options, checked.imports_trusted)
     # The defaults depend on the precision of both runs; what the auditor set explicitly stays.
     options = options.model_copy(update={"tolerance": effective_tolerance(
         given_tolerance, m.run.settings.precision, plan.resolved.settings.precision)})
@@ -189,7 +189,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
                                      settings_here=plan.resolved.settings),
         *differences.distributed_differences(m, plan.resolved.settings.world_size, runs[0].result.distributed),
         *differences.environment_differences(m.environment, env_here),
-        *differences.code_differences(m.code, code_here),
+        *differences.code_differences(m.code, code_here, (m.executed, runs[0].result.executed)),
     ], m.executed, runs[0].result.executed, m.run.trainer.entry)
     found = differences.rank(weighed)
     cause = attribution.attribute(verdict, losses, series, batches, checkpoints, found, code_known=code_known)

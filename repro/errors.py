@@ -133,6 +133,13 @@ class TrainerNotFoundError(CouldNotCheckError):
     """The trainer plugin a run needs is not installed."""
 
 
+class OptionalTrainerMissing(TrainerNotFoundError):
+    """A built-in trainer whose optional extra (``repro-audit[lightning]``, ``[litgpt]``) is not installed.
+
+    Using it is an error that says what to install; ``repro trainers`` leaves it out quietly.
+    """
+
+
 class TrainerError(CouldNotCheckError):
     """A trainer plugin failed or broke the trainer contract; the message names the trainer."""
 

@@ -24,7 +24,7 @@ from pydantic import Field
 from repro.errors import DataConfigMismatchError, InputError
 from repro.records.base import FrozenRecord
 from repro.records.hashing import sha256_structure
-from repro.records.manifest import DataSource, FileDigest, RunSettings
+from repro.records.manifest import REPOSITORY_ROOT, DataSource, FileDigest, RunSettings
 
 if TYPE_CHECKING:
     import torch
@@ -226,6 +226,13 @@ class VerifiedData:
             typed = PurePosixPath(str(configured))
             if typed.parts[:1] == ("~",):
                 typed = PurePosixPath(*typed.parts[1:]) if len(typed.parts) > 1 else PurePosixPath(".")
+            if typed.is_absolute() and self.source.root == REPOSITORY_ROOT and self.root is not None:
+                # Recorded relative to the repository root; the config keeps the absolute path it
+                # had where the run was recorded: the same data if it ends in the recorded name.
+                recorded_parts = PurePosixPath(recorded).parts
+                if typed.parts[-len(recorded_parts):] == recorded_parts:
+                    one_file = list(self.files) == [recorded_parts[-1]] and (self.root / self.files[0]).is_file()
+                    return self.root / self.files[0] if one_file else self.root
             for name in names:
                 if typed.is_absolute():
                     if Path(str(typed)).resolve(strict=False) == Path(name) or typed == name:
@@ -297,7 +304,8 @@ class Trainer(Protocol):
 
     @classmethod
     def presets(cls) -> Mapping[str, Mapping[str, Any]]:
-        """Named configs (``repro run NAME``); each a mapping validated by ``config_model``."""
+        """Named configs (``repro run NAME``); each a mapping validated by ``config_model``. Optional: a
+        trainer without it has no presets (``repro run --trainer X`` trains its default config)."""
 
     def __init__(self, config: TrainerConfig, context: TrainerContext) -> None:
         """Store config and context; do no heavy work yet."""
@@ -326,7 +334,6 @@ class Trainer(Protocol):
 
 
 REQUIRED_METHODS = (
-    "presets",
     "prepare_data",
     "build",
     "train_step",

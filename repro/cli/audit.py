@@ -63,6 +63,9 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--tensor-rtol", type=float,
                    help=f"relative L2 tolerance per checkpoint tensor (default {DEFAULT_TENSOR_RTOL:g}"
                    + bf16.format(BF16_TOLERANCE.tensor_rtol) + ")")
+    p.add_argument("--data", metavar="PATH",
+                   help="where the run's data is here, if not where it was recorded (data outside the git "
+                   "work tree); accepted only if every file hashes as recorded")
     p.add_argument("--allow-data-change", action="store_true",
                    help="rerun even if data files differ from the recorded ones, and attribute")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON (schema: docs/audit-report.schema.json)")
@@ -105,7 +108,7 @@ def _options(args: argparse.Namespace) -> Any:
             tolerance=Tolerance(**{k: v for k, v in (("atol", args.atol), ("rtol", args.rtol),
                                                      ("grad_rtol", args.grad_rtol),
                                                      ("tensor_rtol", args.tensor_rtol)) if v is not None}),
-            allow_data_change=args.allow_data_change,
+            allow_data_change=args.allow_data_change, data=Path(args.data) if args.data else None,
             work_dir=Path(args.work_dir) if args.work_dir else None,
             trainer=args.trainer, max_steps=args.max_steps, allow_imports=args.allow_imports,
         )
@@ -237,7 +240,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         progress(event)
 
     # One document: the scan and the plot use the manifest that was verified, never a new read.
-    verified = verify_for_audit(Path(args.manifest), options.trusted_keys)
+    verified = verify_for_audit(Path(args.manifest), options.trusted_keys, options.data)
     try:
         report = audit_verified(verified, options, on_event, failure_log=failure_log_path(args))
     finally:

@@ -19,7 +19,7 @@ def cmd_trainers(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from repro.rendering.console import out_console
-    from repro.running.registry import import_reference, installed_trainers
+    from repro.running.registry import import_reference, installed_trainers, trainer_presets
 
     table = Table(title="installed trainers (entry-point group repro.trainers)")
     for col in ("name", "distribution", "version", "entry point", "presets"):
@@ -27,7 +27,9 @@ def cmd_trainers(args: argparse.Namespace) -> int:
     problems: list[str] = []
     for t in installed_trainers().values():
         try:
-            presets = ", ".join(import_reference(t.entry).presets()) or "-"
+            presets = ", ".join(trainer_presets(import_reference(t.entry))) or "-"
+        except errors.OptionalTrainerMissing:
+            continue  # a built-in trainer whose extra is not installed: not this user's concern here
         except errors.ReproError as exc:
             presets, problem = "[red]unavailable[/]", str(exc)
             problems.append(f"{t.name}: {problem}")
