@@ -79,8 +79,8 @@ def _install_lines(project: Project, constraint: str) -> list[str]:
 def github_workflow(project: Project) -> str:
     """``.github/workflows/repro-gate.yml``."""
     install = "\n".join(f"          {line}" for line in _install_lines(project, '"$RUNNER_TEMP/torch-constraint.txt"'))
-    path_env = "    env:\n      PYTHONPATH: ${{ github.workspace }}   # the trainer is a module at the repository root\n" \
-        if project.on_path else ""
+    path_env = ("    env:\n      PYTHONPATH: ${{ github.workspace }}   # the trainer is a module at the "
+                "repository root\n") if project.on_path else ""
     return f"""\
 # The reproducibility release gate (docs/ci.md), written by `repro init`: the reference run named
 # in [tool.repro.gate] of pyproject.toml must verify against the trust list and reproduce.

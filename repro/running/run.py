@@ -311,8 +311,9 @@ def _assemble(
         environment=result.environment,
         code=code,
         data=DataRecord(
-            # Data inside the git work tree is recorded relative to its root, so a clone finds it.
-            source=portable_source(data.source, repository_root(manifest_dir) or repository_root(Path.cwd())),
+            # Data in the git work tree that holds the manifest is recorded relative to its root, so
+            # a clone (the manifest with its data) finds it wherever it is checked out.
+            source=portable_source(data.source, repository_root(manifest_dir)),
             files=data.files, corpus_sha256=data.corpus_sha256,
             tokenizer=tokenizer, token_stream_sha256=data.token_stream_sha256,
             train_tokens=data.train_tokens, val_tokens=data.val_tokens, extra=data.extra,

@@ -2,10 +2,10 @@
 
 A ``path`` data source is recorded in one of two forms:
 
-- **inside the git work tree** (schema 2 with ``root: "repository"``): ``name`` is the POSIX path
-  relative to the repository root, e.g. ``data/train.csv``. It is found against the work tree
-  that holds the manifest (or, for a manifest outside any work tree, the one holding the working
-  folder), so a fresh clone at another path finds its own copy;
+- **inside the git work tree that holds the manifest** (``root: "repository"``): ``name`` is the
+  POSIX path relative to the repository root, e.g. ``data/train.csv``. It is found against the
+  work tree that holds the manifest when it is read, so a fresh clone at another path finds its
+  own copy (the manifest and its data travel together);
 - **anywhere else** (and every manifest made before): ``name`` is the absolute path.
 
 Either can be pointed elsewhere with ``--data PATH`` (``repro verify``, ``repro audit``, the gate
@@ -109,8 +109,7 @@ def data_source_root(source: DataSource, manifest_path: Path | None = None, *,
     if source.root == REPOSITORY_ROOT:
         if not _inside(source.name):
             return None  # not a path inside a repository: nothing is read
-        base = manifest_path.parent if manifest_path is not None else Path.cwd()
-        repository = repository_root(base) or repository_root(Path.cwd())
+        repository = repository_root(manifest_path.parent if manifest_path is not None else Path.cwd())
         return None if repository is None else _folder(repository / source.name)
     return _folder(Path(source.name))
 
@@ -121,8 +120,9 @@ def describe_location(source: DataSource, manifest_path: Path | None = None) -> 
         return f"the installed distribution {source.name}"
     if source.root == REPOSITORY_ROOT:
         base = manifest_path.parent if manifest_path is not None else Path.cwd()
-        repository = repository_root(base) or repository_root(Path.cwd())
+        repository = repository_root(base)
         if repository is None:
-            return f"{source.name} (relative to a git repository root, but {base.resolve()} is in none)"
+            return (f"{source.name} relative to the root of the git repository holding the manifest, but "
+                    f"{base.resolve()} is in none; point at the data with --data PATH")
         return str(repository / source.name)
     return source.name
