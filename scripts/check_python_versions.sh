@@ -20,15 +20,17 @@ PYTHONS=${PYTHONS:-"3.12 3.13"}
 TORCH_VERSION=${TORCH_VERSION:-$(.venv/bin/python -c "import importlib.metadata as m; print(m.version('torch').split('+')[0])")}
 REFERENCE=manifests/reference/smoke-v2.json
 
+works() {  # a real interpreter of that version (a pyenv shim of a version not selected is not)
+  "$1" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$2'.split('.'))))" >/dev/null 2>&1
+}
+
 find_python() {
-  local v=$1 candidate
-  if command -v "python$v" >/dev/null; then command -v "python$v"; return 0; fi
-  if command -v pyenv >/dev/null || [ -x "$HOME/.pyenv/bin/pyenv" ]; then
-    for candidate in "$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")"/versions/"$v".*/bin/python"$v"; do
-      [ -x "$candidate" ] && { echo "$candidate"; return 0; }
-    done
-  fi
-  if command -v uv >/dev/null; then uv python find "$v" 2>/dev/null && return 0; fi
+  local v=$1 candidate pyenv_root
+  pyenv_root=$( (pyenv root || "$HOME/.pyenv/bin/pyenv" root) 2>/dev/null || echo "$HOME/.pyenv")
+  for candidate in "$(command -v "python$v")" "$pyenv_root"/versions/"$v".*/bin/python"$v" \
+                   "$(command -v uv >/dev/null && uv python find "$v" 2>/dev/null)"; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] && works "$candidate" "$v" && { echo "$candidate"; return 0; }
+  done
   return 1
 }
 
@@ -61,7 +63,7 @@ for v in $PYTHONS; do
              --json audit-311.json >>run.log 2>&1); then
     verdict() { "$work/venv/bin/python" -c "import json,sys; print(json.load(open(sys.argv[1]))['verdict'])" "$1"; }
     echo "python $v: smoke run audited $(verdict "$work/audit-own.json"); the 3.11 reference audited $(verdict "$work/audit-311.json")"
-    passed+=("$v")
+    passed+=("$v"); rm -rf "$work"
   else
     echo "python $v: FAILED (log: $work/run.log)"; tail -5 "$work/run.log"; failed+=("$v")
   fi

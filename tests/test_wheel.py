@@ -45,7 +45,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # --no-isolation: the build backend (setuptools) of this environment, so no download is needed.
     _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)], ROOT, dict(os.environ))
     files = sorted(out.iterdir())
-    assert [f.suffix for f in files] == [".gz", ".whl"], files
+    assert sorted(f.suffix for f in files) == [".gz", ".whl"], files
     _run([sys.executable, "-m", "twine", "check", "--strict", *map(str, files)], ROOT, dict(os.environ))
     return out
 
