@@ -102,9 +102,11 @@ jobs:
     runs-on: ubuntu-latest
     timeout-minutes: 60
 {path_env}    steps:
+      # The reference run (manifest and run folder) is committed; its checkpoints may live in Git
+      # LFS. To restore the run folder from a cache or store instead, add that step here (docs/ci.md).
       - uses: actions/checkout@v4
         with:
-          lfs: true   # reference checkpoints kept in Git LFS (docs/ci.md); harmless without LFS
+          lfs: true   # harmless without LFS
 
       - uses: actions/setup-python@v5
         with:
