@@ -80,7 +80,7 @@ def run_diff(a_path: Path, b_path: Path, trusted_keys: Path | None = None,
             *differences.run_differences(a.run, b.run, rerun=False),
             *differences.distributed_differences(a, b.run.settings.world_size, b.distributed),
             *differences.environment_differences(a.environment, b.environment),
-            *differences.code_differences(a.code, b.code),
+            *differences.code_differences(a.code, b.code, (a.executed, b.executed)),
         ],
         recorded_executed=a.executed, observed_executed=b.executed, trainer_entry=a.run.trainer.entry,
     )

@@ -22,6 +22,7 @@ from repro.records.manifest import (
     DataRecord,
     DistributedRecord,
     EnvironmentRecord,
+    ExecutedCode,
     RunIdentity,
     RunManifest,
     RunSettings,
@@ -146,11 +147,11 @@ def environment_differences(recorded: EnvironmentRecord, here: EnvironmentRecord
 
 
 def package_differences(recorded: dict[str, str], here: dict[str, str]) -> list[Difference]:
-    """Installed distributions added, removed or at another version (torch and repro excluded)."""
+    """Installed distributions added, removed or at another version (torch and repro itself excluded)."""
     out = []
     for name in sorted(set(recorded) | set(here)):
         a, b = recorded.get(name), here.get(name)
-        if a == b or name in ("torch", "repro"):
+        if a == b or name in ("torch", "repro", "repro-audit"):  # repro-audit: repro's name since 0.3
             continue
         likelihood: Likelihood
         if name.startswith("nvidia-"):
@@ -231,8 +232,28 @@ def distributed_differences(
     return out
 
 
-def code_differences(recorded: CodeRecord, here: CodeRecord) -> list[Difference]:
-    """Git commit, uncommitted diff and untracked files, recorded vs the working folder now."""
+def _executed_paths(executed: Iterable[ExecutedCode | None]) -> list[str] | None:
+    """Module files in no distribution that either process executed; None if either did not record them."""
+    records = list(executed)
+    if not records or any(r is None for r in records):
+        return None
+    return sorted({f.path for r in records if r is not None for f in r.files})
+
+
+def _was_executed(name: str, executed: list[str]) -> bool:
+    """Whether an untracked file (repository-relative) is one of the executed module files (import-root
+    relative): the same path, or the path under a source folder such as ``src/``."""
+    return any(name == p or name.endswith("/" + p) for p in executed)
+
+
+def code_differences(recorded: CodeRecord, here: CodeRecord,
+                     executed: Iterable[ExecutedCode | None] = ()) -> list[Difference]:
+    """Git commit, uncommitted diff and untracked files, recorded vs the working folder now.
+
+    Ignored files are never recorded (git leaves them out of the untracked list). Given the
+    processes' ``executed`` code records, untracked files that neither training process executed
+    (a report folder, notes, data) are listed with likelihood ``none``: never a likely cause.
+    """
     if not recorded.available and not here.available:
         return []
     if not recorded.available or not here.available:
@@ -247,9 +268,25 @@ def code_differences(recorded: CodeRecord, here: CodeRecord) -> list[Difference]
     if recorded.untracked != here.untracked:
         gone = sorted(set(recorded.untracked) - set(here.untracked))
         new = sorted(set(here.untracked) - set(recorded.untracked))
-        out.append(_diff("code", "code.untracked", ", ".join(gone[:5]) or "-", ", ".join(new[:5]) or "-", "medium",
-                         note="untracked files differ (their contents are not recorded)"))
+        ran = _executed_paths(executed)
+        if ran is not None:
+            idle = {f for f in gone + new if not _was_executed(f, ran)}
+            gone_idle, new_idle = [f for f in gone if f in idle], [f for f in new if f in idle]
+            gone, new = [f for f in gone if f not in idle], [f for f in new if f not in idle]
+            if idle:
+                out.append(_diff("code", "code.untracked_not_executed", _listed(gone_idle), _listed(new_idle), "none",
+                                 note=UNTRACKED_IDLE_NOTE))
+        if gone or new:
+            out.append(_diff("code", "code.untracked", _listed(gone), _listed(new), "medium",
+                             note="untracked files differ (their contents are not recorded)"))
     return out
+
+
+UNTRACKED_IDLE_NOTE = "untracked files the training process did not execute: listed, not a likely cause"
+
+
+def _listed(names: list[str], limit: int = 5) -> str:
+    return ", ".join(names[:limit]) + (f" (+{len(names) - limit})" if len(names) > limit else "") or "-"
 
 
 def data_differences(checks: list[DataCheck], recorded: DataRecord,

@@ -113,7 +113,7 @@ def run_audit(manifest_path: Path, options: AuditOptions | None = None,
     """
     options = options or AuditOptions()
     check_options(options)
-    verified = integrity.verify_for_audit(Path(manifest_path), options.trusted_keys)
+    verified = integrity.verify_for_audit(Path(manifest_path), options.trusted_keys, options.data)
     return audit_verified(verified, options, on_event, failure_log)
 
 
@@ -133,7 +133,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
     for change in checked.data_changed:
         _notify(on_event, f"data differs before the rerun: {change.kind} {change.path} {change.status}")
     clock.append(time.perf_counter())
-    plan = _plan(m, options, checked.trusted)
+    plan = _plan(m, options, checked.imports_trusted)
     # The run's own outputs (and the audit's work folder) are not code, tracked by git or not.
     path = Path(manifest_path)
     outputs = [path, run_folder(path), incomplete_marker(path), replaced_folder(path),
@@ -198,7 +198,7 @@ def _judge(m: RunManifest, checked: integrity.IntegrityResult, plan: _Plan, runs
             *differences.run_differences(m.run, here, rerun=True),
             *differences.distributed_differences(m, options_settings.world_size, first.distributed),
             *differences.environment_differences(m.environment, env_here),
-            *differences.code_differences(m.code, code_here),
+            *differences.code_differences(m.code, code_here, (m.executed, first.executed)),
         ],
         recorded_executed=m.executed, observed_executed=first.executed, trainer_entry=m.run.trainer.entry,
     )

@@ -155,7 +155,7 @@ def demote_git(differences: Iterable[Difference], executed_same: bool) -> list[D
     return [
         d.model_copy(update={"likelihood": "low", "note": "not in the code the training process executed, "
                              "which is identical (" + (d.note or "git state differs") + ")"})
-        if d.field.startswith("code.") else d
+        if d.field.startswith("code.") and d.likelihood != "none" else d
         for d in differences
     ]
 

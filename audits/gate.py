@@ -176,7 +176,7 @@ class Gate:
         try:
             # Verified once, signature first; the audit and the scan both use this document.
             options = self.loaded.audit_options()
-            verified = verify_for_audit(path, options.trusted_keys)
+            verified = verify_for_audit(path, options.trusted_keys, options.data)
             audit = self.audit(verified, options)
             self.verified_manifests[str(policy_path)] = verified.loaded.manifest
             reproduction: ReproductionStatus = "reproduced" if audit.reproduced else "not_reproduced"

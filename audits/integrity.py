@@ -18,7 +18,7 @@ from pathlib import Path
 from repro.audits.report import DataCheck
 from repro.errors import DataChangedError, MissingArtifactError
 from repro.records.manifest_file import LoadedManifest
-from repro.trust.keys import load_trusted_keys
+from repro.trust.keys import load_trusted_keys, local_key_id
 from repro.trust.verify import ArtifactCheck, VerifyResult, verify_manifest
 
 __all__ = ["DataChangedError", "IntegrityResult", "check_integrity"]
@@ -47,6 +47,13 @@ class IntegrityResult:
         return self.verified.trusted
 
     @property
+    def imports_trusted(self) -> bool:
+        """Whether a module the manifest names may be imported for the rerun: the signer is on the
+        trust list, or the signer is this user's own signing key (their own run, their own plugin).
+        A stranger's key, checked against no list, is not trusted for imports."""
+        return self.trusted or self.key_id == local_key_id()
+
+    @property
     def artifacts(self) -> list[ArtifactCheck]:
         """The run's own files, all unchanged."""
         return self.verified.artifacts
@@ -62,10 +69,11 @@ def _names(checks: list[DataCheck], limit: int = 5) -> str:
     return names + (f" and {len(checks) - limit} more" if len(checks) > limit else "")
 
 
-def verify_for_audit(path: Path, trusted_keys: Path | None) -> VerifyResult:
-    """:func:`repro.trust.verify.verify_manifest` with the trust list file, data differences reported."""
+def verify_for_audit(path: Path, trusted_keys: Path | None, data_path: Path | None = None) -> VerifyResult:
+    """:func:`repro.trust.verify.verify_manifest` with the trust list file, data differences reported
+    (``data_path``: the user's ``--data``, where to look for the recorded data instead)."""
     trusted = load_trusted_keys(trusted_keys) if trusted_keys is not None else None
-    return verify_manifest(Path(path), trusted, data="report")
+    return verify_manifest(Path(path), trusted, data="report", data_path=data_path)
 
 
 def check_integrity(verified: VerifyResult, allow_data_change: bool) -> IntegrityResult:
@@ -86,8 +94,10 @@ def check_integrity(verified: VerifyResult, allow_data_change: bool) -> Integrit
         )
     missing = [c for c in data if c.status == "missing"]
     if missing:
+        looked = next((c.detail for c in verified.data if c.status == "missing" and c.detail), "")
         raise MissingArtifactError(
-            f"{len(missing)} data file(s) of the run are missing here: {_names(missing)}; "
-            "restore the recorded data to audit the run"
+            f"{len(missing)} data file(s) of the run are missing here: {_names(missing)}"
+            + (f" ({looked})" if looked else "")
+            + "; restore the recorded data, or point at it with --data PATH (accepted only if it hashes as recorded)"
         )
     return IntegrityResult(verified=verified, data=data)

@@ -108,6 +108,10 @@ class AuditOptions(FrozenRecord):
     work_dir: Path | None = Field(
         None, description="Keep the rerun's checkpoints and log here; default: a temporary folder, removed."
     )
+    data: Path | None = Field(
+        None, description="Where the recorded data is here, instead of the recorded location; accepted only "
+        "if every file hashes as recorded (`--data`).",
+    )
     code_path: Path | None = Field(None, description="Where to read the code's git state; default: the working folder.")
     trainer: str | None = Field(
         None, description="Trainer for the rerun (entry-point name or package.module:Class), chosen by the user; "

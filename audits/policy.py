@@ -25,7 +25,7 @@ Example (this repository's own policy is the reference)::
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,11 +36,6 @@ from repro.audits.vulnerabilities import ScanSettings
 from repro.errors import UsageError
 from repro.records.base import FrozenRecord
 from repro.records.validation import describe
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 POLICY_TABLE = "tool.repro.gate"
 
@@ -75,6 +70,10 @@ class GatePolicy(FrozenRecord):
     tolerance: Tolerance = Field(default_factory=Tolerance)
     max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, description="Refuse, before compute, to replay more steps.")
     vulnerabilities: VulnerabilityPolicy = Field(default_factory=VulnerabilityPolicy)
+    data: Path | None = Field(
+        None, description="Where the runs' data is, for data recorded outside the repository (as `repro audit "
+        "--data`); accepted only if every file hashes as recorded.",
+    )
 
     @model_validator(mode="after")
     def _mode_matches_counts(self) -> GatePolicy:
@@ -114,6 +113,7 @@ class LoadedPolicy(BaseModel):
         return AuditOptions(
             trusted_keys=self.resolve(p.trusted_keys), steps=p.steps, segments=p.segments, seed=p.seed,
             device=p.device, threads=p.threads, tolerance=p.tolerance, code_path=self.root, max_steps=p.max_steps,
+            data=self.resolve(p.data) if p.data is not None else None,
         )
 
     def scan_settings(self) -> ScanSettings:
@@ -126,7 +126,28 @@ class LoadedPolicy(BaseModel):
 
 
 def _describe(exc: ValidationError) -> str:
-    return describe(exc, limit=3, empty="(table)")
+    return describe(exc, limit=3, empty="(table)") + _suggestion(exc)
+
+
+def _suggestion(exc: ValidationError) -> str:
+    """``; did you mean 'x'?`` for the first unknown field that is close to a known one."""
+    import difflib
+
+    for error in exc.errors():
+        if error["type"] != "extra_forbidden":
+            continue
+        model: Any = GatePolicy
+        for part in error["loc"][:-1]:  # a nested table: tolerance, vulnerabilities
+            field = model.model_fields.get(part) if isinstance(part, str) else None
+            model = field.annotation if field is not None else None
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                break
+        else:
+            name = str(error["loc"][-1])
+            match = difflib.get_close_matches(name, list(model.model_fields), n=1, cutoff=0.6)
+            if match:
+                return f"; did you mean {match[0]!r} instead of {name!r}?"
+    return ""
 
 
 def policy_from_table(table: Any, source: Path) -> LoadedPolicy:

@@ -45,7 +45,7 @@ from repro.running.launcher import EventHandler, launch
 from repro.running.registry import installed_trainers, resolve_trainer
 from repro.running.run import build_job, check_distributed
 from repro.trainer_api import Trainer, import_reference_fields
-from repro.trust.verify import data_source_root
+from repro.trust.data_location import data_source_root
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def verified_data(loaded: LoadedManifest) -> VerifiedDataSpec:
     """The data the integrity check verified, as the rerun must read it: the source's folder here
     and the recorded file names, in the recorded order (nothing from the config)."""
     data = loaded.manifest.data
-    root = data_source_root(data.source)
+    root = data_source_root(data.source, loaded.path, files=[f.path for f in data.files], override=loaded.data_path)
     return VerifiedDataSpec(source=data.source, root=str(root) if root is not None else None,
                             files=[f.path for f in data.files])
 

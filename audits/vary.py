@@ -129,7 +129,7 @@ def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None,
                                         allow_data_change=False)
     loaded = checked.loaded
     m = loaded.manifest
-    resolved = rerun.plan(m, None, None, trainer=trainer, trusted=checked.trusted or allow_imports)
+    resolved = rerun.plan(m, None, None, trainer=trainer, trusted=checked.imports_trusted or allow_imports)
     total = resolved.config.steps
     if steps is not None and steps > total:
         raise UsageError(f"--steps {steps}: the run has only {total} steps")

@@ -138,6 +138,13 @@ class UnverifiedCodeError(CouldNotCheckError):
     names: the user's consent is missing (``--allow-imports``, or a trust list naming the signer)."""
 
 
+class OptionalTrainerMissing(TrainerNotFoundError):
+    """A built-in trainer whose optional extra (``repro-audit[lightning]``, ``[litgpt]``) is not installed.
+
+    Using it is an error that says what to install; ``repro trainers`` leaves it out quietly.
+    """
+
+
 class TrainerError(CouldNotCheckError):
     """A trainer plugin failed or broke the trainer contract; the message names the trainer."""
 

@@ -204,6 +204,21 @@ class VerifiedData:
             out.append(self.root / name)
         return out
 
+    def _config_names(self, recorded: str) -> list[tuple[PurePosixPath, Path]]:
+        """Paths a config may name for this source, each with where that data is here: the source
+        (a folder, or the one file given) and each recorded file, under the recorded name and under
+        the folder it was found in here (``--data`` or a clone may have moved it)."""
+        source = PurePosixPath(recorded)
+        if self.root is None:
+            return [(source, Path(recorded))]
+        one_file = len(self.files) == 1 and source.name == PurePosixPath(self.files[0]).name
+        pairs = [(source, self.root / self.files[0] if one_file else self.root)]
+        for name in self.files:
+            pairs.append((PurePosixPath(self.root) / name, self.root / name))
+            if not one_file:
+                pairs.append((source / name, self.root / name))
+        return pairs
+
     def check_config_path(self, configured: str | None, option: str = "data") -> Path | None:
         """Refuse (:class:`DataConfigMismatchError`, exit 3) a config path that is not this source.
 
@@ -212,28 +227,28 @@ class VerifiedData:
 
         ``configured`` is the path the recorded config names (None: none, e.g. built-in data).
         A path must name the recorded ``path`` source or one of its recorded files: absolute and
-        equal to it, or relative (as typed at ``repro run``, e.g. ``corpus``) without ``..`` and
-        equal to its last parts.
+        equal to it (for a repository-relative record: ending in it), or relative (as typed at
+        ``repro run``, e.g. ``corpus``) without ``..`` and equal to its last parts.
         """
         recorded = self.source.name if self.source.kind == "path" else None
         if configured is None and recorded is None:
             return None
         if configured is not None and recorded is not None:
-            # The source itself (a folder, or the one file given), or a recorded file in its folder.
-            names = [PurePosixPath(recorded)]
-            if self.root is not None:
-                names += [PurePosixPath(self.root) / f for f in self.files]
             typed = PurePosixPath(str(configured))
             if typed.parts[:1] == ("~",):
                 typed = PurePosixPath(*typed.parts[1:]) if len(typed.parts) > 1 else PurePosixPath(".")
-            for name in names:
-                if typed.is_absolute():
-                    if Path(str(typed)).resolve(strict=False) == Path(name) or typed == name:
-                        return Path(name)
-                elif ".." not in typed.parts:
+            for name, here in self._config_names(recorded):
+                if typed.is_absolute() and name.is_absolute():
+                    match = Path(str(typed)).resolve(strict=False) == Path(name) or typed == name
+                elif typed.is_absolute():
+                    # A repository-relative record: the config keeps the absolute path the data had
+                    # in the recording's checkout, which ends in the recorded relative name.
+                    match = typed.parts[-len(name.parts):] == name.parts
+                else:
                     tail = [p for p in typed.parts if p != "."]
-                    if tail and list(name.parts[-len(tail):]) == tail:
-                        return Path(name)
+                    match = ".." not in typed.parts and bool(tail) and list(name.parts[-len(tail):]) == tail
+                if match:
+                    return here
         where = f"{self.source.kind} {self.source.name}"
         raise DataConfigMismatchError(
             f"the manifest's config names {option} {configured!r}, but its verified data record is {where}: "
@@ -297,7 +312,8 @@ class Trainer(Protocol):
 
     @classmethod
     def presets(cls) -> Mapping[str, Mapping[str, Any]]:
-        """Named configs (``repro run NAME``); each a mapping validated by ``config_model``."""
+        """Named configs (``repro run NAME``); each a mapping validated by ``config_model``. Optional: a
+        trainer without it has no presets (``repro run --trainer X`` trains its default config)."""
 
     def __init__(self, config: TrainerConfig, context: TrainerContext) -> None:
         """Store config and context; do no heavy work yet."""
@@ -326,7 +342,6 @@ class Trainer(Protocol):
 
 
 REQUIRED_METHODS = (
-    "presets",
     "prepare_data",
     "build",
     "train_step",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from repro import __version__, errors
-from repro.cli import attest, audit, diff, gate, keygen, run, show, trainers, verify
+from repro.cli import attest, audit, diff, gate, init, keygen, run, show, trainers, verify
 from repro.cli.parsing import Parser, Subparsers
 from repro.errors import ExitCode, exit_code_for
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="repro", description="Make training runs checkable: record, sign, audit.")
     parser.add_argument("--version", action="version", version=f"repro {__version__}")
     sub = cast("Subparsers", parser.add_subparsers(dest="command", required=True, parser_class=Parser))
-    for command in (run, verify, show, audit, diff, gate, attest, keygen, trainers):
+    for command in (run, verify, show, audit, diff, gate, attest, keygen, trainers, init):
         command.add_parser(sub)
     return parser
 

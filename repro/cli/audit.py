@@ -46,6 +46,9 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="rerun through torch.compile, or not (default: as recorded)")
     add_tolerance_arguments(p)
+    p.add_argument("--data", metavar="PATH",
+                   help="where the run's data is here, if not where it was recorded (data outside the git "
+                   "work tree); accepted only if every file hashes as recorded")
     p.add_argument("--allow-data-change", action="store_true",
                    help="rerun even if data files differ from the recorded ones, and attribute")
     p.add_argument("--json", metavar="FILE", help="write the report as JSON (schema: docs/audit-report.schema.json)")
@@ -85,7 +88,7 @@ def _options(args: argparse.Namespace) -> Any:
             nproc=args.nproc,
             precision=args.precision, compile=args.compile,
             tolerance=tolerance_from(args),
-            allow_data_change=args.allow_data_change,
+            allow_data_change=args.allow_data_change, data=Path(args.data) if args.data else None,
             work_dir=Path(args.work_dir) if args.work_dir else None,
             trainer=args.trainer, max_steps=args.max_steps, allow_imports=args.allow_imports,
         )
@@ -210,7 +213,7 @@ def _audit(args: argparse.Namespace) -> int:
         progress(event)
 
     # One document: the scan and the plot use the manifest that was verified, never a new read.
-    verified = verify_for_audit(Path(args.manifest), options.trusted_keys)
+    verified = verify_for_audit(Path(args.manifest), options.trusted_keys, options.data)
     try:
         report = audit_verified(verified, options, on_event, failure_log=failure_log_path(args))
     finally:

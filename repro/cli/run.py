@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from repro.cli.parsing import Subparsers
-from repro.errors import ExitCode
+from repro.errors import ExitCode, UsageError
 
 
 def add_parser(sub: Subparsers) -> None:
@@ -17,7 +17,9 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--seed", type=int, help="seed for every random source")
     p.add_argument("--device", choices=["cpu", "cuda"], help="training device (default cpu)")
     p.add_argument("--threads", type=int, help="torch/OMP threads (default 2)")
-    p.add_argument("--data", help="text file or folder of .txt/.md files instead of the built-in corpus")
+    p.add_argument("--data", metavar="PATH",
+                   help="the training data, a file or folder, given to the trainer's `data` option (the built-in "
+                   "GPT trainer: a text file or a folder of .txt/.md files instead of its built-in corpus)")
     p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting or config field (repeatable)")
     p.add_argument("--out", default="manifests/run.json", help="manifest path (default manifests/run.json)")
@@ -34,6 +36,17 @@ def add_parser(sub: Subparsers) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def _preset_hint(trainer_class: type, trainer: str | None) -> str:
+    """How to name one of *this* trainer's presets, or that it has none."""
+    from repro.running.registry import trainer_presets
+
+    presets = sorted(trainer_presets(trainer_class))
+    if not presets:
+        return "this trainer has no presets; set its fields with --set KEY=VALUE"
+    flag = f"--trainer {trainer} " if trainer else ""
+    return f"name one to choose, e.g. `repro run {flag}{presets[0]}` (its presets: {', '.join(presets)})"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Train and record."""
     from repro.rendering.console import TrainingProgress, out_console, run_summary, say
@@ -41,6 +54,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from repro.running.run import execute_run
     from repro.text import plural
 
+    if args.data is not None:  # a typo fails first: no output, no run folder, no marker
+        data = Path(args.data).expanduser()
+        if not data.exists():
+            raise UsageError(f"--data {args.data}: no such file or folder (looked for {data.resolve()})")
     if args.plot:
         from repro.rendering.plotting import check_png_target
 
@@ -58,7 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{args.data} (max_files); add --set max_files=null to read them all", err=True)
     if args.preset is None:  # say what runs, rather than silently training a default
         say(f"no preset named: training {resolved.trainer.name}'s default config "
-            f"({plural(resolved.config.steps, 'step')}); name one to choose, e.g. `repro run smoke`", err=True)
+            f"({plural(resolved.config.steps, 'step')}); {_preset_hint(resolved.trainer_class, args.trainer)}",
+            err=True)
     with TrainingProgress(f"{resolved.trainer.name}/{resolved.preset or 'default'}") as progress:
         outcome = execute_run(resolved, Path(args.out), Path(args.key) if args.key else None,
                               resume=args.resume, on_event=progress, node_rank=args.node_rank,

@@ -85,8 +85,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         banner = _failure_banner(exc)
         checks = []
         if loaded is not None and isinstance(exc, ArtifactMismatchError | MissingArtifactError):
-            checks = [(c.kind, c.path, c.status)
-                      for c in check_data(loaded.manifest.data) + check_run_files(loaded.manifest, loaded.folder)]
+            found = check_data(loaded.manifest.data, loaded.path) + check_run_files(loaded.manifest, loaded.folder)
+            checks = [(c.kind, c.path, c.status) for c in found]
 
     if loaded is not None:
         out_console.print(run_summary(loaded.manifest, str(path), title=f"run: {path}"))

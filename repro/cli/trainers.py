@@ -20,7 +20,7 @@ def cmd_trainers(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from repro.rendering.console import out_console, safe, say
-    from repro.running.registry import import_reference, installed_trainers
+    from repro.running.registry import import_reference, installed_trainers, trainer_presets
 
     table = Table(title="installed trainers (entry-point group repro.trainers)")
     for col in ("name", "distribution", "version", "entry point", "presets"):
@@ -28,7 +28,9 @@ def cmd_trainers(args: argparse.Namespace) -> int:
     problems: list[str] = []
     for t in installed_trainers().values():
         try:
-            presets = safe(", ".join(import_reference(t.entry).presets()) or "-")
+            presets = safe(", ".join(trainer_presets(import_reference(t.entry))) or "-")
+        except errors.OptionalTrainerMissing:
+            continue  # a built-in trainer whose extra is not installed: not this user's concern here
         except errors.ReproError as exc:
             presets, problem = Text("unavailable", "red"), str(exc)
             problems.append(f"{t.name}: {problem}")

@@ -13,6 +13,9 @@ def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser("verify", help="check a manifest's signature and artifacts without rerunning")
     p.add_argument("manifest")
     p.add_argument("--trusted-keys", help="trust list: a valid signature from another key fails")
+    p.add_argument("--data", metavar="PATH",
+                   help="where the run's data is here, if not where it was recorded (data outside the git "
+                   "work tree); accepted only if every file hashes as recorded")
     p.set_defaults(func=cmd_verify)
 
 
@@ -25,7 +28,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from repro.trust.verify import verify_manifest
 
     trusted = load_trusted_keys(Path(args.trusted_keys)) if args.trusted_keys is not None else None
-    result = verify_manifest(Path(args.manifest), trusted)
+    result = verify_manifest(Path(args.manifest), trusted, data_path=Path(args.data) if args.data else None)
     if incomplete_marker(Path(args.manifest)).exists():
         say(f"note: {incomplete_marker(Path(args.manifest))} is present: a run writing this manifest "
             "did not finish (continue it with --resume); what was verified is the last run that did", err=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Final, Literal
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from repro.errors import ManifestFormatError
 from repro.records.base import FrozenRecord
@@ -33,6 +33,9 @@ SCHEMA_VERSION: Final = 2
 
 
 MANIFEST_KIND: Final = "repro.run-manifest"
+
+REPOSITORY_ROOT: Final = "repository"
+"""``DataSource.root`` of a path recorded relative to the git work tree's root."""
 
 
 class Record(FrozenRecord):
@@ -165,8 +168,23 @@ class DataSource(Record):
     kind: Literal["distribution", "path", "generated"] = Field(
         description="'generated': made by the trainer (e.g. from the seed); no files to check."
     )
-    name: str = Field(description="Distribution name, absolute path, or what generated the data.")
+    name: str = Field(description="Distribution name, path (absolute; or relative to the repository root "
+                                  "when `root` is 'repository'), or what generated the data.")
     version: str | None = None
+    root: Literal["repository"] | None = Field(
+        None,
+        description="'repository': `name` is relative to the root of the git work tree the run was recorded "
+        "in, and is found against the work tree holding the manifest (a clone elsewhere finds its copy). "
+        "Absent: `name` is absolute (and every manifest made before this field).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_root(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Absent rather than null, so a source outside any repository is written exactly as before.
+        data: dict[str, Any] = handler(self)
+        if data.get("root") is None:
+            data.pop("root", None)
+        return data
 
 
 class DataRecord(Record):

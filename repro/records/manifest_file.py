@@ -58,6 +58,8 @@ class LoadedManifest(BaseModel):
     manifest: RunManifest
     raw: dict[str, Any]
     path: Path
+    data_path: Path | None = None
+    """Where the user said the data is (``--data``), instead of the recorded location; None: as recorded."""
 
     @property
     def folder(self) -> Path:

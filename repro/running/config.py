@@ -19,7 +19,7 @@ from repro.records.canonical import canonical_bytes
 from repro.records.hashing import sha256_bytes
 from repro.records.manifest import RunSettings, TrainerRef
 from repro.records.validation import first_problem
-from repro.running.registry import find_preset, resolve_trainer
+from repro.running.registry import closest, find_preset, resolve_trainer, trainer_presets
 from repro.trainer_api import TrainerConfig
 
 DEFAULT_TRAINER = "gpt"
@@ -93,10 +93,11 @@ def resolve_run(
         trainer, preset_config = find_preset(preset)
     ref, cls = resolve_trainer(trainer or DEFAULT_TRAINER)
     if preset is not None and not preset_config:
-        presets = cls.presets()
+        presets = trainer_presets(cls)
         if preset not in presets:
             known = ", ".join(sorted(presets)) or "none"
-            raise UsageError(f"trainer {ref.name} has no preset {preset!r} (its presets: {known})")
+            raise UsageError(f"trainer {ref.name} has no preset {preset!r}{closest(preset, presets)} "
+                             f"(its presets: {known})")
         preset_config = presets[preset]
 
     config_model: type[TrainerConfig] = cls.config_model
@@ -108,7 +109,8 @@ def resolve_run(
         if value is None:
             continue
         if key not in config_model.model_fields:
-            raise UsageError(f"trainer {ref.name} has no option {key!r}; it cannot take --{key}")
+            raise UsageError(f"trainer {ref.name} has no option {key!r}; it cannot take --{key}"
+                             + (f" (its config fields: {', '.join(sorted(config_model.model_fields))})"))
         config_values[key] = value
     for text in assignments:
         key, value = parse_assignment(text)
@@ -118,7 +120,7 @@ def resolve_run(
             config_values[key] = value
         else:
             fields = sorted(set(RunSettings.model_fields) | set(config_model.model_fields))
-            raise UsageError(f"--set {key}: unknown key (known: {', '.join(fields)})")
+            raise UsageError(f"--set {key}: unknown key{closest(key, fields)} (known: {', '.join(fields)})")
     try:
         settings = RunSettings.model_validate(settings_values)
     except ValidationError as exc:

@@ -6,10 +6,11 @@ the same door as any third-party trainer.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,13 +130,25 @@ def _ref(cls: type, name: str, entry: str, dist: str | None, version: str | None
     )
 
 
+def trainer_presets(cls: Any) -> Mapping[str, Mapping[str, Any]]:
+    """A trainer's named configs; a trainer without ``presets()`` has none (it is optional)."""
+    presets = getattr(cls, "presets", None)
+    return presets() if callable(presets) else {}
+
+
+def closest(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the known name closest to a mistyped one, or ``""``."""
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
 def find_preset(preset: str) -> tuple[str, Mapping[str, Any]]:
     """Find which installed trainer defines ``preset``; return (trainer name, preset config)."""
     owners: list[tuple[str, Mapping[str, Any]]] = []
     all_presets: list[str] = []
     for name, entry in installed_trainers().items():
         try:
-            presets = import_reference(entry.entry).presets()
+            presets = trainer_presets(import_reference(entry.entry))
         except Exception:  # noqa: BLE001, S112 - a broken third-party trainer must not hide the others' presets
             continue
         all_presets.extend(presets)
@@ -143,7 +156,7 @@ def find_preset(preset: str) -> tuple[str, Mapping[str, Any]]:
             owners.append((name, presets[preset]))
     if not owners:
         known = ", ".join(sorted(all_presets)) or "none"
-        raise UsageError(f"unknown preset {preset!r} (known presets: {known})")
+        raise UsageError(f"unknown preset {preset!r}{closest(preset, all_presets)} (known presets: {known})")
     if len(owners) > 1:
         names = ", ".join(o[0] for o in owners)
         raise UsageError(f"preset {preset!r} is defined by several trainers ({names}); pass --trainer")

@@ -45,6 +45,7 @@ from repro.running.job import Job, JobResult
 from repro.running.launcher import EventHandler, launch
 from repro.running.layout import InFlightRun, RunLayout
 from repro.text import utc_now
+from repro.trust.data_location import portable_source, repository_root
 from repro.trust.keys import SigningKey, load_or_create_key
 from repro.trust.signing import sign_manifest
 
@@ -310,7 +311,10 @@ def _assemble(
         environment=result.environment,
         code=code,
         data=DataRecord(
-            source=data.source, files=data.files, corpus_sha256=data.corpus_sha256,
+            # Data in the git work tree that holds the manifest is recorded relative to its root, so
+            # a clone (the manifest with its data) finds it wherever it is checked out.
+            source=portable_source(data.source, repository_root(manifest_dir)),
+            files=data.files, corpus_sha256=data.corpus_sha256,
             tokenizer=tokenizer, token_stream_sha256=data.token_stream_sha256,
             train_tokens=data.train_tokens, val_tokens=data.val_tokens, extra=data.extra,
         ),

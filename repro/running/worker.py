@@ -31,6 +31,7 @@ from repro.records.manifest import StepRecord, ValidationRecord
 from repro.running import distributed as dist
 from repro.running.crashpoint import crash_point
 from repro.running.job import DataResult, Job, JobResult, JobTiming, WorkerFailure
+from repro.trust.data_location import as_verified
 
 
 class _Events:
@@ -196,7 +197,11 @@ def run_job(job: Job, events: _Events) -> JobResult:
         environment=environment,
         executed=executed,
         data=DataResult(
-            source=summary.source, files=summary.files, corpus_sha256=summary.corpus_sha256,
+            # A rerun that read the verified data reports it by the recorded source (a clone's path
+            # for repository data, or the --data folder, is where it was found, not a different source).
+            source=as_verified(summary.source, *(
+                (job.verified_data.source, job.verified_data.root) if job.verified_data else (None, None))),
+            files=summary.files, corpus_sha256=summary.corpus_sha256,
             tokenizer_path=str(summary.tokenizer_file) if summary.tokenizer_file else None,
             token_stream_sha256=summary.token_stream_sha256, train_tokens=summary.train_tokens,
             val_tokens=summary.val_tokens, extra=summary.extra,

@@ -21,7 +21,6 @@ the caller (:func:`repro.trust.verify.verify_manifest`) decides what a result me
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 from collections.abc import Iterable
@@ -30,8 +29,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from repro.files.confine import open_recorded
-from repro.records.manifest import CheckpointRecord, DataRecord, DataSource, FileDigest, RunManifest
+from repro.records.manifest import CheckpointRecord, DataRecord, FileDigest, RunManifest
 from repro.records.safetensors_digest import MalformedCheckpoint, digest_checkpoint
+from repro.trust.data_location import data_source_root, describe_location
 
 Status = Literal["ok", "changed", "missing"]
 SBOM_NAME = "sbom.cdx.json"  # repro.records.sbom.SBOM_NAME, without importing the SBOM models
@@ -147,25 +147,10 @@ def check_run_files(manifest: RunManifest, folder: Path) -> list[ArtifactCheck]:
     return checks
 
 
-def data_source_root(source: DataSource) -> Path | None:
-    """The folder a data source's file paths are relative to, or None if it is not here."""
-    if source.kind == "generated":
-        return None
-    if source.kind == "distribution":
-        try:
-            return Path(str(importlib.metadata.distribution(source.name).locate_file("")))
-        except importlib.metadata.PackageNotFoundError:
-            return None
-    path = Path(source.name)
-    if path.is_file():
-        return path.parent
-    return path if path.is_dir() else None
-
-
 def _data_file(root: Path, record: FileDigest, corpus: Any) -> ArtifactCheck:
     with open_recorded(root, record.path, "data file") as handle:
         if handle is None:
-            return ArtifactCheck("data", record.path, "missing")
+            return ArtifactCheck("data", record.path, "missing", f"looked for {root / record.path}")
         if detail := _size_differs(handle, record.size):
             return ArtifactCheck("data", record.path, "changed", detail)
         if _hash(handle, corpus) != record.sha256:
@@ -173,15 +158,21 @@ def _data_file(root: Path, record: FileDigest, corpus: Any) -> ArtifactCheck:
     return ArtifactCheck("data", record.path, "ok")
 
 
-def check_data(data: DataRecord) -> list[ArtifactCheck]:
-    """Every input data file (size and digest) and the corpus digest, from one read of each file."""
+def check_data(data: DataRecord, manifest_path: Path | None = None,
+               override: Path | None = None) -> list[ArtifactCheck]:
+    """Every input data file (size and digest) and the corpus digest, from one read of each file.
+
+    The files are looked for where :func:`repro.trust.data_location.data_source_root` says (the
+    recorded location, resolved against the repository of ``manifest_path`` where it is
+    repository-relative, or ``override``); a missing check's detail names the absolute path looked at.
+    """
     if data.source.kind == "generated":
         return []  # nothing on disk; a rerun regenerates the data and compares its digest
-    root = data_source_root(data.source)
+    root = data_source_root(data.source, manifest_path, files=[f.path for f in data.files], override=override)
     if root is None:
-        where = f"distribution {data.source.name}" if data.source.kind == "distribution" else data.source.name
-        missing = [ArtifactCheck("data", f.path, "missing") for f in data.files]
-        return missing or [ArtifactCheck("data", where, "missing")]
+        where = describe_location(data.source, manifest_path)
+        missing = [ArtifactCheck("data", f.path, "missing", f"looked for {where}") for f in data.files]
+        return missing or [ArtifactCheck("data", where, "missing", f"looked for {where}")]
     corpus = hashlib.sha256()
     checks = [_data_file(root, f, corpus) for f in data.files]
     if all(c.status == "ok" for c in checks):

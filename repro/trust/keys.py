@@ -19,7 +19,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from repro.errors import InputError, SigningKeyError
+from repro.errors import InputError, ReproError, SigningKeyError
 from repro.files import atomic
 from repro.records.canonical import decode_base64
 
@@ -134,6 +134,21 @@ def load_or_create_key(path: Path | None) -> tuple[SigningKey, bool]:
     if path.exists():
         return load_key(path), False
     return generate_key(path), True
+
+
+def local_key_id() -> str | None:
+    """The key id of this user's own signing key (:func:`default_key_path`), or None if there is none.
+
+    Never creates a key. A key file repro would refuse to sign with (readable by others, not an
+    Ed25519 key) counts as none.
+    """
+    path = default_key_path()
+    if not path.is_file():
+        return None
+    try:
+        return load_key(path).key_id
+    except ReproError:
+        return None
 
 
 _P = 2**255 - 19

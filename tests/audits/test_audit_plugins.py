@@ -15,6 +15,7 @@ import pytest
 from repro.cli import main
 from repro.records.hashing import sha256_file
 from repro.records.manifest_file import load_manifest
+from tests.audits.forgery import resign
 from tests.plugin_site import REGRESSION_CSV, PluginSite, make_importable
 
 
@@ -90,17 +91,20 @@ def test_a_module_class_trainer_on_pythonpath_runs_and_audits_bitwise(plugin_pat
         ("tinymlp:TinyMLPTrainer", None, "unknown")
     assert m.data.source.kind == "generated" and m.data.files == []  # made from the seed
     assert main(["verify", str(out)]) == 0
-    # Not an installed entry point: the audit imports the recorded module only when told to.
-    code, report = _audit(out, tmp_path / "refused.json")
-    assert code == 4 and report["outcome"] == "could_not_check" and "--allow-imports" in report["message"]
-    code, report = _audit(out, tmp_path / "report.json", "--trainer", "tinymlp:TinyMLPTrainer")
+    # Not an installed entry point, but signed by this user's own key: the recorded module is
+    # imported without a flag (a stranger's manifest is refused: test_data_location.py).
+    code, report = _audit(out, tmp_path / "report.json")
     assert code == 0 and report["verdict"] == "bitwise" and report["steps_compared"] == 8
-    # --vary chooses and allows the trainer exactly as the audit does (it used to ignore --trainer).
-    code, report = _audit(out, tmp_path / "vary.json", "--vary", "hashseed", "--steps", "4",
-                          "--trainer", "tinymlp:TinyMLPTrainer")
+    # --vary chooses and allows the trainer exactly as the audit does (it ignored the signer's trust
+    # and --trainer): the own key's manifest runs; a stranger's only with --trainer.
+    code, report = _audit(out, tmp_path / "vary.json", "--vary", "hashseed", "--steps", "4")
     assert code == 0 and report["kind"] == "repro.vary-report" and report["control"]["status"] == "bitwise"
+    resign(out, lambda raw: None, tmp_path / "stranger.pem")
     code, report = _audit(out, tmp_path / "vary.json", "--vary", "hashseed", "--steps", "4")
     assert code == 4 and report["outcome"] == "could_not_check" and "--allow-imports" in report["message"]
+    code, report = _audit(out, tmp_path / "vary.json", "--vary", "hashseed", "--steps", "4",
+                          "--trainer", "tinymlp:TinyMLPTrainer")
+    assert code == 0 and report["control"]["status"] == "bitwise"
 
 
 def test_a_nondeterministic_trainer_is_named_as_the_cause(

@@ -66,7 +66,7 @@ def test_layout_is_not_signed_content(smoke_copy: Path) -> None:
 
 def test_manifest_records_what_issue_2_requires(smoke_run: Path) -> None:
     m = load_manifest(smoke_run).manifest
-    assert m.run.trainer.name == "gpt" and m.run.trainer.distribution == "repro"
+    assert m.run.trainer.name == "gpt" and m.run.trainer.distribution == "repro-audit"
     assert m.run.config["n_layer"] == 2 and m.run.settings.seed == 1337
     assert m.environment.torch_version and "torch" in m.environment.distributions
     assert m.environment.cpu_count and m.environment.torch_build

@@ -45,7 +45,8 @@ def test_code_on_pythonpath_records_its_declared_version_or_unknown(plugin_path:
 
 def test_the_builtin_trainers_come_through_the_same_door() -> None:
     trainers = installed_trainers()
-    assert trainers["gpt"].entry == "repro.trainer.gpt.trainer:GPTTrainer" and trainers["gpt"].distribution == "repro"
+    assert trainers["gpt"].entry == "repro.trainer.gpt.trainer:GPTTrainer"
+    assert trainers["gpt"].distribution == "repro-audit"
     assert trainers["lightning"].entry == "repro.trainer.lightning.adapter:LightningTrainer"
 
 

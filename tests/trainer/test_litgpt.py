@@ -1,4 +1,4 @@
-"""The LitGPT trainer plugin (``repro[litgpt]``): LitGPT's own GPT, built from a ``litgpt.Config``,
+"""The LitGPT trainer plugin (``repro-audit[litgpt]``): LitGPT's own GPT, built from a ``litgpt.Config``,
 run, verified, resumed and audited through repro on a tiny config."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from repro.running.config import resolve_run
 from tests.conftest import copy_run
 from tests.plugin_site import interrupt_after
 
-litgpt = pytest.importorskip("litgpt", reason="the LitGPT trainer tests need `pip install repro[litgpt]`")
+litgpt = pytest.importorskip("litgpt", reason="the LitGPT trainer tests need `pip install repro-audit[litgpt]`")
 
 TINY = ["litgpt-smoke", "--steps", "8", "--set", "checkpoint_every=4", "--set", "eval_every=4",
         "--set", "n_layer=1", "--set", "n_embd=32", "--set", "block_size=16"]
@@ -27,7 +27,7 @@ def test_litgpt_runs_verifies_resumes_bit_identically_and_audits_bitwise(tmp_pat
     out = tmp_path / "run" / "lit.json"
     assert main(["run", *TINY, "--out", str(out)]) == 0
     m = load_manifest(out).manifest
-    assert (m.run.trainer.name, m.run.trainer.distribution) == ("litgpt", "repro")
+    assert (m.run.trainer.name, m.run.trainer.distribution) == ("litgpt", "repro-audit")
     assert m.run.config["init"] == "neox" and m.run.config["model"] is None
     assert [s.step for s in m.steps] == list(range(1, 9)) and [v.step for v in m.validation] == [4, 8]
     assert "model.gpt.transformer.h.0.attn.qkv.weight" in m.checkpoints[0].tensors
@@ -74,7 +74,7 @@ def test_without_litgpt_the_trainer_says_how_to_install_it(monkeypatch: pytest.M
     assert main(["run", "--trainer", "litgpt", *TINY, "--out", str(tmp_path / "lit.json")]) == 4
     err = capsys.readouterr().err
     assert "the litgpt trainer needs LitGPT, which is not installed here" in err and "Traceback" not in err
-    assert "'repro[litgpt]'" in err
+    assert "'repro-audit[litgpt]'" in err
 
 
 def test_the_gpt_trainer_does_not_import_litgpt() -> None:

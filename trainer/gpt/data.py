@@ -94,7 +94,7 @@ def load_corpus(data: str | None, max_files: int | None = None) -> Corpus:
     else:
         path = Path(data).expanduser().resolve()
         if not path.exists():
-            raise InputError(f"--data {data}: no such file or folder")
+            raise InputError(f"--data {data}: no such file or folder (looked for {path})")
         source = DataSource(kind="path", name=str(path))
         if path.is_file():
             root, names = path.parent, [path.name]

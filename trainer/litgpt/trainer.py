@@ -8,7 +8,7 @@ model and its initialisation. The weights are initialised as ``litgpt pretrain``
 normal with std sqrt(2 / 5d), output projections 1 / (sqrt(d) · n_layer)).
 
 Needs the ``litgpt`` extra; install it with the torch constraint so pip keeps the installed torch:
-``pip install -c .venv/torch-constraint.txt 'repro[litgpt]'``.
+``pip install -c .venv/torch-constraint.txt 'repro-audit[litgpt]'``.
 """
 
 from __future__ import annotations
