@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import repro.record as record  # repro
+from repro import record  # repro
 from repro.record.lightning import ReproCallback  # repro
 
 VOCAB = 256

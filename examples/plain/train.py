@@ -20,7 +20,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-import repro.record as record  # repro
+from repro import record  # repro
 
 VOCAB = 256
 

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
-import repro.record as record  # repro
+from repro import record  # repro
 from repro.record.transformers import ReproCallback  # repro
 
 

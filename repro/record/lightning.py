@@ -2,7 +2,7 @@
 
 ::
 
-    import repro.record as record
+    from repro import record
     from repro.record.lightning import ReproCallback
 
     record.seed()                                   # before the model is built
@@ -25,7 +25,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-import repro.record as record
+from repro import record
 from repro.record._batches import batch_items, grad_norm
 
 

@@ -2,7 +2,7 @@
 
 ::
 
-    import repro.record as record
+    from repro import record
     from repro.record.transformers import ReproCallback
 
     seed = record.seed()                            # before the model is built
@@ -25,11 +25,11 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-import repro.record as record
+from repro import record
 from repro.record._batches import batch_items, grad_norm
 
 
-class ReproCallback(TrainerCallback):  # type: ignore[misc]
+class ReproCallback(TrainerCallback):
     """Report a ``transformers.Trainer``'s steps, evaluation and checkpoints to :mod:`repro.record`."""
 
     def __init__(self, every_n_steps: int = 10) -> None:
@@ -48,7 +48,7 @@ class ReproCallback(TrainerCallback):  # type: ignore[misc]
             self._loss = output.loss.detach()
             self._inputs = kwargs.get("input_ids", args[0] if args else None)
 
-    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, *,
                        model: Any = None, **kwargs: Any) -> None:
         """Start reading the training forward's loss."""
         if record.active() and model is not None and self._hook is None:
@@ -57,14 +57,14 @@ class ReproCallback(TrainerCallback):  # type: ignore[misc]
                                  "(one batch, one exact loss per step)")
             self._hook = model.register_forward_hook(self._forward, with_kwargs=True)
 
-    def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+    def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, *,
                               optimizer: Any = None, model: Any = None, **kwargs: Any) -> None:
         """Capture the learning rate this step uses and the (clipped) gradient norm."""
         if record.active() and optimizer is not None:
             self._lr = float(optimizer.param_groups[0]["lr"])
             self._norm = grad_norm(model.parameters()) if model is not None else 0.0
 
-    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, *,
                     model: Any = None, optimizer: Any = None, lr_scheduler: Any = None, **kwargs: Any) -> None:
         """Report the step; checkpoint on cadence; stop when an audit has its steps."""
         if not record.active():
@@ -79,13 +79,13 @@ class ReproCallback(TrainerCallback):  # type: ignore[misc]
         if record.stopping():
             control.should_training_stop = True
 
-    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, *,
                     metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
         """Report ``eval_loss`` after the step it was computed at."""
         if record.active() and metrics and "eval_loss" in metrics and state.global_step > 0:
             record.validation(metrics["eval_loss"])
 
-    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, *,
                      model: Any = None, optimizer: Any = None, lr_scheduler: Any = None, **kwargs: Any) -> None:
         """Checkpoint the final state; stop reading the forward."""
         if record.active():

@@ -67,16 +67,18 @@ def test_a_command_that_is_not_python_is_refused(project: Path, monkeypatch: pyt
 
 
 @pytest.mark.slow
-def test_edit_diverges_naming_the_file_and_changed_data_is_exit_3(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_edit_diverges_naming_the_file_and_changed_data_is_exit_3(
+        project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _run(project, monkeypatch, "runs/a.json")
     allow = ("--allow-command", " ".join(COMMAND))
-    edit_line(project / "train.py", "clip_grad_norm_(model.parameters(), 1.0)", "clip_grad_norm_(model.parameters(), 0.5)")
+    clip, changed = "clip_grad_norm_(model.parameters(), 1.0)", "clip_grad_norm_(model.parameters(), 0.5)"
+    edit_line(project / "train.py", clip, changed)
     report = project / "edited.json"
     assert repro(project, monkeypatch, "audit", "runs/a.json", *allow, "--json", str(report)) == ExitCode.NOT_REPRODUCED
     found = read_report(report)
     assert found.verdict == "diverged"
     assert "train.py" in found.attribution.summary + " ".join(found.attribution.causes)
-    edit_line(project / "train.py", "clip_grad_norm_(model.parameters(), 0.5)", "clip_grad_norm_(model.parameters(), 1.0)")
+    edit_line(project / "train.py", changed, clip)
     corpus = project / "data" / "corpus.txt"
     data = bytearray(corpus.read_bytes())
     data[100] ^= 1
