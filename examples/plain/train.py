@@ -73,7 +73,7 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, args.steps)
     gen = torch.Generator().manual_seed(seed)
-    state = {"model": model, "optimizer": optimizer, "schedule": schedule, "batches": gen}
+    state = {"model": model, "optimizer": optimizer, "schedule": schedule, "batches": gen}  # repro
     resumed = record.resume(state)  # repro
     val_x, val_y = batch(val, args.context, 64, torch.Generator().manual_seed(0), 0, 1)
 
