@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError
@@ -109,7 +109,9 @@ def resolve_command(command: list[str], settings_overrides: Mapping[str, Any],
     """The :class:`~repro.running.config.ResolvedRun` of a command, validated before any compute."""
     from repro.running.config import ResolvedRun, parse_assignment
 
-    parse_command(command)
+    parsed = parse_command(command)
+    if parsed.kind == "script" and not Path(parsed.target).is_file():  # before any process starts
+        raise UsageError(f"the command's script {parsed.target} is not a file here (in {Path.cwd()})")
     values = {k: v for k, v in settings_overrides.items() if v is not None}
     for text in assignments or []:
         key, value = parse_assignment(text)
