@@ -75,6 +75,37 @@ def once(argv: list[str], recording: bool, folder: Path) -> tuple[float, float, 
     return time.perf_counter() - began, time.process_time() - cpu, INSIDE[0]
 
 
+def per_call(folder: Path) -> tuple[float, list[float]]:
+    """Seconds per ``step()`` call (2000 calls, a 32 x 16 batch) and per ``checkpoint()`` of the
+    example's model and AdamW state (5 calls), in a recording session."""
+    from repro.record.session import state_tensors
+
+    job = Job(trainer_name="command", trainer_entry=COMMAND_ENTRY, settings=RunSettings(), config={"command": ["x"]},
+              config_sha256="0" * 64, artifact_dir=str(folder), cache_dir=str(folder),
+              checkpoint_root=str(folder / "checkpoints"), result_path=str(folder / "result.json"))
+    session = Session(job, RunRecorder(job, Events(None), None, Start()), None)
+    x = torch.randint(256, (32, 16))
+    loss, norm = torch.tensor(2.5), torch.tensor(1.0)
+    began = time.perf_counter()
+    for _ in range(2000):
+        session.step(loss, 0.003, norm, x.numel(), x)
+    step = (time.perf_counter() - began) / 2000
+    namespace = runpy.run_path(str(SCRIPT), run_name="not_main")
+    model = namespace["ByteMLP"](16)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(x).sum().backward()
+    optimizer.step()
+    state = {"model": model, "optimizer": optimizer}
+    checkpoints = []
+    for _ in range(5):
+        session.step(loss, 0.003, norm, x.numel(), x)
+        began = time.perf_counter()
+        session.checkpoint(state)
+        checkpoints.append(time.perf_counter() - began)
+    assert len(state_tensors(state)) > 0
+    return step, checkpoints
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=200)
@@ -85,6 +116,7 @@ def main() -> None:
     argv = ["--steps", str(args.steps), "--checkpoint-every", str(args.checkpoint_every)]
     walls: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
+        step_call, checkpoint_calls = per_call(Path(tmp) / "calls")
         once(argv, False, Path(tmp) / "warmup")
         for repeat in range(args.repeats):
             for recording in ((False, True) if repeat % 2 == 0 else (True, False)):
@@ -100,6 +132,8 @@ def main() -> None:
         print(f"{label}: wall {', '.join(f'{w:.2f}' for w, _, _ in walls[key])} s; "
               f"CPU {', '.join(f'{c:.2f}' for _, c, _ in walls[key])} s")
     print(f"median wall ratio recorded / not: {recorded / plain:.4f}; median CPU ratio: {cpu_recorded / cpu_plain:.4f}")
+    print(f"per call: step() {step_call * 1e6:.0f} us; checkpoint() "
+          f"{', '.join(f'{c * 1e3:.1f}' for c in checkpoint_calls)} ms")
     print(f"inside repro.record calls, share of each recorded run's wall: "
           f"{', '.join(f'{x * 100:.2f}%' for x in inside)} (median {statistics.median(inside) * 100:.2f}%)")
 
