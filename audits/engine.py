@@ -59,7 +59,7 @@ def check_options(options: AuditOptions) -> None:
 def _plan(m: RunManifest, options: AuditOptions, trusted: bool) -> _Plan:
     resolved = rerun.plan(m, options.device, options.threads, nproc=options.nproc, trainer=options.trainer,
                           trusted=trusted or options.allow_imports, precision=options.precision,
-                          compile=options.compile)
+                          compile=options.compile, signer_trusted=trusted, allow_command=options.allow_command)
     total = resolved.config.steps
     if options.segments is not None:
         seed = options.seed if options.seed is not None else spotcheck.draw_seed()

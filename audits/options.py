@@ -121,6 +121,10 @@ class AuditOptions(FrozenRecord):
         False, description="Import modules the manifest names (trainer, Lightning module/datamodule) although its "
         "signer is not on the trust list.",
     )
+    allow_command: str | None = Field(
+        None, description="Rerun a command run's recorded command although its signer is not trusted: the "
+        "command line, exactly as recorded (docs/security.md).",
+    )
     max_steps: int = Field(
         DEFAULT_MAX_STEPS, ge=1, description="Refuse (before compute) an audit that would replay more training steps.",
     )

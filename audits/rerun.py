@@ -17,6 +17,7 @@ the config.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import tempfile
 import time
@@ -24,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from pydantic import ValidationError
 
@@ -34,11 +36,13 @@ from repro.errors import (
     TrainerError,
     TrainerNotFoundError,
     UnverifiedCodeError,
+    UsageError,
 )
 from repro.files import atomic
 from repro.records.manifest import CheckpointRecord, RunManifest, TrainerRef
 from repro.records.manifest_file import LoadedManifest
 from repro.records.validation import first_problem
+from repro.running.command import CommandConfig, CommandTrainer, command_ref, is_command, parse_command
 from repro.running.config import ResolvedRun
 from repro.running.job import JobResult, VerifiedDataSpec
 from repro.running.launcher import EventHandler, launch
@@ -91,9 +95,46 @@ def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef,
         ) from exc
 
 
+def check_command_consent(command: list[str], signer_trusted: bool, allow_command: str | None) -> None:
+    """Refuse to rerun a recorded command unless its signer is trusted or the user named it.
+
+    A manifest is someone else's input: its command line runs whatever it says. The rule is the
+    one for imports (docs/security.md): a signer on the trust list (or the local key), or an
+    explicit ``--allow-command`` naming exactly the recorded command.
+    """
+    if signer_trusted:
+        return
+    recorded = shlex.join(command)
+    if allow_command is None:
+        raise UnverifiedCodeError(
+            f"the run is a recorded command ({recorded}), and repro does not run a command that an unverified "
+            f"signer's manifest names; pass --allow-command {shlex.quote(recorded)} if you trust it, or "
+            "--trusted-keys listing the signer"
+        )
+    try:
+        given = shlex.split(allow_command)
+    except ValueError as exc:
+        raise UsageError(f"--allow-command {allow_command!r} is not a command line ({exc})") from exc
+    if given != command:
+        raise UsageError(
+            f"--allow-command names {shlex.join(given)}, but the manifest records {recorded}; name exactly the "
+            "recorded command to run it"
+        )
+
+
+def _command_plan(manifest: RunManifest, signer_trusted: bool, allow_command: str | None
+                  ) -> tuple[TrainerRef, type[Trainer]]:
+    """The command trainer, for a recorded command the user consented to."""
+    config = CommandConfig.model_validate(manifest.run.config)
+    check_command_consent(config.command, signer_trusted, allow_command)
+    parse_command(config.command)
+    return command_ref(), cast("type[Trainer]", CommandTrainer)
+
+
 def plan(manifest: RunManifest, device: str | None, threads: int | None, *, nproc: int | None = None,
          trainer: str | None = None, trusted: bool = False, precision: str | None = None,
-         compile: bool | None = None) -> ResolvedRun:
+         compile: bool | None = None, signer_trusted: bool | None = None,
+         allow_command: str | None = None) -> ResolvedRun:
     """The recorded run as the installed trainer reads it, with the auditor's device and threads.
 
     A rerun happens on this one node: by default with as many processes as the recorded world
@@ -108,7 +149,11 @@ def plan(manifest: RunManifest, device: str | None, threads: int | None, *, npro
     is not here.
     """
     recorded = manifest.run
-    ref, cls = resolve_trainer(trainer) if trainer is not None else _recorded_trainer(manifest, trusted)
+    if trainer is None and is_command(recorded.trainer):
+        # A command's consent is the signer's trust or --allow-command, not --allow-imports.
+        ref, cls = _command_plan(manifest, trusted if signer_trusted is None else signer_trusted, allow_command)
+    else:
+        ref, cls = resolve_trainer(trainer) if trainer is not None else _recorded_trainer(manifest, trusted)
     try:
         config = cls.config_model.model_validate(recorded.config)
     except ValidationError as exc:

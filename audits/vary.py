@@ -24,6 +24,7 @@ from repro.audits.options import Tolerance
 from repro.audits.report import CheckpointComparison, ManifestInfo, ReportRecord, manifest_info
 from repro.audits.variations import VARIATIONS, Condition
 from repro.errors import UsageError
+from repro.running.command import is_command
 from repro.running.config import ResolvedRun
 from repro.running.launcher import EventHandler
 from repro.text import plural, utc_now
@@ -129,6 +130,9 @@ def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None,
                                         allow_data_change=False)
     loaded = checked.loaded
     m = loaded.manifest
+    if is_command(m.run.trainer):
+        raise UsageError("--vary does not rerun recorded commands (repro run -- CMD): a changed working folder or "
+                         "locale changes what the command itself does; audit the run with repro audit M")
     resolved = rerun.plan(m, None, None, trainer=trainer, trusted=checked.imports_trusted or allow_imports)
     total = resolved.config.steps
     if steps is not None and steps > total:

@@ -70,6 +70,10 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--allow-imports", action="store_true",
                    help="import the modules the manifest names (its trainer, a Lightning module and datamodule) "
                         "although no trust list names its signer: that runs their code (see docs/security.md)")
+    p.add_argument("--allow-command", metavar="CMD",
+                   help="rerun a command run's recorded command (given exactly as recorded, e.g. "
+                        "'python train.py --lr 3e-4') although no trust list names its signer: that runs it "
+                        "(see docs/security.md)")
     p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, metavar="N",
                    help=f"refuse, before compute, to replay more than N training steps (default {DEFAULT_MAX_STEPS:,})")
     p.set_defaults(func=cmd_audit)
@@ -91,6 +95,7 @@ def _options(args: argparse.Namespace) -> Any:
             allow_data_change=args.allow_data_change, data=Path(args.data) if args.data else None,
             work_dir=Path(args.work_dir) if args.work_dir else None,
             trainer=args.trainer, max_steps=args.max_steps, allow_imports=args.allow_imports,
+            allow_command=args.allow_command,
         )
     except ValidationError as exc:
         from repro.records.validation import option_problem

@@ -3,14 +3,35 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from repro.cli.parsing import Subparsers
+from repro.cli.parsing import Parser, Subparsers
 from repro.errors import ExitCode, UsageError
 
 
+class _RunParser(Parser):
+    """``repro run``'s parser: everything after the first ``--`` is the user's own command
+    (``repro run --seed 1 -- python train.py --lr 3e-4``), kept verbatim, options included."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
+        words = list(args or [])
+        command = None
+        if "--" in words:
+            cut = words.index("--")
+            words, command = words[:cut], words[cut + 1:]
+        parsed, extras = super().parse_known_args(words, namespace)
+        parsed.train_command = command
+        return parsed, extras
+
+
 def add_parser(sub: Subparsers) -> None:
-    p = sub.add_parser("run", help="train a preset and write a signed manifest")
+    p = sub.add_parser("run", help="train a preset, or your own command after --, and write a signed manifest",
+                       usage="%(prog)s [preset] [options] [-- python train.py ARGS]")
+    p.__class__ = _RunParser  # argparse builds every subparser with one class; this one splits at --
     p.add_argument("preset", nargs="?", default=None, help="preset name, e.g. baseline, smoke")
     p.add_argument("--trainer", help="trainer name or package.module:Class")
     p.add_argument("--steps", type=int, help="total optimizer steps")
@@ -49,9 +70,8 @@ def _preset_hint(trainer_class: type, trainer: str | None) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Train and record."""
-    from repro.rendering.console import TrainingProgress, out_console, run_summary, say
+    from repro.rendering.console import say
     from repro.running.config import resolve_run
-    from repro.running.run import execute_run
     from repro.text import plural
 
     if args.data is not None:  # a typo fails first: no output, no run folder, no marker
@@ -62,10 +82,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from repro.rendering.plotting import check_png_target
 
         check_png_target("--plot", Path(args.plot))  # before training, not after it
+    settings = {"seed": args.seed, "device": args.device, "threads": args.threads,
+                "nproc": args.nproc, "nnodes": args.nnodes}
+    if args.train_command is not None:
+        return _run_command(args, settings)
     resolved = resolve_run(
         args.preset, args.trainer,
-        settings_overrides={"seed": args.seed, "device": args.device, "threads": args.threads,
-                            "nproc": args.nproc, "nnodes": args.nnodes},
+        settings_overrides=settings,
         config_overrides={"steps": args.steps, "data": args.data},
         assignments=args.assignments,
     )
@@ -77,7 +100,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         say(f"no preset named: training {resolved.trainer.name}'s default config "
             f"({plural(resolved.config.steps, 'step')}); {_preset_hint(resolved.trainer_class, args.trainer)}",
             err=True)
-    with TrainingProgress(f"{resolved.trainer.name}/{resolved.preset or 'default'}") as progress:
+    return _execute(args, resolved, f"{resolved.trainer.name}/{resolved.preset or 'default'}")
+
+
+def _run_command(args: argparse.Namespace, settings: dict[str, Any]) -> int:
+    """``repro run [options] -- CMD``: record the user's own training command."""
+    from repro.running.command import resolve_command
+
+    given = [name for name, value in (("a preset", args.preset), ("--trainer", args.trainer),
+                                      ("--steps", args.steps), ("--data", args.data)) if value]
+    if given:
+        raise UsageError(f"repro run -- CMD runs your own command; {', '.join(given)} do not apply to it "
+                         "(pass the script's options after --, declare data with repro.record.data)")
+    resolved = resolve_command(args.train_command, settings, args.assignments)
+    return _execute(args, resolved, " ".join(args.train_command)[:60])
+
+
+def _execute(args: argparse.Namespace, resolved: Any, title: str) -> int:
+    """Train ``resolved``, print the summary (and the plot) of the manifest it wrote."""
+    from repro.rendering.console import TrainingProgress, out_console, run_summary, say
+    from repro.running.run import execute_run
+
+    with TrainingProgress(title) as progress:
         outcome = execute_run(resolved, Path(args.out), Path(args.key) if args.key else None,
                               resume=args.resume, on_event=progress, node_rank=args.node_rank,
                               rdzv_endpoint=args.rdzv_endpoint)

@@ -158,11 +158,14 @@ class TrainingProgress:
         if kind == "phase":
             self.phase(str(event.get("phase")))
         elif kind == "start":
-            self.total = int(event["stop"])
+            # A recorded command's step count is the script's business: no total then (an open bar).
+            stop = event.get("stop")
+            self.total = int(stop) if stop is not None else 0
             if self.plain:
-                say(f"{self.title}: training steps {int(event['start']) + 1}-{self.total}", console=self.console)
+                upto = f"-{self.total}" if self.total else " onwards"
+                say(f"{self.title}: training steps {int(event['start']) + 1}{upto}", console=self.console)
             self.progress.update(
-                self.task, description=self.title, total=event["stop"], completed=event["start"]
+                self.task, description=self.title, total=self.total or None, completed=event["start"]
             )
         elif kind == "step":
             self.loss = f"{event['loss']:.4f}"

@@ -37,8 +37,12 @@ class ResolvedRun:
 
     @property
     def config_sha256(self) -> str:
-        """Digest of the canonical settings + config: what must match for a faithful rerun."""
-        return config_digest(self.settings, self.config.model_dump(mode="json"))
+        """Digest of the canonical settings + config: what must match for a faithful rerun.
+
+        A config model may leave fields out (``digest_excludes``: a command run's ``steps``, known
+        only when it ends)."""
+        excluded = set(getattr(type(self.config), "digest_excludes", ()))
+        return config_digest(self.settings, self.config.model_dump(mode="json", exclude=excluded))
 
 
 # Settings added after the first manifests: left out of the digest at their defaults, so the

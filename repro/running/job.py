@@ -23,6 +23,10 @@ from repro.records.manifest import (
     ValidationRecord,
 )
 
+COMMAND_ENTRY = "repro.running.command:CommandTrainer"
+"""The trainer entry of a user's own command (``repro run -- python train.py``): the training
+process runs the script instead of a plugin's loop (:mod:`repro.running.command_job`)."""
+
 
 class JobModel(FrozenRecord):
     """Base: frozen, strict about fields."""

@@ -302,10 +302,13 @@ def _assemble(
     columns = StepColumns.from_records(earlier.steps + result.steps, step_seconds)
     sha256, size = write_table(folder / FILE_NAME, columns)
     step_table = StepTableRef(path=final(folder / FILE_NAME), sha256=sha256, size=size, rows=len(columns))
+    config = resolved.config
+    if "steps" in getattr(type(config), "digest_excludes", ()):  # a command: its length is known now
+        config = config.model_copy(update={"steps": max(len(columns), 1)})
     body = ManifestBody(
         run=RunIdentity(
             tool_version=__version__, trainer=resolved.trainer, preset=resolved.preset,
-            settings=resolved.settings, config=resolved.config.model_dump(mode="json"),
+            settings=resolved.settings, config=config.model_dump(mode="json"),
             config_sha256=resolved.config_sha256,
         ),
         environment=result.environment,

@@ -13,7 +13,6 @@ result so that the launcher can say which rank failed and why.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -23,27 +22,14 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from repro.errors import ReproError, TrainerError, TrainingProcessError, UsageError, category
+from repro.errors import ReproError, TrainerError, TrainingProcessError, category
 from repro.files import atomic
-from repro.records.checkpoint import CheckpointRecords, load_records, load_state, save_checkpoint
 from repro.records.hashing import sha256_tensor
-from repro.records.manifest import StepRecord, ValidationRecord
+from repro.records.manifest import StepRecord
 from repro.running import distributed as dist
-from repro.running.crashpoint import crash_point
-from repro.running.job import DataResult, Job, JobResult, JobTiming, WorkerFailure
-from repro.trust.data_location import as_verified
-
-
-class _Events:
-    """JSON-lines progress events to the launcher (no-op when run by hand)."""
-
-    def __init__(self, stream: TextIO | None) -> None:
-        self.stream = stream
-
-    def emit(self, **event: Any) -> None:
-        if self.stream is not None:
-            self.stream.write(json.dumps(event) + "\n")
-            self.stream.flush()
+from repro.running import faults
+from repro.running.job import COMMAND_ENTRY, Job, JobResult, WorkerFailure
+from repro.running.recording import Events, RunRecorder, Start, capture_node, load_start
 
 
 def _cadence(every: int, total: int) -> set[int]:
@@ -65,14 +51,14 @@ def _call(trainer_name: str, what: str, func: Any, *args: Any) -> Any:
         ) from exc
 
 
-def run_job(job: Job, events: _Events) -> JobResult:
+def run_job(job: Job, events: Events) -> JobResult:
     """Run a job in this process (which must have the controlled environment)."""
-    from repro.capture.environment import capture_environment
-    from repro.capture.modules import capture_executed
-    from repro.running.determinism import apply_determinism, load_rng_state_tensors, rng_state_tensors
-    from repro.running.registry import import_reference
-    from repro.trainer_api import TrainerContext, VerifiedData
+    from repro.running.determinism import apply_determinism
 
+    if job.trainer_entry == COMMAND_ENTRY:  # the user's own script owns the loop
+        from repro.running.command_job import run_command_job
+
+        return run_command_job(job, events, _LAUNCHER)
     t0 = time.perf_counter()
     device = apply_determinism(job.settings)
     info = dist.join(job.settings) if dist.launched_distributed() else None
@@ -80,6 +66,31 @@ def run_job(job: Job, events: _Events) -> JobResult:
         import torch
 
         device = torch.device("cuda", info.local_rank)
+    name = job.trainer_name
+    trainer, config = _build_trainer(job, device, info)
+    events.emit(event="phase", phase="preparing data")
+    summary = _call(name, "prepare_data", trainer.prepare_data)
+    events.emit(event="phase", phase="building model")
+    _call(name, "build", trainer.build)
+    start = _restore(job, trainer)
+    if info is not None:
+        dist.check_same_start(info, start.step)
+    environment, layout, capture_seconds = capture_node(info, job, _LAUNCHER)
+    setup_seconds = time.perf_counter() - t0 - capture_seconds
+    total = config.steps
+    stop = min(job.stop_after or total, total)
+    events.emit(event="start", start=start.step, stop=stop, total=total)
+    recorder = RunRecorder(job, events, info, start)
+    _loop(job, trainer, recorder, stop, total)
+    return recorder.result(summary, environment, layout, setup_seconds=setup_seconds,
+                           capture_seconds=capture_seconds)
+
+
+def _build_trainer(job: Job, device: Any, info: dist.RankInfo | None) -> tuple[Any, Any]:
+    """Import the trainer, validate its config and construct it with its context."""
+    from repro.running.registry import import_reference
+    from repro.trainer_api import TrainerContext, VerifiedData
+
     cls = import_reference(job.trainer_entry)
     name = job.trainer_name
     config = _call(name, "config validation", cls.config_model.model_validate, job.config)
@@ -96,127 +107,41 @@ def run_job(job: Job, events: _Events) -> JobResult:
         rank=info.rank if info else 0, local_rank=info.local_rank if info else 0,
         world_size=info.world_size if info else 1,
     )
-    trainer = _call(name, "__init__", cls, config, context)
-    events.emit(event="phase", phase="preparing data")
-    summary = _call(name, "prepare_data", trainer.prepare_data)
-    events.emit(event="phase", phase="building model")
-    _call(name, "build", trainer.build)
+    return _call(name, "__init__", cls, config, context), config
 
-    total = config.steps
-    stop = min(job.stop_after or total, total)
-    start = 0
-    prior_steps: list[StepRecord] = []
-    prior_val: list[ValidationRecord] = []
-    prior_seconds: list[float] = []
+
+def _restore(job: Job, trainer: Any) -> Start:
+    """Load the job's start checkpoint into the trainer (and the global RNGs), checked."""
+    from repro.running.determinism import load_rng_state_tensors
+
+    start = load_start(job)
     if job.start_checkpoint:
-        state = load_state(Path(job.start_checkpoint), job.start_checkpoint_sha256)
-        records = load_records(Path(job.start_checkpoint).parent)
-        start, prior_steps, prior_val = records.step, list(records.steps), list(records.validation)
-        prior_seconds = list(records.step_seconds)
-        if records.world_size != job.settings.world_size:
-            raise UsageError(
-                f"the checkpoint at step {start} was trained by {records.world_size} processes, this run has "
-                f"{job.settings.world_size}; resume with the world size it was made with"
-            )
-        load_rng_state_tensors(state)
-        own = {k: v for k, v in state.items() if not k.startswith("repro.rng.")}
-        _call(name, "load_state_tensors", trainer.load_state_tensors, own)
-        _check_restored(name, own, _trainer_state(name, trainer))
-    if info is not None:
-        dist.check_same_start(info, start)
-    capture_start = time.perf_counter()
-    # In a distributed run one process per node captures its node; the leader's is the run's.
-    environment = capture_environment() if info is None or info.local_rank == 0 else None
-    layout = dist.describe(info, job.settings, environment, _LAUNCHER) if info is not None else None
-    capture_seconds = time.perf_counter() - capture_start
-    setup_seconds = time.perf_counter() - t0 - capture_seconds
-    events.emit(event="start", start=start, stop=stop, total=total)
+        load_rng_state_tensors(start.state)
+        own = {k: v for k, v in start.state.items() if not k.startswith("repro.rng.")}
+        _call(job.trainer_name, "load_state_tensors", trainer.load_state_tensors, own)
+        _check_restored(job.trainer_name, own, _trainer_state(job.trainer_name, trainer))
+    return start
 
+
+def _loop(job: Job, trainer: Any, recorder: RunRecorder, stop: int, total: int) -> None:
+    """The plugin's steps after the start step up to ``stop``, with validation and checkpoints at
+    their cadence; the test fault hooks run between a step and its checkpoint."""
+    name = job.trainer_name
     ckpt_steps, eval_steps = _cadence(job.settings.checkpoint_every, total), _cadence(job.settings.eval_every, total)
-    steps: list[StepRecord] = []
-    validation: list[ValidationRecord] = []
-    saved = []
-    step_seconds: list[float] = []
-    train_seconds = eval_seconds = ckpt_seconds = replica_seconds = 0.0
-    checked: list[int] = []
-    for step in range(start + 1, stop + 1):
+    for step in range(recorder.start.step + 1, stop + 1):
         t = time.perf_counter()
         out = _call(name, f"train_step({step})", trainer.train_step, step)
         dt = time.perf_counter() - t
-        record = _step_record(name, step, out)
-        loss = record.loss
-        steps.append(record)
-        step_seconds.append(dt)
-        train_seconds += dt
-        events.emit(event="step", step=step, loss=loss, seconds=dt)
+        recorder.step(_step_record(name, step, out), dt)
         if step in eval_steps:
             t = time.perf_counter()
             val = float(_call(name, "validate", trainer.validate))
             if not math.isfinite(val):
                 raise TrainerError(f"trainer {name} returned a non-finite validation loss at step {step}")
-            validation.append(ValidationRecord(step=step, loss=val))
-            eval_seconds += time.perf_counter() - t
-            events.emit(event="eval", step=step, loss=val)
-        crash_point("step", step)
-        if info is not None:
-            dist.kill_point(info, step)
+            recorder.validate(step, val, time.perf_counter() - t)
+        faults.after_step(recorder.info, step)
         if job.write_checkpoints and step in ckpt_steps:
-            tensors = _trainer_state(name, trainer)
-            if info is not None:
-                t = time.perf_counter()
-                dist.drift_point(info, step, tensors)
-                dist.check_replicas(info, step, dist.state_digests(tensors))
-                checked.append(step)
-                replica_seconds += time.perf_counter() - t
-                if not info.leader:
-                    continue
-            tensors.update(rng_state_tensors())
-            records = CheckpointRecords(
-                step=step, config_sha256=job.config_sha256,
-                steps=prior_steps + steps, validation=prior_val + validation,
-                step_seconds=prior_seconds + step_seconds, world_size=job.settings.world_size,
-            )
-            ckpt = save_checkpoint(Path(job.checkpoint_root), step, tensors, records)
-            saved.append(ckpt)
-            ckpt_seconds += ckpt.seconds
-            events.emit(event="checkpoint", step=step, seconds=ckpt.seconds)
-
-    if layout is None and info is not None:  # a rank other than the leader: nothing to report
-        return JobResult()
-    assert environment is not None
-    # Last, so modules imported lazily during training are included.
-    fingerprint_start = time.perf_counter()
-    executed = capture_executed(cache_file=Path(job.cache_dir) / "module-digests.json")
-    fingerprint_seconds = time.perf_counter() - fingerprint_start
-    files = sum(d.files for d in executed.distributions) + len(executed.files)
-    sys.stdout.write(f"repro: fingerprinted {files} imported module files in {fingerprint_seconds:.3f} s "
-                     f"(training {train_seconds:.3f} s)\n")
-    sys.stdout.flush()
-    return JobResult(
-        distributed=layout[0].model_copy(update={"replica_checks": checked}) if layout else None,
-        environment=environment,
-        executed=executed,
-        data=DataResult(
-            # A rerun that read the verified data reports it by the recorded source (a clone's path
-            # for repository data, or the --data folder, is where it was found, not a different source).
-            source=as_verified(summary.source, *(
-                (job.verified_data.source, job.verified_data.root) if job.verified_data else (None, None))),
-            files=summary.files, corpus_sha256=summary.corpus_sha256,
-            tokenizer_path=str(summary.tokenizer_file) if summary.tokenizer_file else None,
-            token_stream_sha256=summary.token_stream_sha256, train_tokens=summary.train_tokens,
-            val_tokens=summary.val_tokens, extra=summary.extra,
-        ),
-        start_step=start,
-        steps=steps,
-        validation=validation,
-        checkpoints=saved,
-        timing=JobTiming(
-            setup_seconds=setup_seconds, train_seconds=train_seconds, eval_seconds=eval_seconds,
-            checkpoint_seconds=ckpt_seconds, capture_seconds=capture_seconds + fingerprint_seconds,
-            step_seconds=step_seconds, fingerprint_seconds=fingerprint_seconds,
-            replica_check_seconds=replica_seconds,
-        ),
-    )
+            recorder.checkpoint(step, _trainer_state(name, trainer))
 
 
 _LAUNCHER = "torch.distributed.run (elastic, max_restarts=0)"
@@ -320,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     leader = not distributed or (int(os.environ[dist.NODE_RANK_ENV]) == 0 and local_rank == 0)
     if distributed:
         _redirect_output(Path(job.artifact_dir) / "logs" / f"rank-{rank}.log")
-    events = _Events(_event_stream(leader))
+    events = Events(_event_stream(leader))
     try:
         result = run_job(job, events)
         code = 0

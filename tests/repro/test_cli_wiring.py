@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ CORE = sorted(
     for p in _PACKAGE.rglob("*.py")
     if p.parts[len(_PACKAGE.parts)] not in ("cli", "trainer", "audits", "__main__.py")
     and p.stem != "__init__"
+    # repro.record.transformers needs the optional extra; it is imported only by a user's script.
+    and (p.stem != "transformers" or importlib.util.find_spec("transformers") is not None)
 )
 
 
