@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from repro.audits.formats.assurance_text import assurance_lines
 from repro.audits.report import (
     Attribution,
     AuditReport,
@@ -107,6 +108,7 @@ def verdict_panel(report: AuditReport) -> Panel:
         ("tolerance  ", "bold"), f"|Δ| ≤ {r.options.tolerance.atol:g} + {r.options.tolerance.rtol:g}·|recorded| "
                                   f"per step (grad norms rtol {r.options.tolerance.grad_rtol:g}); "
                                   f"tensors rel. L2 ≤ {r.options.tolerance.tensor_rtol:g}",
+        *(("\n" + line) for line in (assurance_lines(r.assurance) if r.assurance else [])),
     )
     return Panel(body, title="repro audit", title_align="left", border_style=style.split()[-1])
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
+from repro.audits.formats.assurance_text import assurance_rows
 from repro.audits.formats.console import replayed_words
 from repro.audits.gate import GateReport, ManifestResult
 from repro.audits.gate_outputs import _VULN_WORDS, VERDICT_WORDS
@@ -88,6 +89,7 @@ def audit_banner(report: AuditReport) -> Banner:
         ("tolerance", f"|Δ loss| ≤ {tol.atol:g} + {tol.rtol:g}·|recorded| per step; gradient norms rtol "
                       f"{tol.grad_rtol:g}; tensors relative L2 ≤ {tol.tensor_rtol:g}"),
         ("likely cause", report.attribution.summary),
+        *(assurance_rows(report.assurance) if report.assurance else []),
     ])
 
 

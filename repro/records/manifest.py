@@ -209,6 +209,11 @@ class CheckpointRecord(Record):
     sha256: str
     size: int
     tensors: dict[str, str]
+    update_norm: float | None = Field(
+        None, ge=0.0,
+        description="L2 norm of the change of every floating-point state tensor since the previous checkpoint "
+        "(or the start of training or of the resume); absent in manifests made before it was recorded.",
+    )
 
 
 def not_attached() -> ManifestFormatError:

@@ -289,7 +289,7 @@ def _assemble(
         tokenizer = FileDigest(path=final(tok), sha256=sha256_file(tok), size=tok.stat().st_size)
     checkpoints = earlier.checkpoints + [
         CheckpointRecord(step=c.step, path=final(Path(c.path)), sha256=c.sha256,
-                         size=c.size, tensors=c.tensors)
+                         size=c.size, tensors=c.tensors, update_norm=c.update_norm)
         for c in result.checkpoints
     ]
     timing = result.timing

@@ -20,17 +20,18 @@ import re
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from repro.errors import ReproError, TrainerError, TrainingProcessError, UsageError, category
 from repro.files import atomic
-from repro.records.checkpoint import CheckpointRecords, load_records, load_state, save_checkpoint
+from repro.records.checkpoint import CheckpointRecords, SavedCheckpoint, load_records, load_state, save_checkpoint
 from repro.records.hashing import sha256_tensor
 from repro.records.manifest import StepRecord, ValidationRecord
 from repro.running import distributed as dist
 from repro.running.crashpoint import crash_point
-from repro.running.job import DataResult, Job, JobResult, JobTiming, WorkerFailure
+from repro.running.job import DataResult, Job, JobResult, JobTiming, SpanJob, WorkerFailure
 
 
 class _Events:
@@ -68,7 +69,7 @@ def run_job(job: Job, events: _Events) -> JobResult:
     """Run a job in this process (which must have the controlled environment)."""
     from repro.capture.environment import capture_environment
     from repro.capture.modules import capture_executed
-    from repro.running.determinism import apply_determinism, load_rng_state_tensors, rng_state_tensors
+    from repro.running.determinism import apply_determinism
     from repro.running.registry import import_reference
     from repro.trainer_api import TrainerContext, VerifiedData
 
@@ -102,25 +103,9 @@ def run_job(job: Job, events: _Events) -> JobResult:
     _call(name, "build", trainer.build)
 
     total = config.steps
-    stop = min(job.stop_after or total, total)
-    start = 0
-    prior_steps: list[StepRecord] = []
-    prior_val: list[ValidationRecord] = []
-    prior_seconds: list[float] = []
-    if job.start_checkpoint:
-        state = load_state(Path(job.start_checkpoint), job.start_checkpoint_sha256)
-        records = load_records(Path(job.start_checkpoint).parent)
-        start, prior_steps, prior_val = records.step, list(records.steps), list(records.validation)
-        prior_seconds = list(records.step_seconds)
-        if records.world_size != job.settings.world_size:
-            raise UsageError(
-                f"the checkpoint at step {start} was trained by {records.world_size} processes, this run has "
-                f"{job.settings.world_size}; resume with the world size it was made with"
-            )
-        load_rng_state_tensors(state)
-        own = {k: v for k, v in state.items() if not k.startswith("repro.rng.")}
-        _call(name, "load_state_tensors", trainer.load_state_tensors, own)
-        _check_restored(name, own, _trainer_state(name, trainer))
+    spans = _spans(job, total)
+    progress = _Progress()
+    start, prior = _resume(name, trainer, spans[0], job)
     if info is not None:
         dist.check_same_start(info, start)
     capture_start = time.perf_counter()
@@ -129,56 +114,15 @@ def run_job(job: Job, events: _Events) -> JobResult:
     layout = dist.describe(info, job.settings, environment, _LAUNCHER) if info is not None else None
     capture_seconds = time.perf_counter() - capture_start
     setup_seconds = time.perf_counter() - t0 - capture_seconds
-    events.emit(event="start", start=start, stop=stop, total=total)
-
-    ckpt_steps, eval_steps = _cadence(job.settings.checkpoint_every, total), _cadence(job.settings.eval_every, total)
-    steps: list[StepRecord] = []
-    validation: list[ValidationRecord] = []
-    saved = []
-    step_seconds: list[float] = []
-    train_seconds = eval_seconds = ckpt_seconds = replica_seconds = 0.0
-    checked: list[int] = []
-    for step in range(start + 1, stop + 1):
-        t = time.perf_counter()
-        out = _call(name, f"train_step({step})", trainer.train_step, step)
-        dt = time.perf_counter() - t
-        record = _step_record(name, step, out)
-        loss = record.loss
-        steps.append(record)
-        step_seconds.append(dt)
-        train_seconds += dt
-        events.emit(event="step", step=step, loss=loss, seconds=dt)
-        if step in eval_steps:
-            t = time.perf_counter()
-            val = float(_call(name, "validate", trainer.validate))
-            if not math.isfinite(val):
-                raise TrainerError(f"trainer {name} returned a non-finite validation loss at step {step}")
-            validation.append(ValidationRecord(step=step, loss=val))
-            eval_seconds += time.perf_counter() - t
-            events.emit(event="eval", step=step, loss=val)
-        crash_point("step", step)
-        if info is not None:
-            dist.kill_point(info, step)
-        if job.write_checkpoints and step in ckpt_steps:
-            tensors = _trainer_state(name, trainer)
+    starts = []
+    for index, span in enumerate(spans):
+        if index > 0:
+            start, prior = _resume(name, trainer, span, job)
             if info is not None:
-                t = time.perf_counter()
-                dist.drift_point(info, step, tensors)
-                dist.check_replicas(info, step, dist.state_digests(tensors))
-                checked.append(step)
-                replica_seconds += time.perf_counter() - t
-                if not info.leader:
-                    continue
-            tensors.update(rng_state_tensors())
-            records = CheckpointRecords(
-                step=step, config_sha256=job.config_sha256,
-                steps=prior_steps + steps, validation=prior_val + validation,
-                step_seconds=prior_seconds + step_seconds, world_size=job.settings.world_size,
-            )
-            ckpt = save_checkpoint(Path(job.checkpoint_root), step, tensors, records)
-            saved.append(ckpt)
-            ckpt_seconds += ckpt.seconds
-            events.emit(event="checkpoint", step=step, seconds=ckpt.seconds)
+                dist.check_same_start(info, start)
+        starts.append(start)
+        _train(job, name, trainer, start=start, stop=span.stop, total=total, prior=prior, info=info, events=events,
+               progress=progress)
 
     if layout is None and info is not None:  # a rank other than the leader: nothing to report
         return JobResult()
@@ -189,10 +133,10 @@ def run_job(job: Job, events: _Events) -> JobResult:
     fingerprint_seconds = time.perf_counter() - fingerprint_start
     files = sum(d.files for d in executed.distributions) + len(executed.files)
     sys.stdout.write(f"repro: fingerprinted {files} imported module files in {fingerprint_seconds:.3f} s "
-                     f"(training {train_seconds:.3f} s)\n")
+                     f"(training {progress.train_seconds:.3f} s)\n")
     sys.stdout.flush()
     return JobResult(
-        distributed=layout[0].model_copy(update={"replica_checks": checked}) if layout else None,
+        distributed=layout[0].model_copy(update={"replica_checks": progress.checked}) if layout else None,
         environment=environment,
         executed=executed,
         data=DataResult(
@@ -201,17 +145,157 @@ def run_job(job: Job, events: _Events) -> JobResult:
             token_stream_sha256=summary.token_stream_sha256, train_tokens=summary.train_tokens,
             val_tokens=summary.val_tokens, extra=summary.extra,
         ),
-        start_step=start,
-        steps=steps,
-        validation=validation,
-        checkpoints=saved,
+        start_step=starts[0],
+        span_starts=starts if job.spans is not None else [],
+        steps=progress.steps,
+        validation=progress.validation,
+        checkpoints=progress.saved,
         timing=JobTiming(
-            setup_seconds=setup_seconds, train_seconds=train_seconds, eval_seconds=eval_seconds,
-            checkpoint_seconds=ckpt_seconds, capture_seconds=capture_seconds + fingerprint_seconds,
-            step_seconds=step_seconds, fingerprint_seconds=fingerprint_seconds,
-            replica_check_seconds=replica_seconds,
+            setup_seconds=setup_seconds, train_seconds=progress.train_seconds, eval_seconds=progress.eval_seconds,
+            checkpoint_seconds=progress.ckpt_seconds, capture_seconds=capture_seconds + fingerprint_seconds,
+            step_seconds=progress.step_seconds, fingerprint_seconds=fingerprint_seconds,
+            replica_check_seconds=progress.replica_seconds,
         ),
     )
+
+
+@dataclass
+class _Progress:
+    """What the training loop produced so far, over every stretch of a job."""
+
+    steps: list[StepRecord] = field(default_factory=list)
+    validation: list[ValidationRecord] = field(default_factory=list)
+    saved: list[SavedCheckpoint] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+    checked: list[int] = field(default_factory=list)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    ckpt_seconds: float = 0.0
+    replica_seconds: float = 0.0
+
+
+@dataclass
+class _Prior:
+    """The records up to a resumed checkpoint, and the state the next update is measured from."""
+
+    steps: list[StepRecord]
+    validation: list[ValidationRecord]
+    seconds: list[float]
+    state: dict[str, Any] | None
+
+
+def _spans(job: Job, total: int) -> list[SpanJob]:
+    """The stretches a job trains: its ``spans``, or the one from its start checkpoint to ``stop_after``."""
+    if job.spans is None:
+        return [SpanJob(start_checkpoint=job.start_checkpoint, start_checkpoint_sha256=job.start_checkpoint_sha256,
+                        stop=min(job.stop_after or total, total))]
+    if not job.spans:
+        raise UsageError("the job lists no stretches to train")
+    if any(span.start_checkpoint is None for span in job.spans[1:]):
+        raise UsageError("only the first stretch of a job may start from scratch; the others resume a checkpoint")
+    return [span.model_copy(update={"stop": min(span.stop, total)}) for span in job.spans]
+
+
+def _floating(tensors: dict[str, Any]) -> dict[str, Any]:
+    """A private copy of the floating-point tensors of a state (what an update norm measures)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()
+            if v.is_floating_point() and not k.startswith("repro.")}
+
+
+def update_norm(before: dict[str, Any], after: dict[str, Any]) -> float | None:
+    """The L2 norm of ``after - before`` over every floating-point tensor of ``after`` (in float64;
+    a tensor absent ``before``, e.g. optimizer moments made by the first step, counts from zero);
+    None when a tensor changed shape."""
+    now = _floating(after)
+    if any(k in before and before[k].shape != v.shape for k, v in now.items()):
+        return None
+    total = 0.0
+    for key in sorted(now):
+        change = now[key].double() - before[key].double() if key in before else now[key].double()
+        total += float(change.square().sum())
+    return math.sqrt(total)
+
+
+def _resume(name: str, trainer: Any, span: SpanJob, job: Job) -> tuple[int, _Prior]:
+    """Load ``span``'s start checkpoint into the trainer (hash-verified; restoring checked), or, for
+    a span from scratch, take the freshly built state; return its step and the records before it."""
+    from repro.running.determinism import load_rng_state_tensors
+
+    if not span.start_checkpoint:
+        state = _floating(_trainer_state(name, trainer)) if job.write_checkpoints else None
+        return 0, _Prior([], [], [], state)
+    state = load_state(Path(span.start_checkpoint), span.start_checkpoint_sha256)
+    records = load_records(Path(span.start_checkpoint).parent)
+    if records.world_size != job.settings.world_size:
+        raise UsageError(
+            f"the checkpoint at step {records.step} was trained by {records.world_size} processes, this run has "
+            f"{job.settings.world_size}; resume with the world size it was made with"
+        )
+    load_rng_state_tensors(state)
+    own = {k: v for k, v in state.items() if not k.startswith("repro.rng.")}
+    _call(name, "load_state_tensors", trainer.load_state_tensors, own)
+    _check_restored(name, own, _trainer_state(name, trainer))
+    prior = _Prior(list(records.steps), list(records.validation), list(records.step_seconds),
+                   _floating(own) if job.write_checkpoints else None)
+    return records.step, prior
+
+
+def _train(job: Job, name: str, trainer: Any, *, start: int, stop: int, total: int, prior: _Prior,
+           info: Any, events: _Events, progress: _Progress) -> None:
+    """Train steps ``start + 1`` to ``stop``, validating and checkpointing at the recorded cadence."""
+    from repro.running.determinism import rng_state_tensors
+
+    events.emit(event="start", start=start, stop=stop, total=total)
+    ckpt_steps, eval_steps = _cadence(job.settings.checkpoint_every, total), _cadence(job.settings.eval_every, total)
+    steps: list[StepRecord] = []
+    validation: list[ValidationRecord] = []
+    step_seconds: list[float] = []
+    for step in range(start + 1, stop + 1):
+        t = time.perf_counter()
+        out = _call(name, f"train_step({step})", trainer.train_step, step)
+        dt = time.perf_counter() - t
+        record = _step_record(name, step, out)
+        steps.append(record)
+        step_seconds.append(dt)
+        progress.train_seconds += dt
+        events.emit(event="step", step=step, loss=record.loss, seconds=dt)
+        if step in eval_steps:
+            t = time.perf_counter()
+            val = float(_call(name, "validate", trainer.validate))
+            if not math.isfinite(val):
+                raise TrainerError(f"trainer {name} returned a non-finite validation loss at step {step}")
+            validation.append(ValidationRecord(step=step, loss=val))
+            progress.eval_seconds += time.perf_counter() - t
+            events.emit(event="eval", step=step, loss=val)
+        crash_point("step", step)
+        if info is not None:
+            dist.kill_point(info, step)
+        if job.write_checkpoints and step in ckpt_steps:
+            tensors = _trainer_state(name, trainer)
+            if info is not None:
+                t = time.perf_counter()
+                dist.drift_point(info, step, tensors)
+                dist.check_replicas(info, step, dist.state_digests(tensors))
+                progress.checked.append(step)
+                progress.replica_seconds += time.perf_counter() - t
+                if not info.leader:
+                    continue
+            moved = update_norm(prior.state, tensors) if prior.state is not None else None
+            prior.state = _floating(tensors)
+            tensors.update(rng_state_tensors())
+            records = CheckpointRecords(
+                step=step, config_sha256=job.config_sha256,
+                steps=prior.steps + steps, validation=prior.validation + validation,
+                step_seconds=prior.seconds + step_seconds, world_size=job.settings.world_size,
+            )
+            ckpt = save_checkpoint(Path(job.checkpoint_root), step, tensors, records)
+            ckpt = ckpt.model_copy(update={"update_norm": moved})
+            progress.saved.append(ckpt)
+            progress.ckpt_seconds += ckpt.seconds
+            events.emit(event="checkpoint", step=step, seconds=ckpt.seconds)
+    progress.steps.extend(steps)
+    progress.validation.extend(validation)
+    progress.step_seconds.extend(step_seconds)
 
 
 _LAUNCHER = "torch.distributed.run (elastic, max_restarts=0)"
