@@ -3,12 +3,12 @@
 Pure functions of the manifest's signed records and the auditor's seed: no file is read, nothing
 is trained. The run is cut at its signed checkpoints (:func:`repro.audits.spotcheck.segments_of`);
 each segment's replay time is estimated from the recorded timing (the step table's per-step
-seconds, validation passes and checkpoint writing from the recorded wall time, and one start-up
-for the whole audit, since every segment replays in one training process). Proof-of-Learning's
-pick comes first: the segments with the largest recorded update (the signed ``update_norm`` of
-the checkpoint at their end), at most a third of what fits; the rest of the budget goes to
-segments drawn uniformly at random, with ``random.Random(seed)``, from those left. The seed is
-the auditor's (drawn unpredictably unless given) and is recorded in the report.
+seconds and the recorded validation seconds, plus one start-up for the whole audit, since every
+segment replays in one training process: :func:`cost_model`). Proof-of-Learning's pick comes
+first: the segments with the largest recorded update (the signed ``update_norm`` of the
+checkpoint at their end), at most a third of what fits; the rest of the budget goes to segments
+drawn uniformly at random, with ``random.Random(seed)``, from those left. The seed is the
+auditor's (drawn unpredictably unless given) and is recorded in the report.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from repro.audits.report import Segment
 from repro.errors import UsageError
-from repro.records.manifest import RunManifest
+from repro.records.manifest import RunManifest, Timing
 
 _BUDGET = re.compile(r"^\s*(?P<value>\d+(?:\.\d+)?)\s*(?P<unit>%|s|m|h)\s*$")
 _UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -80,21 +80,30 @@ def cost_model(manifest: RunManifest, total_steps: int) -> CostModel:
     """What replaying the run's segments costs, as its own recorded timing says.
 
     Per-step seconds from the step table (the mean training step where a step time is missing);
-    validation passes share the wall time not spent on setup, training or repro's own work;
-    each segment loads and saves a checkpoint (a share of repro's recorded overhead); the one
-    training process starts once (the recorded setup: start-up, data, model).
+    a validation pass from the recorded validation seconds (``timing.eval_seconds``; manifests
+    made before it was recorded count it in the start-up instead). The one training process
+    starts once, and that is charged as everything the recorded run did besides steps and
+    validation: its setup (start-up, data, model) and repro's overhead (capture, fingerprinting,
+    writing every checkpoint and the manifest), which covers loading and saving the replayed
+    segments' checkpoints, so no segment is charged a fixed cost of its own.
     """
     timing = manifest.timing
     recorded = list(timing.step_seconds)
     mean = timing.train_seconds / max(len(recorded) or total_steps, 1)
     seconds = tuple((recorded[i] if i < len(recorded) else mean) for i in range(total_steps))
     validation = frozenset(v.step for v in manifest.validation)
-    rest = max(timing.wall_seconds - timing.setup_seconds - timing.train_seconds - timing.overhead_seconds, 0.0)
+    known = timing.eval_seconds is not None and not timing.resumed_from_step
+    passes = timing.eval_seconds / len(validation) if known and validation and timing.eval_seconds else 0.0
     return CostModel(
-        startup=timing.setup_seconds, step_seconds=seconds,
-        validation_pass=rest / len(validation) if validation else 0.0, validation_steps=validation,
-        per_segment=timing.overhead_seconds / (len(manifest.checkpoints) + 1),
+        startup=timing.setup_seconds + timing.overhead_seconds + (0.0 if known else _unknown_eval(timing)),
+        step_seconds=seconds, validation_pass=passes, validation_steps=validation, per_segment=0.0,
     )
+
+
+def _unknown_eval(timing: Timing) -> float:
+    """Validation seconds of a manifest that did not record them: whatever of the wall is not
+    setup, training or overhead (all of it when the run was resumed)."""
+    return max(timing.wall_seconds - timing.setup_seconds - timing.train_seconds - timing.overhead_seconds, 0.0)
 
 
 def update_norms(manifest: RunManifest, segments: Sequence[Segment]) -> dict[Segment, float]:
@@ -118,8 +127,14 @@ class Selection:
         return sorted([*self.largest, *self.drawn], key=lambda s: s.start)
 
 
-def _fits(cost: CostModel, picked: list[Segment], candidate: Segment, budget: float) -> bool:
-    return cost.total([*picked, candidate]) <= budget
+def _most_picks(cost: CostModel, fixed: list[Segment], pool: Sequence[Segment], budget: float) -> int:
+    """The most segments that can be drawn from ``pool`` besides ``fixed`` whichever they turn out
+    to be: the count whose costliest choice still fits ``budget``."""
+    costliest = sorted(pool, key=cost.segment, reverse=True)
+    count = 0
+    while count < len(costliest) and cost.total([*fixed, *costliest[:count + 1]]) <= budget:
+        count += 1
+    return count
 
 
 def select_within(segments: Sequence[Segment], cost: CostModel, budget_seconds: float, seed: int,
@@ -127,38 +142,29 @@ def select_within(segments: Sequence[Segment], cost: CostModel, budget_seconds: 
     """The segments whose replay fits ``budget_seconds``: the largest recorded updates first (at
     most a third of what fits, none when no norm is recorded), then random ones.
 
-    Random picks come from ``random.Random(seed)``'s shuffle of the segments left, taken in that
-    order while they fit (so with equal costs they are a uniform sample without replacement).
-    Raises :class:`UsageError` when not even the cheapest segment fits.
+    The random picks are a uniform sample without replacement (``random.Random(seed).sample``) of
+    the segments left, as many as fit even if the costliest ones were drawn: so every segment is
+    equally likely to be checked whatever it costs, and the probability model of
+    :mod:`repro.audits.assurance` holds exactly. Raises :class:`UsageError` when that is not one.
     """
-    cheapest = min(segments, key=cost.segment)
-    if cost.total([cheapest]) > budget_seconds:
+    fits = _most_picks(cost, [], segments, budget_seconds)
+    if fits == 0:
+        costliest = max(segments, key=cost.segment)
         raise UsageError(
-            f"the budget ({budget_seconds:.0f} s of replay) does not fit one segment: the cheapest, steps "
-            f"{cheapest.start + 1}-{cheapest.end}, needs about {cost.total([cheapest]):.0f} s by the run's recorded "
-            "timing; raise --budget, or record checkpoints more often (--set checkpoint_every=N) for shorter segments"
+            f"the budget ({budget_seconds:.0f} s of replay) does not fit one segment drawn at random: the costliest, "
+            f"steps {costliest.start + 1}-{costliest.end}, needs about {cost.total([costliest]):.0f} s by the run's "
+            "recorded timing, and every segment must be affordable to be equally likely; raise --budget, or record "
+            "checkpoints more often (--set checkpoint_every=N) for shorter segments"
         )
-    rng = random.Random(seed)  # noqa: S311 - seeded so that the choice can be repeated
-    order = list(segments)
-    rng.shuffle(order)
-    fits_count = 0
-    probe: list[Segment] = []
-    for s in sorted(segments, key=cost.segment):  # how many segments fit at all (the cheapest first)
-        if _fits(cost, probe, s, budget_seconds):
-            probe.append(s)
-            fits_count += 1
-    largest_quota = fits_count // 3 if norms else 0
-    largest: list[Segment] = []
-    ranked = sorted((norms or {}).items(), key=lambda item: (-item[1], item[0].start))
-    for s, _ in ranked:
-        if len(largest) == largest_quota:
+    ranked = [s for s, _ in sorted((norms or {}).items(), key=lambda item: (-item[1], item[0].start))]
+    largest = ranked[:fits // 3]
+    while True:
+        pool = [s for s in segments if s not in largest]
+        count = _most_picks(cost, largest, pool, budget_seconds)
+        if count > 0 or not largest:
             break
-        if _fits(cost, largest, s, budget_seconds):
-            largest.append(s)
-    drawn: list[Segment] = []
-    for s in order:
-        if s not in largest and _fits(cost, [*largest, *drawn], s, budget_seconds):
-            drawn.append(s)
+        largest = largest[:-1]  # the random picks are what the assurance rests on: keep at least one
+    rng = random.Random(seed)  # noqa: S311 - seeded so that the choice can be repeated
+    drawn = rng.sample(pool, count)
     return Selection(largest=sorted(largest, key=lambda s: s.start), drawn=sorted(drawn, key=lambda s: s.start),
                      estimated_seconds=cost.total([*largest, *drawn]))
-

@@ -233,6 +233,10 @@ class Timing(Record):
     train_seconds: float
     overhead_seconds: float = Field(description="Time repro spent on capture, hashing, writing.")
     resumed_from_step: int | None = Field(None, description="Set when the run was resumed.")
+    eval_seconds: float | None = Field(
+        None, ge=0.0, description="Seconds of validation passes (this attempt's, like wall and setup); absent in "
+        "manifests made before it was recorded.",
+    )
     _source: StepSource | None = PrivateAttr(None)
 
     @property

@@ -323,6 +323,7 @@ def _assemble(
             setup_seconds=timing.setup_seconds, train_seconds=sum(step_seconds),
             overhead_seconds=max(wall - timing.setup_seconds - timing.train_seconds - timing.eval_seconds, 0.0),
             resumed_from_step=result.start_step if result.start_step else None,
+            eval_seconds=timing.eval_seconds,
         ),
         executed=result.executed,
         distributed=_distributed_record(result, earlier, resolved),

@@ -87,11 +87,18 @@ def test_the_selection_fits_the_budget_mixes_largest_updates_and_random_ones_and
     assert unnormed.largest == [] and len(unnormed.drawn) == 6
 
 
-def test_random_picks_under_a_budget_are_uniform_over_the_pool() -> None:
+def test_random_picks_are_uniform_over_the_pool_even_where_segments_cost_more() -> None:
     segments = _even(10)
+    # a validation pass of 8 s ends segments 3 and 9: they cost 19 s, the others 11 s
+    cost = CostModel(startup=5.0, step_seconds=tuple([1.0] * 100), validation_pass=8.0,
+                     validation_steps=frozenset({30, 90}), per_segment=1.0)
+    assert select_within(segments, cost, 5 + 19 + 19, seed=0).estimated_seconds <= 43
+    assert len(select_within(segments, cost, 5 + 19 + 19, seed=0).drawn) == 2
+    # 41 s fits two cheap segments but not two costly ones: one draw, so that each is as likely
+    assert len(select_within(segments, cost, 41, seed=0).drawn) == 1
     hits = [0] * 10
     for seed in range(4000):
-        for s in select_within(segments, _cost(10), 5 + 2 * 11, seed=seed).drawn:
+        for s in select_within(segments, cost, 43, seed=seed).drawn:
             hits[segments.index(s)] += 1
     assert all(abs(h / 4000 - 0.2) < 0.03 for h in hits)
 
