@@ -51,16 +51,34 @@ def _record(preset: str, every: int, folder: Path) -> tuple[Path, float]:
     return outcome.path, time.perf_counter() - began
 
 
-def _audit(manifest: Path, folder: Path, name: str, *extra: str) -> tuple[int, float, dict[str, Any]]:
-    """``repro audit`` in a fresh process (run from ``folder``): exit code, wall time, JSON report."""
+def _audit(manifest: Path, folder: Path, name: str, *extra: str,
+           refusal: bool = False) -> tuple[int, float, dict[str, Any]]:
+    """``repro audit`` in a fresh process (run from ``folder``): exit code, wall time, JSON report
+    (with ``refusal``, an exit 2 gives ``{"refused": its message}`` instead)."""
     report = folder / f"{name}.json"
     command = [sys.executable, "-m", "repro", "audit", str(manifest), "--json", str(report), *extra]
     began = time.perf_counter()
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})
     wall = time.perf_counter() - began
+    if refusal and done.returncode == 2:
+        return 2, wall, {"refused": done.stderr.strip()}
     if done.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr[-2000:]}")
     return done.returncode, wall, json.loads(report.read_text(encoding="utf-8"))
+
+
+def _smallest_budget(manifest: Path) -> str:
+    """The smallest whole percentage of the run's wall time that fits one segment drawn at random."""
+    import math
+
+    from repro.audits import selection, spotcheck
+    from repro.records.manifest_file import load_manifest
+
+    m = load_manifest(manifest).manifest
+    total = int(m.run.config["steps"])
+    cost = selection.cost_model(m, total)
+    costliest = max(spotcheck.segments_of(m, total), key=cost.segment)
+    return f"{math.ceil(100 * cost.total([costliest]) / m.timing.wall_seconds)}%"
 
 
 def _cpu_model() -> str:
@@ -220,23 +238,29 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(args.keep) if args.keep else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         manifest, run_wall = _record(args.preset, args.every, folder)
-        code, audit_wall, report = _audit(manifest, folder, "budget", "--budget", args.budget)
         results["run_wall_seconds"] = run_wall
-        results["audit"] = {"exit": code, "wall_seconds": audit_wall, "ratio": audit_wall / run_wall,
+        budget = args.budget
+        code, audit_wall, report = _audit(manifest, folder, "budget", "--budget", budget, refusal=True)
+        if code == 2:  # the honest estimate says no segment fits: say so, then audit at the smallest that does
+            budget = _smallest_budget(manifest)
+            results["refused"] = {"budget": args.budget, "wall_seconds": audit_wall, "message": report["refused"],
+                                  "smallest_budget_that_fits": budget}
+            code, audit_wall, report = _audit(manifest, folder, "budget", "--budget", budget)
+        results["audit"] = {"budget": budget, "exit": code, "wall_seconds": audit_wall, "ratio": audit_wall / run_wall,
                             "verdict": report["verdict"], "segments": report["segments"],
                             "fraction_replayed": report["fraction_replayed"], "assurance": report["assurance"],
                             "timing": report["timing"]}
         steps = int(report["steps_total"])
         first, last = steps - steps // 3 + 1, steps
         forged = _forge(manifest, folder, first, last)
-        rates = _catch_rate(forged, args.budget, first, last, args.trials)
+        rates = _catch_rate(forged, budget, first, last, args.trials)
         results["forgery"] = {"fabricated_steps": f"{first}-{last}", **rates}
         real = {}
         for label, seed in (("catching", rates["recorded_norms"]["first_catching_seed"]),
                             ("missing", rates["recorded_norms"]["first_missing_seed"])):
             if seed is None:
                 continue
-            code, wall, forged_report = _audit(forged, folder, f"forged-{label}", "--budget", args.budget,
+            code, wall, forged_report = _audit(forged, folder, f"forged-{label}", "--budget", budget,
                                                "--seed", str(seed))
             real[label] = {"seed": seed, "exit": code, "verdict": forged_report["verdict"], "wall_seconds": wall,
                            "segments": forged_report["segments"]}
@@ -247,11 +271,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(json.dumps(results, indent=1))
     ratio = results["audit"]["ratio"]
-    print(f"\nrun {run_wall:.1f} s; audit --budget {args.budget} {audit_wall:.1f} s = {ratio:.1%} of the run",
+    print(f"\nrun {run_wall:.1f} s; audit --budget {budget} {audit_wall:.1f} s = {ratio:.1%} of the run",
           file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    share = float(args.budget[:-1]) / 100 if args.budget.endswith("%") else None
+    share = float(budget[:-1]) / 100 if budget.endswith("%") else None
     return 0 if share is None or ratio <= share else 1
 
 
