@@ -47,7 +47,8 @@ def add_parser(sub: Subparsers) -> None:
     scope.add_argument("--budget", metavar="B",
                        help="spot-check the segments whose replay fits B: a share of the run's recorded wall time "
                             "(10%%) or a time (90s, 5m, 2h); largest recorded updates and random segments")
-    p.add_argument("--seed", type=int, metavar="S", help="seed for choosing the segments of --segments or --budget (default: random, reported)")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="seed for choosing the segments of --segments or --budget (default: random, reported)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="rerun device (default: as recorded)")
     p.add_argument("--threads", type=int, metavar="N", help="rerun thread count (default: as recorded)")
     p.add_argument("--nproc", type=int, metavar="N",
