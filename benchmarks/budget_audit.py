@@ -225,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--keep", help="keep the run and the forged copy in this folder")
+    parser.add_argument("--manifest",
+                        help="audit this recorded run instead of recording one (its wall: the manifest's)")
+    parser.add_argument("--skip-fixed-cost", action="store_true", help="leave out step 5 (it replays 6 segments)")
+    parser.add_argument("--skip-missing", action="store_true",
+                        help="in step 4, audit only a seed that catches the forgery, not one that misses it")
     args = parser.parse_args(argv)
 
     import torch
@@ -237,7 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="repro-bench-budget-") as tmp:
         folder = Path(args.keep) if args.keep else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        manifest, run_wall = _record(args.preset, args.every, folder)
+        if args.manifest:
+            from repro.records.manifest_file import load_manifest
+
+            manifest = Path(args.manifest).resolve()
+            run_wall = load_manifest(manifest).manifest.timing.wall_seconds
+            results["run_recorded_earlier"] = str(manifest)
+        else:
+            manifest, run_wall = _record(args.preset, args.every, folder)
         results["run_wall_seconds"] = run_wall
         budget = args.budget
         code, audit_wall, report = _audit(manifest, folder, "budget", "--budget", budget, refusal=True)
@@ -258,14 +270,15 @@ def main(argv: list[str] | None = None) -> int:
         real = {}
         for label, seed in (("catching", rates["recorded_norms"]["first_catching_seed"]),
                             ("missing", rates["recorded_norms"]["first_missing_seed"])):
-            if seed is None:
+            if seed is None or (label == "missing" and args.skip_missing):
                 continue
             code, wall, forged_report = _audit(forged, folder, f"forged-{label}", "--budget", budget,
                                                "--seed", str(seed))
             real[label] = {"seed": seed, "exit": code, "verdict": forged_report["verdict"], "wall_seconds": wall,
                            "segments": forged_report["segments"]}
         results["forgery"]["real_audits"] = real
-        results["fixed_cost"] = _fixed_cost(manifest, folder / "fixed", 3)
+        if not args.skip_fixed_cost:
+            results["fixed_cost"] = _fixed_cost(manifest, folder / "fixed", 3)
         results["storage"] = _storage(manifest)
         results["machine"]["load_average_after"] = os.getloadavg()
 

@@ -106,3 +106,13 @@ def test_random_picks_are_uniform_over_the_pool_even_where_segments_cost_more() 
 def test_a_budget_that_fits_no_segment_is_refused_with_what_would_fit() -> None:
     with pytest.raises(UsageError, match=r"does not fit one segment.*needs about 16 s"):
         select_within(_even(5), _cost(5), 15.0, seed=0)
+
+
+def test_a_budget_with_a_count_of_segments_or_steps_is_a_usage_error(tmp_path, capsys) -> None:
+    from repro.cli import main
+
+    manifest = str(tmp_path / "run.json")
+    assert main(["audit", manifest, "--budget", "10%", "--segments", "2"]) == 2
+    assert main(["audit", manifest, "--budget", "10%", "--steps", "5"]) == 2
+    assert main(["audit", manifest, "--budget", "ten percent"]) == 2
+    assert "--budget 'ten percent'" in capsys.readouterr().err
