@@ -156,7 +156,7 @@ def _fixed_cost(manifest: Path, folder: Path, count: int) -> dict[str, Any]:
     m = loaded.manifest
     resolved = rerun.plan(m, None, None)
     cut = spotcheck.segments_of(m, resolved.config.steps)
-    chosen = [cut[1], cut[len(cut) // 2], cut[-2]][:count]
+    chosen = [cut[i] for i in sorted({1, len(cut) // 2, len(cut) - 2})][:count]  # distinct, not from step 0
 
     def busy(r: rerun.Rerun) -> float:
         t = r.result.timing

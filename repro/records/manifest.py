@@ -211,8 +211,8 @@ class CheckpointRecord(Record):
     tensors: dict[str, str]
     update_norm: float | None = Field(
         None, ge=0.0,
-        description="L2 norm of the change of every floating-point state tensor since the previous checkpoint "
-        "(or the start of training or of the resume); absent in manifests made before it was recorded.",
+        description="L2 norm of the change of every floating-point, non-scalar state tensor since the previous "
+        "checkpoint (or the start of training or of the resume); absent in manifests made before it was recorded.",
     )
 
 

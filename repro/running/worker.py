@@ -197,14 +197,17 @@ def _spans(job: Job, total: int) -> list[SpanJob]:
 
 
 def _floating(tensors: dict[str, Any]) -> dict[str, Any]:
-    """A private copy of the floating-point tensors of a state (what an update norm measures)."""
+    """A private copy of what an update norm measures: the floating-point tensors of a state that
+    are not scalars (a 0-d tensor is a counter, e.g. AdamW's step count, which grows by the same
+    amount in every segment and would drown the weights' movement)."""
     return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()
-            if v.is_floating_point() and not k.startswith("repro.")}
+            if v.is_floating_point() and v.dim() > 0 and not k.startswith("repro.")}
 
 
 def update_norm(before: dict[str, Any], after: dict[str, Any]) -> float | None:
-    """The L2 norm of ``after - before`` over every floating-point tensor of ``after`` (in float64;
-    a tensor absent ``before``, e.g. optimizer moments made by the first step, counts from zero);
+    """The L2 norm of ``after - before`` over the floating-point, non-scalar tensors of ``after``
+    (in float64; a tensor absent ``before``, e.g. optimizer moments made by the first step, counts
+    from zero);
     None when a tensor changed shape."""
     now = _floating(after)
     if any(k in before and before[k].shape != v.shape for k, v in now.items()):
