@@ -87,7 +87,8 @@ def _percent(fraction: float) -> str:
 def statement(catch: CatchProbability, random_picks: int, pool: int) -> str:
     """The assurance in words, e.g. "a run with ≥ 20% of its steps fabricated would have been
     caught with probability ≥ 0.50 (3 random segments of 30)"."""
-    probability = math.floor(catch.probability * 100) / 100  # a lower bound stays one when rounded
+    # Rounded down, so that it stays a lower bound (the epsilon: 1 - 0.8 is 0.19999999999999996).
+    probability = math.floor(catch.probability * 100 + 1e-9) / 100
     return (f"a run with ≥ {_percent(catch.fraction)} of its steps fabricated would have been caught with "
             f"probability ≥ {probability:.2f} ({random_picks} random segment{'s' if random_picks != 1 else ''} "
             f"of {pool})")

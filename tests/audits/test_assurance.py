@@ -56,6 +56,9 @@ def test_the_statement_counts_only_random_picks_against_the_pool() -> None:
                            f"≥ {math.floor(expected * 100) / 100:.2f} (3 random segments of 30)")
     assert a.pool == 30 and a.steps_replayed == 40 and a.fraction_of_steps == pytest.approx(40 / 310)
     assert any("not replayed" in b for b in a.blind_spots)
+    # 1 - 0.8 in floats is 0.19999999999999996: still stated as 0.20, not 0.19
+    one = assess(_even(10), [], [_even(10)[3]], seed=0)
+    assert one.statement.endswith("probability ≥ 0.20 (1 random segment of 10)")
 
 
 def test_budgets_are_a_share_or_a_time_and_anything_else_is_refused() -> None:
