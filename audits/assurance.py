@@ -34,8 +34,8 @@ FRACTIONS = (0.05, 0.1, 0.2, 1 / 3, 0.5)
 
 BLIND_SPOTS = (
     "a fabricated or edited segment that was not replayed (the chance of that is the miss probability above)",
-    "the steps before the first recorded checkpoint when that segment was not replayed, and anything "
-    "not written in a checkpoint (e.g. state a trainer keeps outside state_tensors)",
+    "anything not written in a checkpoint or the step records (e.g. state a trainer keeps outside "
+    "state_tensors)",
     "a forger who actually trained every fabricated segment from the recorded checkpoints: a replay "
     "proves the step from one signed checkpoint to the next, not that the data or code were the intended ones",
     "which segments are largest-update picks is decided by norms the run's signer recorded; only the random "
@@ -80,6 +80,12 @@ def catch_table(pool_lengths: Sequence[int], random_picks: int, steps_total: int
     return out
 
 
+def at_least(probability: float) -> str:
+    """A lower bound with two decimals, rounded down so that it stays one (the epsilon: in floats
+    1 - 0.8 is 0.19999999999999996, which is 0.20)."""
+    return f"{math.floor(probability * 100 + 1e-9) / 100:.2f}"
+
+
 def _percent(fraction: float) -> str:
     return f"{fraction * 100:.3g}%"
 
@@ -87,11 +93,9 @@ def _percent(fraction: float) -> str:
 def statement(catch: CatchProbability, random_picks: int, pool: int) -> str:
     """The assurance in words, e.g. "a run with ≥ 20% of its steps fabricated would have been
     caught with probability ≥ 0.50 (3 random segments of 30)"."""
-    # Rounded down, so that it stays a lower bound (the epsilon: 1 - 0.8 is 0.19999999999999996).
-    probability = math.floor(catch.probability * 100 + 1e-9) / 100
+    plural = "s" if random_picks != 1 else ""
     return (f"a run with ≥ {_percent(catch.fraction)} of its steps fabricated would have been caught with "
-            f"probability ≥ {probability:.2f} ({random_picks} random segment{'s' if random_picks != 1 else ''} "
-            f"of {pool})")
+            f"probability ≥ {at_least(catch.probability)} ({random_picks} random segment{plural} of {pool})")
 
 
 def assess(segments: Sequence[Segment], largest: Sequence[Segment], drawn: Sequence[Segment],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from repro.audits.assurance import at_least
 from repro.audits.report import Assurance, Segment
 
 
@@ -22,7 +23,7 @@ def picked_words(a: Assurance) -> str:
 
 def catch_words(a: Assurance) -> str:
     """The catch probability for each fabricated share of steps, on one line."""
-    return ", ".join(f"≥ {c.fraction:.0%} fabricated: ≥ {c.probability:.2f}" for c in a.catch)
+    return ", ".join(f"≥ {c.fraction:.0%} fabricated: ≥ {at_least(c.probability)}" for c in a.catch)
 
 
 def assurance_rows(a: Assurance) -> list[tuple[str, str]]:
