@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from repro import __version__
-from repro.audits import differences, integrity, rerun, spotcheck
+from repro.audits import assurance, differences, integrity, rerun, selection, spotcheck
 from repro.audits.judgment import CheckpointPair, Evidence, Judgment, Side, judge
 from repro.audits.options import AuditOptions, Tolerance
-from repro.audits.report import AuditReport, AuditTiming, Mode, RerunInfo, Segment, manifest_info
+from repro.audits.report import Assurance, AuditReport, AuditTiming, Mode, RerunInfo, Segment, manifest_info
 from repro.capture.git import capture_code
 from repro.errors import UsageError
 from repro.records.manifest import CodeRecord, RunIdentity, RunManifest
-from repro.records.manifest_file import incomplete_marker, replaced_folder, run_folder
+from repro.records.manifest_file import LoadedManifest, incomplete_marker, replaced_folder, run_folder
 from repro.running.config import ResolvedRun
 from repro.running.launcher import EventHandler
 from repro.text import utc_now
@@ -42,6 +42,7 @@ class _Plan:
     mode: Mode
     segments: list[Segment]
     seed: int | None
+    assurance: Assurance | None = None
 
     def covers(self, step: int) -> bool:
         """Whether ``step`` is one of the replayed steps."""
@@ -52,8 +53,12 @@ def check_options(options: AuditOptions) -> None:
     """Reject combinations of options that make no sense, before reading anything."""
     if options.segments is not None and options.steps is not None:
         raise UsageError("--steps and --segments exclude each other; a spot-check replays whole segments")
-    if options.seed is not None and options.segments is None:
-        raise UsageError("--seed chooses spot-check segments; use it with --segments K")
+    if options.budget is not None and (options.steps is not None or options.segments is not None):
+        raise UsageError("--budget excludes --steps and --segments; it picks the segments whose replay fits it")
+    if options.budget is not None:
+        selection.parse_budget(options.budget)
+    if options.seed is not None and options.segments is None and options.budget is None:
+        raise UsageError("--seed chooses spot-check segments; use it with --segments K or --budget B")
 
 
 def _plan(m: RunManifest, options: AuditOptions, trusted: bool) -> _Plan:
@@ -61,16 +66,52 @@ def _plan(m: RunManifest, options: AuditOptions, trusted: bool) -> _Plan:
                           trusted=trusted or options.allow_imports, precision=options.precision,
                           compile=options.compile, signer_trusted=trusted, allow_command=options.allow_command)
     total = resolved.config.steps
+    if options.budget is not None:
+        return _within_budget(_budgeted(m, resolved, options), options)
     if options.segments is not None:
         seed = options.seed if options.seed is not None else spotcheck.draw_seed()
-        chosen = spotcheck.choose_segments(spotcheck.segments_of(m, total), options.segments, seed)
-        return _within_budget(_Plan(resolved, "spot-check", chosen, seed), options)
+        cut = spotcheck.segments_of(m, total)
+        chosen = spotcheck.choose_segments(cut, options.segments, seed)
+        return _within_budget(_Plan(resolved, "spot-check", chosen, seed,
+                                    assurance.assess(cut, [], chosen, seed)), options)
     if options.steps is not None:
         if options.steps > total:
             raise UsageError(f"--steps {options.steps}: the run has only {total} steps")
         return _within_budget(_Plan(resolved, "full" if options.steps == total else "prefix",
                                     [Segment(start=0, end=options.steps)], None), options)
     return _within_budget(_Plan(resolved, "full", [Segment(start=0, end=total)], None), options)
+
+
+def _budgeted(m: RunManifest, resolved: ResolvedRun, options: AuditOptions) -> _Plan:
+    """The segments whose replay fits ``--budget``: largest recorded updates and random ones."""
+    assert options.budget is not None
+    budget = selection.parse_budget(options.budget)
+    seed = options.seed if options.seed is not None else spotcheck.draw_seed()
+    cut = spotcheck.segments_of(m, resolved.config.steps)
+    seconds = budget.in_seconds(m.timing.wall_seconds)
+    picked = selection.select_within(cut, selection.cost_model(m, resolved.config.steps), seconds, seed,
+                                     selection.update_norms(m, cut))
+    return _Plan(resolved, "spot-check", picked.segments, seed, assurance.assess(
+        cut, picked.largest, picked.drawn, seed, budget=budget.text, estimated_seconds=picked.estimated_seconds,
+        budget_seconds=seconds))
+
+
+def _replay(plan: _Plan, m: RunManifest, loaded: LoadedManifest, work: Path,
+            on_event: EventHandler | None) -> list[rerun.Rerun]:
+    """Replay the plan's segments: a single-process spot-check in ONE training process, anything
+    else one training process per segment."""
+    if plan.mode == "spot-check":
+        for index, segment in enumerate(plan.segments, 1):
+            _notify(on_event, f"segment {index}/{len(plan.segments)}: steps {segment.start + 1}-{segment.end}")
+    if plan.mode == "spot-check" and plan.resolved.settings.world_size == 1:
+        spans = [(spotcheck.start_checkpoint(m, s), s.end) for s in plan.segments]
+        return [rerun.rerun_segments(plan.resolved, loaded, work / "segments", spans, on_event=on_event)]
+    runs = []
+    for segment in plan.segments:
+        folder = work / f"segment-{segment.start:06d}-{segment.end:06d}"
+        start = spotcheck.start_checkpoint(m, segment)
+        runs.append(rerun.rerun(plan.resolved, loaded, folder, start, segment.end, on_event=on_event))
+    return runs
 
 
 def _within_budget(plan: _Plan, options: AuditOptions) -> _Plan:
@@ -142,13 +183,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
     clock.append(time.perf_counter())
 
     with rerun.work_folder(options.work_dir, failure_log) as work:
-        runs = []
-        for index, segment in enumerate(plan.segments, 1):
-            if plan.mode == "spot-check":
-                _notify(on_event, f"segment {index}/{len(plan.segments)}: steps {segment.start + 1}-{segment.end}")
-            folder = work / f"segment-{segment.start:06d}-{segment.end:06d}"
-            start = spotcheck.start_checkpoint(m, segment)
-            runs.append(rerun.rerun(plan.resolved, checked.loaded, folder, start, segment.end, on_event=on_event))
+        runs = _replay(plan, m, checked.loaded, work, on_event)
         clock.append(time.perf_counter())
         if on_event is not None:  # the progress names the phase: the bar (or a log line) says what is slow now
             on_event({"event": "phase", "phase": "comparing steps, checkpoints and environment"})
@@ -174,6 +209,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
         first_checkpoint_difference=judgment.first_checkpoint_difference,
         data_checks=checked.data, differences=judgment.differences, attribution=judgment.attribution,
         timing=_timing(clock, runs),
+        assurance=plan.assurance,
     )
 
 

@@ -81,8 +81,9 @@ def effective_tolerance(given: Tolerance, *precisions: str) -> Tolerance:
 class AuditOptions(FrozenRecord):
     """Everything an audit can be told; recorded verbatim in its report.
 
-    ``steps`` (audit the first N steps) and ``segments`` (spot-check K random
-    checkpoint-to-checkpoint segments) exclude each other; with neither, the whole run is rerun.
+    ``steps`` (audit the first N steps), ``segments`` (spot-check K random
+    checkpoint-to-checkpoint segments) and ``budget`` (spot-check what fits a budget) exclude each
+    other; with none, the whole run is rerun.
     """
 
     trusted_keys: Path | None = Field(None, description="Trust list; a signature by another key fails.")
@@ -90,6 +91,10 @@ class AuditOptions(FrozenRecord):
     segments: int | None = Field(None, ge=1, description="Spot-check K checkpoint-to-checkpoint segments.")
     seed: int | None = Field(
         None, ge=0, description="Seed of the spot-check's segment choice; drawn at random (and reported) if unset."
+    )
+    budget: str | None = Field(
+        None, description="Spot-check the segments whose replay fits this budget: a share of the recorded wall time "
+        "('10%') or a time ('90s', '5m', '2h').",
     )
     device: Literal["cpu", "cuda"] | None = Field(None, description="Rerun device; default: as recorded.")
     threads: int | None = Field(None, ge=1, le=512, description="Rerun thread count; default: as recorded.")

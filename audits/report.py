@@ -97,6 +97,33 @@ class Segment(ReportRecord):
     end: int = Field(ge=1)
 
 
+class CatchProbability(ReportRecord):
+    """The chance of catching a run with at least ``fraction`` of its steps fabricated."""
+
+    fraction: float = Field(ge=0.0, le=1.0, description="Share of the run's steps fabricated.")
+    segments_touched: int = Field(ge=0, description="The fewest segments such a fabrication touches (m).")
+    probability: float = Field(ge=0.0, le=1.0, description="Lower bound on the chance of catching it.")
+
+
+class Assurance(ReportRecord):
+    """What a spot-check replayed and what it proves (the model: :mod:`repro.audits.assurance`)."""
+
+    segments_total: int = Field(description="Checkpoint-to-checkpoint segments in the run (N).")
+    largest_update: list[Segment] = Field(description="Segments picked for the largest recorded update.")
+    random: list[Segment] = Field(description="Segments drawn at random from the rest, with the reported seed.")
+    pool: int = Field(description="Segments the random picks were drawn from (P = N - largest-update picks).")
+    steps_replayed: int
+    steps_total: int
+    fraction_of_steps: float = Field(description="Share of the run's steps replayed.")
+    seed: int | None = Field(description="Seed of the random picks (the auditor's; repeat the choice with it).")
+    budget: str | None = Field(None, description="The budget given (--budget), if any.")
+    estimated_seconds: float | None = Field(None, description="Estimated replay time, from the recorded timing.")
+    budget_seconds: float | None = Field(None, description="The budget in seconds of replay.")
+    catch: list[CatchProbability] = Field(description="Lower bounds for fabricated fractions of steps.")
+    statement: str = Field(description="The assurance in one sentence.")
+    blind_spots: list[str] = Field(description="What a spot-check cannot see.")
+
+
 class SeriesComparison(ReportRecord):
     """One per-step quantity (loss, gradient norm, learning rate, validation loss), recorded vs rerun."""
 
@@ -248,3 +275,6 @@ class AuditReport(ReportRecord):
     timing: AuditTiming
     vulnerabilities: VulnerabilityReport | None = Field(
         None, description="pip-audit scan of the recorded environment (--scan-vulnerabilities).")
+    assurance: Assurance | None = Field(
+        None, description="A spot-check's picks and what they prove (--segments, --budget); None for a full or "
+        "prefix audit.")

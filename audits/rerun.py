@@ -269,3 +269,35 @@ def rerun(
             f"the records beside {start.path if start else 'the checkpoint'} do not match the manifest"
         )
     return Rerun(result=result, folder=folder, seconds=seconds)
+
+
+def rerun_segments(
+    resolved: ResolvedRun, loaded: LoadedManifest, folder: Path,
+    segments: list[tuple[CheckpointRecord | None, int]], *, on_event: EventHandler | None = None,
+) -> Rerun:
+    """Replay several segments in ONE training process (one start-up, one data preparation).
+
+    Each ``(start, stop)`` resumes the recorded checkpoint ``start`` (hash-verified; None: from
+    scratch, only for the first) and trains to ``stop``, saving the checkpoint there; then the
+    next segment's start is loaded into the same trainer. The result holds every segment's
+    steps, validation and checkpoints, which are compared like a single rerun's.
+    """
+    from repro.running.job import SpanJob
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scratch = folder / ".job"
+    scratch.mkdir(exist_ok=True)
+    spans = [SpanJob(start_checkpoint=str(loaded.folder / start.path) if start is not None else None,
+                     start_checkpoint_sha256=start.sha256 if start is not None else None, stop=stop)
+             for start, stop in segments]
+    job = build_job(resolved, folder, scratch, spans=spans, verified_data=verified_data(loaded))
+    began = time.perf_counter()
+    result = launch(job, scratch / "job.json", folder / "train.log", on_event)
+    seconds = time.perf_counter() - began
+    expected = [start.step if start is not None else 0 for start, _ in segments]
+    if result.span_starts != expected:
+        raise ArtifactMismatchError(
+            f"the rerun's segments started at steps {result.span_starts}, not at their checkpoints' steps "
+            f"{expected}: the records beside a checkpoint do not match the manifest"
+        )
+    return Rerun(result=result, folder=folder, seconds=seconds)

@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from repro.audits.formats.assurance_text import assurance_lines
 from repro.audits.report import (
     Attribution,
     AuditReport,
@@ -134,7 +135,8 @@ def verdict_panel(report: AuditReport) -> Panel:
     facts.add_row("tolerance", f"|Δ| ≤ {tol.atol:g} + {tol.rtol:g}·|recorded| per step (grad norms rtol "
                                f"{tol.grad_rtol:g}); tensors rel. L2 ≤ {tol.tensor_rtol:g}")
     head = line((title, style), *((": ", style), (escape_text(cause), style)) if cause else ())
-    body = Group(head, safe(short_digest(r.summary)), Text(""), facts)
+    assured = [safe(text) for text in (assurance_lines(r.assurance) if r.assurance else [])]
+    body = Group(head, safe(short_digest(r.summary)), Text(""), facts, *assured)
     return Panel(body, title="repro audit", title_align="left", border_style=style.split()[-1])
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
+from repro.audits.formats.assurance_text import assurance_rows
 from repro.audits.formats.console import (
     cannot_matter,
     cannot_matter_words,
@@ -124,6 +125,7 @@ def audit_banner(report: AuditReport) -> Banner:
         ("tolerance", f"|Δ loss| ≤ {tol.atol:g} + {tol.rtol:g}·|recorded| per step; gradient norms rtol "
                       f"{tol.grad_rtol:g}; tensors relative L2 ≤ {tol.tensor_rtol:g}"),
         ("likely cause", report.attribution.summary),
+        *(assurance_rows(report.assurance) if report.assurance else []),
     ])
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from repro.audits.formats.assurance_text import assurance_lines
 from repro.audits.report import AuditReport
 from repro.files import atomic
 from repro.text import escape_text, first_names, plural
@@ -84,7 +85,10 @@ def junit_xml(report: AuditReport) -> bytes:
     for name, value in (("verdict", r.verdict), ("mode", r.mode), ("fraction_replayed", f"{r.fraction_replayed:.4f}"),
                         ("manifest", r.manifest.path), ("device", r.rerun.device), ("threads", str(r.rerun.threads))):
         ET.SubElement(props, "property", name=name, value=value)
-    lines = [r.summary, f"likely cause: {r.attribution.summary}", "differences (recorded -> here):"]
+    if r.assurance is not None:
+        ET.SubElement(props, "property", name="assurance", value=r.assurance.statement)
+    lines = [r.summary, *(assurance_lines(r.assurance) if r.assurance else []),
+             f"likely cause: {r.attribution.summary}", "differences (recorded -> here):"]
     lines += [f"  [{d.likelihood}] {d.field}: {d.recorded} -> {d.here}" for d in r.differences] or ["  none"]
     ET.SubElement(suite, "system-out").text = "\n".join(lines)
     return junit_document(suite, props)

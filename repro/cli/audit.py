@@ -37,7 +37,11 @@ def add_parser(sub: Subparsers) -> None:
                        help="audit only the first N steps (schedules stay as recorded)")
     scope.add_argument("--segments", type=int, metavar="K",
                        help="spot-check: replay K random checkpoint-to-checkpoint segments")
-    p.add_argument("--seed", type=int, metavar="S", help="seed for choosing the segments (default: random, reported)")
+    scope.add_argument("--budget", metavar="B",
+                       help="spot-check the segments whose replay fits B: a share of the run's recorded wall time "
+                            "(10%%) or a time (90s, 5m, 2h); largest recorded updates and random segments")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="seed for choosing the segments of --segments or --budget (default: random, reported)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="rerun device (default: as recorded)")
     p.add_argument("--threads", type=int, metavar="N", help="rerun thread count (default: as recorded)")
     p.add_argument("--nproc", type=int, metavar="N",
@@ -88,7 +92,8 @@ def _options(args: argparse.Namespace) -> Any:
     try:
         return AuditOptions(
             trusted_keys=Path(args.trusted_keys) if args.trusted_keys is not None else None,
-            steps=args.steps, segments=args.segments, seed=args.seed, device=args.device, threads=args.threads,
+            steps=args.steps, segments=args.segments, budget=args.budget, seed=args.seed, device=args.device,
+            threads=args.threads,
             nproc=args.nproc,
             precision=args.precision, compile=args.compile,
             tolerance=tolerance_from(args),

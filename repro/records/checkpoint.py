@@ -56,6 +56,7 @@ class SavedCheckpoint(FrozenRecord):
     size: int
     tensors: dict[str, str]
     seconds: float
+    update_norm: float | None = Field(None, description="L2 norm of the state's change since the last checkpoint.")
 
 
 def checkpoint_dir(root: Path, step: int) -> Path:

@@ -215,6 +215,11 @@ class CheckpointRecord(Record):
     sha256: str
     size: int
     tensors: dict[str, str]
+    update_norm: float | None = Field(
+        None, ge=0.0,
+        description="L2 norm of the change of every floating-point, non-scalar state tensor since the previous "
+        "checkpoint (or the start of training or of the resume); absent in manifests made before it was recorded.",
+    )
 
 
 def not_attached() -> ManifestFormatError:
@@ -234,6 +239,10 @@ class Timing(Record):
     train_seconds: float
     overhead_seconds: float = Field(description="Time repro spent on capture, hashing, writing.")
     resumed_from_step: int | None = Field(None, description="Set when the run was resumed.")
+    eval_seconds: float | None = Field(
+        None, ge=0.0, description="Seconds of validation passes (this attempt's, like wall and setup); absent in "
+        "manifests made before it was recorded.",
+    )
     _columns: StepColumns | None = PrivateAttr(None)
 
     @property

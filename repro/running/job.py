@@ -41,6 +41,14 @@ class VerifiedDataSpec(JobModel):
     files: list[str] = Field(description="The recorded file names, relative to root, in corpus order.")
 
 
+class SpanJob(JobModel):
+    """One stretch of training in a multi-segment job: resume from a state file, train to ``stop``."""
+
+    start_checkpoint: str | None = Field(None, description="Resume from this state file; None: from the start.")
+    start_checkpoint_sha256: str | None = None
+    stop: int = Field(ge=1, description="Last step of the stretch.")
+
+
 class Job(JobModel):
     """One training process's work: a trainer, its config, and which steps to run."""
 
@@ -57,6 +65,10 @@ class Job(JobModel):
     start_checkpoint_sha256: str | None = None
     stop_after: int | None = Field(None, description="Last step to run; default: config steps.")
     write_checkpoints: bool = True
+    spans: list[SpanJob] | None = Field(
+        None, description="An audit's spot-check: train these stretches in turn, in this one process (one start-up, "
+        "one data preparation); replaces start_checkpoint and stop_after. Only the first may start from scratch.",
+    )
     verified_data: VerifiedDataSpec | None = Field(
         None, description="An audit's rerun: read exactly this data (see TrainerContext.data)."
     )
@@ -109,6 +121,7 @@ class JobResult(JobModel):
     environment: EnvironmentRecord | None = None
     data: DataResult | None = None
     start_step: int = 0
+    span_starts: list[int] = Field(default_factory=list, description="Start step of each stretch (Job.spans).")
     steps: list[StepRecord] = Field(default_factory=list)
     validation: list[ValidationRecord] = Field(default_factory=list)
     checkpoints: list[SavedCheckpoint] = Field(default_factory=list)

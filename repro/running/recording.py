@@ -51,12 +51,14 @@ class Start:
     step_seconds: list[float] = field(default_factory=list)
 
 
-def load_start(job: Job) -> Start:
-    """The job's start checkpoint (hash-checked against the job), or a fresh start."""
-    if not job.start_checkpoint:
+def load_start(job: Job, checkpoint: str | None = None, sha256: str | None = None) -> Start:
+    """The start checkpoint (the job's unless another is named; hash-checked), or a fresh start."""
+    if checkpoint is None:
+        checkpoint, sha256 = job.start_checkpoint, job.start_checkpoint_sha256
+    if not checkpoint:
         return Start()
-    state = load_state(Path(job.start_checkpoint), job.start_checkpoint_sha256)
-    records = load_records(Path(job.start_checkpoint).parent)
+    state = load_state(Path(checkpoint), sha256)
+    records = load_records(Path(checkpoint).parent)
     if records.world_size != job.settings.world_size:
         raise UsageError(
             f"the checkpoint at step {records.step} was trained by {records.world_size} processes, this run has "
@@ -64,6 +66,30 @@ def load_start(job: Job) -> Start:
         )
     return Start(records.step, dict(state), list(records.steps), list(records.validation),
                  list(records.step_seconds))
+
+
+def floating_state(tensors: dict[str, Any]) -> dict[str, Any]:
+    """A private copy of what an update norm measures: the floating-point tensors of a state that
+    are not scalars (a 0-d tensor is a counter, e.g. AdamW's step count, which grows by the same
+    amount in every segment and would drown the weights' movement), repro's own (RNG) left out."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()
+            if v.is_floating_point() and v.dim() > 0 and not k.startswith("repro.")}
+
+
+def update_norm(before: dict[str, Any], after: dict[str, Any]) -> float | None:
+    """The L2 norm of ``after - before`` over the floating-point, non-scalar tensors of ``after`` (in
+    float64; a tensor absent ``before``, e.g. optimizer moments made by the first step, counts from
+    zero); None when a tensor changed shape."""
+    import math
+
+    now = floating_state(after)
+    if any(k in before and before[k].shape != v.shape for k, v in now.items()):
+        return None
+    total = 0.0
+    for key in sorted(now):
+        change = now[key].double() - before[key].double() if key in before else now[key].double()
+        total += float(change.square().sum())
+    return math.sqrt(total)
 
 
 class RunRecorder:
@@ -76,7 +102,26 @@ class RunRecorder:
         self.saved: list[SavedCheckpoint] = []
         self.step_seconds: list[float] = []
         self.checked: list[int] = []
+        self.span_starts: list[int] = [start.step]
         self.train_seconds = self.eval_seconds = self.ckpt_seconds = self.replica_seconds = 0.0
+        # This stretch's records (a spot-check replays several stretches in one process), and the
+        # state the next checkpoint's update norm is measured from.
+        self._span_steps: list[StepRecord] = []
+        self._span_validation: list[ValidationRecord] = []
+        self._span_seconds: list[float] = []
+        self._before: dict[str, Any] | None = None
+
+    def begin(self, start: Start) -> None:
+        """Start the next stretch of a multi-segment job from ``start`` (its records go on being
+        collected; a checkpoint's own records are the start's plus this stretch's)."""
+        self.start = start
+        self.span_starts.append(start.step)
+        self._span_steps, self._span_validation, self._span_seconds = [], [], []
+        self._before = None
+
+    def measure_from(self, tensors: dict[str, Any]) -> None:
+        """The state the next checkpoint's update norm (``SavedCheckpoint.update_norm``) is measured from."""
+        self._before = floating_state(tensors)
 
     @property
     def last_step(self) -> int:
@@ -86,13 +131,16 @@ class RunRecorder:
     def step(self, record: StepRecord, seconds: float) -> None:
         """Record one optimizer step that took ``seconds``."""
         self.steps.append(record)
+        self._span_steps.append(record)
         self.step_seconds.append(seconds)
+        self._span_seconds.append(seconds)
         self.train_seconds += seconds
         self.events.emit(event="step", step=record.step, loss=record.loss, seconds=seconds)
 
     def validate(self, step: int, loss: float, seconds: float) -> None:
         """Record a validation loss after ``step``."""
         self.validation.append(ValidationRecord(step=step, loss=loss))
+        self._span_validation.append(self.validation[-1])
         self.eval_seconds += seconds
         self.events.emit(event="eval", step=step, loss=loss)
 
@@ -112,13 +160,16 @@ class RunRecorder:
             self.replica_seconds += time.perf_counter() - t
             if not self.info.leader:
                 return
+        moved = update_norm(self._before, tensors) if self._before is not None else None
+        self._before = floating_state(tensors)
         tensors = {**tensors, **rng_state_tensors()}
         records = CheckpointRecords(
             step=step, config_sha256=self.job.config_sha256,
-            steps=self.start.steps + self.steps, validation=self.start.validation + self.validation,
-            step_seconds=self.start.step_seconds + self.step_seconds, world_size=self.job.settings.world_size,
+            steps=self.start.steps + self._span_steps, validation=self.start.validation + self._span_validation,
+            step_seconds=self.start.step_seconds + self._span_seconds, world_size=self.job.settings.world_size,
         )
         saved = save_checkpoint(Path(self.job.checkpoint_root), step, tensors, records)
+        saved = saved.model_copy(update={"update_norm": moved})
         self.saved.append(saved)
         self.ckpt_seconds += saved.seconds
         self.events.emit(event="checkpoint", step=step, seconds=saved.seconds)
@@ -163,7 +214,8 @@ class RunRecorder:
                 token_stream_sha256=summary.token_stream_sha256, train_tokens=summary.train_tokens,
                 val_tokens=summary.val_tokens, extra=summary.extra,
             ),
-            start_step=self.start.step,
+            start_step=self.span_starts[0],
+            span_starts=self.span_starts if self.job.spans is not None else [],
             steps=self.steps,
             validation=self.validation,
             checkpoints=self.saved,

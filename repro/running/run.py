@@ -290,7 +290,7 @@ def _assemble(
         tokenizer = FileDigest(path=final(tok), sha256=sha256_file(tok), size=tok.stat().st_size)
     checkpoints = earlier.checkpoints + [
         CheckpointRecord(step=c.step, path=final(Path(c.path)), sha256=c.sha256,
-                         size=c.size, tensors=c.tensors)
+                         size=c.size, tensors=c.tensors, update_norm=c.update_norm)
         for c in result.checkpoints
     ]
     timing = result.timing
@@ -330,6 +330,7 @@ def _assemble(
             setup_seconds=timing.setup_seconds, train_seconds=sum(step_seconds),
             overhead_seconds=max(wall - timing.setup_seconds - timing.train_seconds - timing.eval_seconds, 0.0),
             resumed_from_step=result.start_step if result.start_step else None,
+            eval_seconds=timing.eval_seconds,
         ),
         executed=result.executed,
         distributed=_distributed_record(result, earlier, resolved),

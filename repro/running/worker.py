@@ -22,13 +22,13 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from repro.errors import ReproError, TrainerError, TrainingProcessError, category
+from repro.errors import ReproError, TrainerError, TrainingProcessError, UsageError, category
 from repro.files import atomic
 from repro.records.hashing import sha256_tensor
 from repro.records.manifest import StepRecord
 from repro.running import distributed as dist
 from repro.running import faults
-from repro.running.job import COMMAND_ENTRY, Job, JobResult, WorkerFailure
+from repro.running.job import COMMAND_ENTRY, Job, JobResult, SpanJob, WorkerFailure
 from repro.running.recording import Events, RunRecorder, Start, capture_node, load_start
 
 
@@ -72,18 +72,38 @@ def run_job(job: Job, events: Events) -> JobResult:
     summary = _call(name, "prepare_data", trainer.prepare_data)
     events.emit(event="phase", phase="building model")
     _call(name, "build", trainer.build)
-    start = _restore(job, trainer)
+    total = config.steps
+    spans = _spans(job, total)
+    start = _restore(job, trainer, spans[0])
     if info is not None:
         dist.check_same_start(info, start.step)
     environment, layout, capture_seconds = capture_node(info, job, _LAUNCHER)
     setup_seconds = time.perf_counter() - t0 - capture_seconds
-    total = config.steps
-    stop = min(job.stop_after or total, total)
-    events.emit(event="start", start=start.step, stop=stop, total=total)
     recorder = RunRecorder(job, events, info, start)
-    _loop(job, trainer, recorder, stop, total)
+    for index, span in enumerate(spans):
+        if index > 0:  # the next stretch of a spot-check: same process, same data, a verified checkpoint
+            start = _restore(job, trainer, span)
+            if info is not None:
+                dist.check_same_start(info, start.step)
+            recorder.begin(start)
+        if job.write_checkpoints:  # what the next checkpoint's update norm is measured from
+            recorder.measure_from(_trainer_state(name, trainer))
+        events.emit(event="start", start=start.step, stop=span.stop, total=total)
+        _loop(job, trainer, recorder, span.stop, total)
     return recorder.result(summary, environment, layout, setup_seconds=setup_seconds,
                            capture_seconds=capture_seconds)
+
+
+def _spans(job: Job, total: int) -> list[SpanJob]:
+    """The stretches a job trains: its ``spans``, or the one from its start checkpoint to ``stop_after``."""
+    if job.spans is None:
+        return [SpanJob(start_checkpoint=job.start_checkpoint, start_checkpoint_sha256=job.start_checkpoint_sha256,
+                        stop=min(job.stop_after or total, total))]
+    if not job.spans:
+        raise UsageError("the job lists no stretches to train")
+    if any(span.start_checkpoint is None for span in job.spans[1:]):
+        raise UsageError("only the first stretch of a job may start from scratch; the others resume a checkpoint")
+    return [span.model_copy(update={"stop": min(span.stop, total)}) for span in job.spans]
 
 
 def _build_trainer(job: Job, device: Any, info: dist.RankInfo | None) -> tuple[Any, Any]:
@@ -110,12 +130,12 @@ def _build_trainer(job: Job, device: Any, info: dist.RankInfo | None) -> tuple[A
     return _call(name, "__init__", cls, config, context), config
 
 
-def _restore(job: Job, trainer: Any) -> Start:
-    """Load the job's start checkpoint into the trainer (and the global RNGs), checked."""
+def _restore(job: Job, trainer: Any, span: SpanJob) -> Start:
+    """Load ``span``'s start checkpoint into the trainer (and the global RNGs), checked."""
     from repro.running.determinism import load_rng_state_tensors
 
-    start = load_start(job)
-    if job.start_checkpoint:
+    start = load_start(job, span.start_checkpoint, span.start_checkpoint_sha256)
+    if span.start_checkpoint:
         load_rng_state_tensors(start.state)
         own = {k: v for k, v in start.state.items() if not k.startswith("repro.rng.")}
         _call(job.trainer_name, "load_state_tensors", trainer.load_state_tensors, own)

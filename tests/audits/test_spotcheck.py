@@ -63,3 +63,62 @@ def test_a_fabricated_late_segment_is_caught_by_replaying_it(smoke_copy: Path, t
     assert [c.step for c in report.checkpoints] == [20] and report.checkpoints[0].verdict == "bitwise"
     assert report.attribution.kind == "records"
     assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_checkpoints_record_a_signed_update_norm(smoke_run: Path) -> None:
+    from safetensors.torch import load_file
+
+    m = load_manifest(smoke_run).manifest
+    first, second = m.checkpoints
+    assert first.update_norm is not None and second.update_norm is not None
+    folder = smoke_run.parent
+    before, after = load_file(folder / first.path), load_file(folder / second.path)
+    floating = [k for k, v in after.items() if v.is_floating_point() and v.dim() and not k.startswith("repro.")]
+    assert any(k.startswith("optim.") and not after[k].dim() for k in after)  # step counters: not counted
+    expected = sum(float((after[k].double() - before[k].double()).square().sum()) for k in floating) ** 0.5
+    assert second.update_norm == pytest.approx(expected, rel=1e-12)
+
+
+def test_one_training_process_reloads_a_checkpoint_after_training_past_it(smoke_run: Path, tmp_path: Path) -> None:
+    """Two stretches in one process, the second resuming step 10 after the first trained to 20:
+    the reload leaves nothing of the first stretch behind (steps 11-20 bit-identical twice)."""
+    from repro.audits import rerun
+    from repro.records.manifest_file import load_manifest as load
+
+    loaded = load(smoke_run)
+    m = loaded.manifest
+    resolved = rerun.plan(m, None, None)
+    ten = next(c for c in m.checkpoints if c.step == 10)
+    done = rerun.rerun_segments(resolved, loaded, tmp_path / "work", [(None, 20), (ten, 20)])
+    assert done.result.span_starts == [0, 10]
+    steps = done.result.steps
+    assert [s.step for s in steps] == [*range(1, 21), *range(11, 21)]
+    assert steps[10:20] == steps[20:] == list(m.steps)[10:20]
+
+
+def test_a_budgeted_spot_check_states_what_it_checked_and_what_that_proves(
+        smoke_run: Path, tmp_path: Path, capsys) -> None:
+    code = main(["audit", str(smoke_run), "--budget", "100%", "--seed", "5", "--json", str(tmp_path / "r.json"),
+                 "--junit", str(tmp_path / "r.xml"), "--html", str(tmp_path / "r.html")])
+    out = capsys.readouterr().out
+    assert code == 0
+    report = read_report(tmp_path / "r.json")
+    a = report.assurance
+    assert report.mode == "spot-check" and report.verdict == "bitwise" and a is not None
+    assert a.budget == "100%" and a.seed == 5 and report.options.budget == "100%"
+    assert a.budget_seconds is not None and a.estimated_seconds is not None
+    assert a.estimated_seconds <= a.budget_seconds
+    assert sorted([*a.largest_update, *a.random], key=lambda s: s.start) == report.segments
+    assert a.statement.startswith("a run with ≥ 20% of its steps fabricated would have been caught with probability")
+    assert "assurance: a run with" in " ".join(out.split())
+    assert "cannot see" in out
+    assert a.statement in (tmp_path / "r.xml").read_text(encoding="utf-8")
+    assert "a run with ≥ 20% of its steps" in (tmp_path / "r.html").read_text(encoding="utf-8")
+
+
+def test_a_budget_too_small_for_any_segment_is_refused_before_compute(smoke_run: Path, capsys) -> None:
+    assert main(["audit", str(smoke_run), "--budget", "1s"]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit one segment" in err and "raise --budget" in err
+    assert main(["audit", str(smoke_run), "--budget", "lots"]) == 2
+    assert "--budget 'lots'" in capsys.readouterr().err
