@@ -161,6 +161,11 @@ class ReplicaDriftError(CouldNotCheckError):
     """A data-parallel rank's model state drifted from rank 0's: the run cannot be trusted (exit 4)."""
 
 
+class PeerProtocolError(CouldNotCheckError):
+    """A process in the rendezvous sent data that is not what a repro rank sends (exit 4): nothing it
+    sent was interpreted beyond a length check and a strict JSON parse."""
+
+
 def exit_code_for(exc: BaseException) -> ExitCode:
     """The documented exit code of an exception: its ``exit_code``, INTERNAL for a non-repro one."""
     if isinstance(exc, ReproError):

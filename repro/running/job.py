@@ -62,6 +62,7 @@ class Job(JobModel):
     )
     node_rank: int = Field(0, ge=0, description="This node's rank in a multi-node run (--node-rank).")
     rdzv_endpoint: str | None = Field(None, description="HOST:PORT of the c10d rendezvous (multi-node runs).")
+    rdzv_timeout: int = Field(600, ge=1, le=86400, description="Seconds to wait for every node (--rdzv-timeout).")
 
 
 class DataResult(JobModel):
