@@ -39,6 +39,7 @@ from repro.errors import (
     UsageError,
 )
 from repro.files import atomic
+from repro.records.checkpoint import CheckpointRecords
 from repro.records.manifest import CheckpointRecord, RunManifest, TrainerRef
 from repro.records.manifest_file import LoadedManifest
 from repro.records.validation import first_problem
@@ -245,6 +246,16 @@ def verified_data(loaded: LoadedManifest) -> VerifiedDataSpec:
                             files=[f.path for f in data.files])
 
 
+def signed_records(manifest: RunManifest, step: int) -> CheckpointRecords:
+    """The records up to ``step`` as a checkpoint's records.json would hold them, from signed data."""
+    seconds = manifest.timing.step_seconds
+    return CheckpointRecords(
+        step=step, config_sha256=manifest.run.config_sha256, steps=list(manifest.steps[:step]),
+        validation=[v for v in manifest.validation if v.step <= step], step_seconds=seconds[:step],
+        world_size=manifest.run.settings.world_size,
+    )
+
+
 def rerun(
     resolved: ResolvedRun, loaded: LoadedManifest, folder: Path, start: CheckpointRecord | None,
     stop: int, *, on_event: EventHandler | None = None, extra_env: dict[str, str] | None = None,
@@ -258,6 +269,9 @@ def rerun(
     if start is not None:
         overrides["start_checkpoint"] = str(loaded.folder / start.path)
         overrides["start_checkpoint_sha256"] = start.sha256
+        # The records up to the checkpoint come from the verified manifest: the records.json
+        # beside it is not signed and is never read in an audit.
+        overrides["start_records"] = signed_records(loaded.manifest, start.step)
     job = build_job(resolved, folder, scratch, **overrides)
     began = time.perf_counter()
     result = launch(job, scratch / "job.json", folder / "train.log", on_event, extra_env=extra_env, cwd=cwd)

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from repro.records.base import FrozenRecord
-from repro.records.checkpoint import SavedCheckpoint
+from repro.records.checkpoint import CheckpointRecords, SavedCheckpoint
 from repro.records.manifest import (
     DataSource,
     DistributedRecord,
@@ -55,6 +55,10 @@ class Job(JobModel):
     result_path: str
     start_checkpoint: str | None = Field(None, description="Resume from this state file.")
     start_checkpoint_sha256: str | None = None
+    start_records: CheckpointRecords | None = Field(
+        None, description="The records up to start_checkpoint, from a verified manifest (an audit): "
+        "the unsigned records.json beside the checkpoint is then not read."
+    )
     stop_after: int | None = Field(None, description="Last step to run; default: config steps.")
     write_checkpoints: bool = True
     verified_data: VerifiedDataSpec | None = Field(
