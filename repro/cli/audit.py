@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.cli.parsing import Subparsers, add_tolerance_arguments, tolerance_from
+from repro.trust import limits
 
 DESCRIPTION = """\
 Rerun the configuration a manifest records, through the same trainer, and judge the result
@@ -76,6 +77,7 @@ def add_parser(sub: Subparsers) -> None:
                         "(see docs/security.md)")
     p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, metavar="N",
                    help=f"refuse, before compute, to replay more than N training steps (default {DEFAULT_MAX_STEPS:,})")
+    limits.add_arguments(p)
     p.set_defaults(func=cmd_audit)
 
 
@@ -96,6 +98,7 @@ def _options(args: argparse.Namespace) -> Any:
             work_dir=Path(args.work_dir) if args.work_dir else None,
             trainer=args.trainer, max_steps=args.max_steps, allow_imports=args.allow_imports,
             allow_command=args.allow_command,
+            limits=limits.from_arguments(args),
         )
     except ValidationError as exc:
         from repro.records.validation import option_problem
@@ -166,7 +169,7 @@ def cmd_vary(args: argparse.Namespace, options: Any) -> int:
     try:
         report = run_vary(Path(args.manifest), names, steps=options.steps, trusted_keys=options.trusted_keys,
                           tolerance=options.tolerance, work_dir=options.work_dir, trainer=options.trainer,
-                          allow_imports=options.allow_imports, on_event=handler)
+                          allow_imports=options.allow_imports, on_event=handler, bounds=options.limits)
     finally:
         handler.close()
     print_vary(report, out_console)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import signal
 import socket
 import sys
 from typing import Any
@@ -51,7 +52,9 @@ class _StateUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"the rendezvous state names a class it may not contain ({module[:80]}.{name[:80]})")
+            raise pickle.UnpicklingError(
+                f"the rendezvous state names a class it may not contain ({module[:80]}.{name[:80]})"
+            )
         return super().find_class(module, name)
 
 
@@ -82,6 +85,7 @@ def _register() -> None:
     from torch.distributed.elastic.rendezvous.dynamic_rendezvous import DynamicRendezvousHandler, RendezvousTimeout
     from torch.distributed.elastic.rendezvous.utils import parse_rendezvous_endpoint
 
+    store_class: Any = dist.TCPStore  # type: ignore[attr-defined]  # not re-exported in torch's stubs
     listeners: list[socket.socket] = []  # kept open for the agent's lifetime
 
     class CheckedBackend(C10dRendezvousBackend):
@@ -108,7 +112,7 @@ def _register() -> None:
         def _create_tcp_store_server(self, master_addr: str, master_port: int) -> Any:
             listener = bound_listener(master_addr, master_port)
             listeners.append(listener)
-            return dist.TCPStore(host_name=master_addr, port=listener.getsockname()[1], is_master=True,
+            return store_class(host_name=master_addr, port=listener.getsockname()[1], is_master=True,
                                  multi_tenant=True, master_listen_fd=listener.fileno())
 
     def create(params: RendezvousParameters) -> Any:
@@ -118,10 +122,10 @@ def _register() -> None:
         if is_host:
             listener = bound_listener(host, port)
             listeners.append(listener)
-            store = dist.TCPStore(host, listener.getsockname()[1], is_master=True, multi_tenant=True,
+            store = store_class(host, listener.getsockname()[1], is_master=True, multi_tenant=True,
                                   timeout=timeout, master_listen_fd=listener.fileno())
         else:
-            store = dist.TCPStore(host, port, is_master=False, multi_tenant=True, timeout=timeout)
+            store = store_class(host, port, is_master=False, multi_tenant=True, timeout=timeout)
         def seconds(name: str) -> timedelta | None:
             value = params.get_as_int(f"{name}_timeout")
             return None if value is None else timedelta(seconds=value)
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from repro.running import lifeline
 
-    lifeline.tie_to_parent()
+    lifeline.tie_to_parent(signal.SIGTERM)  # torch's agent stops its ranks on SIGTERM
     os.environ[lifeline.PARENT_ENV] = str(os.getpid())  # the ranks must not outlive this agent
     _register()
     from torch.distributed.run import main as torchrun

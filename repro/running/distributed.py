@@ -127,7 +127,6 @@ def leave() -> None:
 def check_same_start(info: RankInfo, start: int) -> None:
     """Every rank must start at the same step (a resume on several nodes needs node 0's
     checkpoints on every node); raise on every rank otherwise."""
-    import torch.distributed as dist
 
     starts = [values[0] for values in exchange.gather_ints([start], info.world_size, info.backend)]
     if len(set(starts)) > 1:
@@ -145,7 +144,6 @@ def state_digests(state: Mapping[str, Any]) -> dict[str, str]:
 def check_replicas(info: RankInfo, step: int, digests: dict[str, str]) -> None:
     """Gather every rank's state digests; raise :class:`ReplicaDriftError` on every rank if any
     rank's differ from the leader's, naming the rank and the first differing tensor."""
-    import torch.distributed as dist
 
     mine = bytes.fromhex(sha256_bytes(canonical_bytes(digests)))
     combined = exchange.gather_ints(list(mine), info.world_size, info.backend)

@@ -84,7 +84,7 @@ def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | No
             proc = subprocess.Popen(
                 [sys.executable, "-m", "repro.running.worker", str(job_path)],
                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,), cwd=cwd, preexec_fn=lifeline.die_with_parent,
+                pass_fds=(write_fd,), cwd=cwd,
             )
             os.close(write_fd)
             write_fd = -1
@@ -177,19 +177,19 @@ def _launch_distributed(job: Job, job_path: Path, log_path: Path, on_event: Even
     env["TMPDIR"] = str(private_tmp)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return _follow_agent(job, job_path, log_path, env, events_path, on_event)
+        return _follow_agent(job, job_path, log_path, env, events_path=events_path, on_event=on_event)
     finally:
         shutil.rmtree(private_tmp, ignore_errors=True)
 
 
-def _follow_agent(job: Job, job_path: Path, log_path: Path, env: dict[str, str], events_path: Path,
+def _follow_agent(job: Job, job_path: Path, log_path: Path, env: dict[str, str], *, events_path: Path,
                   on_event: EventHandler | None) -> int:
     if on_event is not None and job.settings.nnodes > 1:
         on_event({"event": "phase", "phase": f"waiting up to {job.rdzv_timeout} s for {job.settings.nnodes} nodes "
                   f"at {job.rdzv_endpoint} (--rdzv-timeout)"})
     with open(log_path, "wb") as log, open(events_path, encoding="utf-8") as events:
         proc = subprocess.Popen(distributed_command(job, job_path), env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, preexec_fn=lifeline.die_with_parent_by_sigterm)
+                                stdout=log, stderr=subprocess.STDOUT)
         try:
             pending = ""
             while True:

@@ -4,7 +4,8 @@
 writing checkpoints into a folder another run may now own. So every child is tied to its parent:
 
 - on Linux, ``prctl(PR_SET_PDEATHSIG)``: the kernel signals the child when its parent dies
-  (:func:`die_with_parent`, called in the child before it runs anything else);
+  (:func:`tie_to_parent`, the first thing the child does; the elastic agent asks for SIGTERM, on
+  which it stops its ranks, a training process for SIGKILL);
 - everywhere, the child compares ``os.getppid()`` with the parent's pid it was given
   (``REPRO_PARENT_PID``) at start and before every training step and checkpoint
   (:func:`check_parent`): once the parent is gone it kills itself, before writing anything more.
@@ -37,11 +38,6 @@ def die_with_parent(signum: int = signal.SIGKILL) -> None:
         pass
 
 
-def die_with_parent_by_sigterm() -> None:
-    """``preexec_fn`` for the elastic agent: SIGTERM, on which it stops its ranks itself."""
-    die_with_parent(signal.SIGTERM)
-
-
 def expected_parent() -> int | None:
     """The parent pid this process was started with, if it was started by repro."""
     value = os.environ.get(PARENT_ENV, "")
@@ -55,7 +51,8 @@ def check_parent() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def tie_to_parent() -> None:
-    """At the start of a training process: die with the parent, and at once if it is already gone."""
-    die_with_parent()
+def tie_to_parent(signum: int = signal.SIGKILL) -> None:
+    """First thing in a child repro starts: die with the parent (by ``signum``), and at once if it
+    is already gone (it died between the fork and this call)."""
+    die_with_parent(signum)
     check_parent()

@@ -162,7 +162,9 @@ def execute_run(
         raise UsageError(f"--node-rank {node_rank} must be from 0 to {resolved.settings.nnodes - 1} (--nnodes)")
     if resolved.settings.nnodes > 1:  # a bad endpoint is a usage error here, not torchrun's traceback later
         if not rdzv_endpoint:
-            raise UsageError(f"--nnodes {resolved.settings.nnodes} needs --rdzv-endpoint HOST:PORT (the same on every node)")
+            raise UsageError(
+                f"--nnodes {resolved.settings.nnodes} needs --rdzv-endpoint HOST:PORT (the same on every node)"
+            )
         parse_endpoint(rdzv_endpoint)
     if not 1 <= rdzv_timeout <= 86400:
         raise UsageError(f"--rdzv-timeout {rdzv_timeout} must be from 1 to 86400 seconds")

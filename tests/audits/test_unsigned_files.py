@@ -44,7 +44,10 @@ def _plant(run: Path, kind: str, tmp_path: Path) -> list[Path]:
     return planted
 
 
-@pytest.mark.parametrize("kind", ["symlink", *(pytest.param(k, marks=pytest.mark.slow) for k in ("fifo", "huge", "garbage"))])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("kind", ["symlink", *(pytest.param(k, marks=SLOW) for k in ("fifo", "huge", "garbage"))])
 def test_a_planted_records_file_is_never_read_by_verify_or_audit(kind: str, smoke_copy: Path, tmp_path: Path,
                                                                  capsys) -> None:
     _plant(smoke_copy, kind, tmp_path)
