@@ -67,8 +67,15 @@ class Rerun:
         return (Path(saved.path), saved.tensors) if saved is not None else None
 
 
-def _provider(trainer: TrainerRef) -> str:
-    """What to install for a recorded trainer, in words."""
+def _provider(trainer: TrainerRef, trusted: bool = True) -> str:
+    """What to install for a recorded trainer, in words. For an unverified signer the recorded
+    distribution name is not advice (it could name a typo-squatted package): it is quoted as the
+    manifest's claim, to be checked before anything is installed."""
+    if not trusted:
+        claim = f"distribution {trainer.distribution[:100]!r} {trainer.version[:40]!r}" if trainer.distribution \
+            else f"no distribution (entry {trainer.entry[:100]!r})"
+        return (f"the trainer's code (the manifest, from a signer not on a trust list, claims {claim}; "
+                "check what that is before installing anything)")
     if trainer.distribution:
         return f"{trainer.distribution} {trainer.version}"
     return f"the code that provides {trainer.entry} (version {trainer.version})"
@@ -84,7 +91,7 @@ def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef,
         raise UnverifiedCodeError(
             f"the run was made with trainer {name!r} ({recorded.entry}), which is not installed here as a "
             f"repro.trainers entry point, and repro does not import a module that an unverified signer's "
-            f"manifest names; install {_provider(recorded)}, or pass --trainer "
+            f"manifest names; install {_provider(recorded, trusted=False)}, or pass --trainer "
             f"{recorded.entry} (or --allow-imports) if you trust that code, or --trusted-keys listing the signer"
         )
     try:  # a trusted signer's recorded import reference may work where no entry point is installed

@@ -40,6 +40,18 @@ class ReproError(Exception):
 
     exit_code: ExitCode = ExitCode.USAGE
 
+    def __init__(self, *args: object) -> None:
+        # Bounded: a message can carry text from a manifest, a file or a child process, and is
+        # copied into reports (the gate's JSON, JUnit, summary); one line must not be megabytes.
+        if len(args) == 1 and isinstance(args[0], str) and len(args[0]) > MAX_MESSAGE_CHARS:
+            text = args[0]
+            args = (f"{text[:MAX_MESSAGE_CHARS]}… ({len(text) - MAX_MESSAGE_CHARS:,} more characters not shown)",)
+        super().__init__(*args)
+
+
+MAX_MESSAGE_CHARS = 4000
+"""Longest error message repro reports (longer ones are cut, saying how much was left out)."""
+
 
 # -- usage and input (exit 2) -------------------------------------------------------------------
 class UsageError(ReproError):

@@ -113,8 +113,12 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot {args.plot}: the plot is a PNG; name a .png file")
+    from repro.records.manifest_file import refuse_overwriting_inputs
+
+    others = [Path(args.trusted_keys)] if args.trusted_keys else []
     for flag, value in (("--json", args.json), ("--junit", args.junit), ("--plot", args.plot), ("--html", args.html)):
         if value:
+            refuse_overwriting_inputs(Path(value), flag, Path(args.manifest), *others)
             atomic.check_writable(Path(value), flag)
 
 

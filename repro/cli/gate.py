@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from repro.cli.parsing import Subparsers
 from repro.errors import ExitCode
@@ -67,6 +68,18 @@ def _check_outputs(args: argparse.Namespace) -> None:
         atomic.check_writable(Path(os.environ[SUMMARY_ENV_VAR]), f"${SUMMARY_ENV_VAR}")
 
 
+def _check_not_inputs(args: argparse.Namespace, loaded: Any) -> None:
+    """No report may overwrite a manifest the gate reads, a file of its run, the policy or the trust list."""
+    from repro.records.manifest_file import refuse_overwriting_inputs
+
+    for flag, value in (("--json", args.json), ("--junit", args.junit), ("--summary", args.summary),
+                        ("--html", args.html)):
+        if value:
+            for manifest in loaded.manifests:
+                refuse_overwriting_inputs(Path(value), flag, manifest, Path(args.config),
+                                          loaded.resolve(loaded.policy.trusted_keys))
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     """Load the policy, run the gate, write the reports, return the outcome's exit code."""
     from repro.audits.formats.failure import reports_on_failure
@@ -86,6 +99,7 @@ def _gate(args: argparse.Namespace) -> int:
     from repro.rendering.console import ProgressEvents, say
 
     loaded = load_policy(Path(args.config))
+    _check_not_inputs(args, loaded)
     if args.osv_url:
         from pydantic import ValidationError
 
