@@ -203,11 +203,13 @@ class _NodeReport(FrozenRecord):
     rank: int = Field(ge=0)
     hostname: str = Field(max_length=255)
     environment: EnvironmentRecord | None
+    data: list[str] = Field(default_factory=list, max_length=2,
+                            description="This rank's corpus and token-stream SHA-256 (every rank must agree).")
 
 
-def _gather_nodes(info: RankInfo, environment: EnvironmentRecord | None) -> list[_NodeReport]:
+def _gather_nodes(info: RankInfo, environment: EnvironmentRecord | None, data: list[str]) -> list[_NodeReport]:
     mine = _NodeReport(node_rank=info.node_rank, rank=info.rank, hostname=socket.gethostname()[:255],
-                       environment=environment)
+                       environment=environment, data=data)
     return exchange.gather_json(mine, _NodeReport, info.world_size, info.backend, MAX_NODE_REPORT_BYTES)
 
 
@@ -234,10 +236,18 @@ def _node_differences(first: EnvironmentRecord, other: EnvironmentRecord) -> lis
 
 
 def describe(info: RankInfo, settings: RunSettings, environment: EnvironmentRecord | None,
-             launcher: str) -> tuple[DistributedRecord, list[str]] | None:
-    """Collective: every rank calls it; local ranks 0 pass their node's environment. The leader
-    gets the run's :class:`DistributedRecord` and the node differences; other ranks get None."""
-    gathered = _gather_nodes(info, environment)
+             launcher: str, *, data: list[str] | None = None) -> tuple[DistributedRecord, list[str]] | None:
+    """Collective: every rank calls it; local ranks 0 pass their node's environment, every rank
+    its data digests. Every rank refuses data that differs between ranks (the run would not be
+    one run); the leader gets the run's :class:`DistributedRecord` and the node differences
+    (recorded per node, shown by ``repro show``); other ranks get None."""
+    gathered = _gather_nodes(info, environment, data or [])
+    mismatched = [r.rank for r in gathered if r.data != gathered[info.leader_rank].data]
+    if mismatched:
+        raise UsageError(
+            f"rank(s) {', '.join(map(str, mismatched[:10]))} prepared different data than rank {info.leader_rank} "
+            "(corpus or token stream SHA-256); every node must read the same data files"
+        )
     if not info.leader:
         return None
     envs: dict[int, EnvironmentRecord] = {}

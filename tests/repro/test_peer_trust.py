@@ -86,6 +86,16 @@ _RANK = textwrap.dedent("""
     role, port, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0 if role != "peer" else 1,
                             world_size=2, timeout=datetime.timedelta(seconds=60))
+    if role == "peer" and sys.argv[4] == "data":  # a genuine repro rank on a node with other data
+        from repro.records.manifest import RunSettings
+        from repro.running import distributed
+        from repro.running.distributed import RankInfo
+        info = RankInfo(rank=1, local_rank=0, world_size=2, node_rank=1, leader_rank=0, backend="gloo")
+        try:
+            distributed.describe(info, RunSettings(nproc=1, nnodes=2), None, "test", data=["b" * 64, ""])
+        except Exception:
+            pass
+        os._exit(0)
     if role == "peer":  # a stranger: what all_gather_object would unpickle, in repro's frame and the old way
         import pickle, signal, torch
         class Marker:
@@ -108,9 +118,10 @@ _RANK = textwrap.dedent("""
     from repro.running.distributed import RankInfo
     info = RankInfo(rank=0, local_rank=0, world_size=2, node_rank=0, leader_rank=0, backend="gloo")
     try:
-        if sys.argv[4] == "frame":
+        if sys.argv[4] in ("frame", "data"):
             from repro.capture.environment import capture_environment
-            distributed.describe(info, RunSettings(nproc=1, nnodes=2), capture_environment(), "test")
+            distributed.describe(info, RunSettings(nproc=1, nnodes=2), capture_environment(), "test",
+                                 data=["a" * 64, ""])
         else:
             distributed.check_same_start(info, 0)
     except ReproError as exc:
@@ -130,9 +141,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("mode", ["frame", "old-protocol"])
+@pytest.mark.parametrize("mode", ["frame", "old-protocol", "data"])
 def test_a_stranger_in_the_process_group_makes_the_rank_fail_never_run_code(mode: str, tmp_path: Path) -> None:
-    """A real repro rank (describe / check_same_start) and a real stranger in one gloo group."""
+    """A real repro rank (describe / check_same_start) and a real stranger in one gloo group; and
+    ("data") a genuine rank of a node that prepared other data: refused, not signed."""
     marker = tmp_path / "marker"
     script = tmp_path / "rank.py"
     script.write_text(_RANK)
@@ -152,6 +164,8 @@ def test_a_stranger_in_the_process_group_makes_the_rank_fail_never_run_code(mode
     assert "accepted" not in out
     if mode == "frame":
         assert "refused: PeerProtocolError" in out and str(marker) not in out
+    if mode == "data":
+        assert "refused: UsageError" in out and "prepared different data" in out
     assert not marker.exists()  # never unpickled
 
 
