@@ -47,8 +47,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from repro.errors import OutputError, UsageError
+from repro.errors import InputError, OutputError, UsageError
 from repro.files import atomic
+from repro.files.confine import open_regular
 from repro.records.base import FrozenRecord
 from repro.records.hashing import sha256_bytes, sha256_file
 from repro.records.manifest_file import incomplete_marker, replaced_folder, run_folder
@@ -176,8 +177,10 @@ class RunLayout:
     def read_marker(self) -> InFlightRun | None:
         """The unfinished run, or None if there is none or its marker cannot be read."""
         try:
-            return InFlightRun.model_validate_json(self.marker.read_bytes())
-        except (OSError, ValidationError):
+            with open_regular(self.marker, "incomplete marker") as handle:  # never blocks on a planted FIFO
+                data = handle.read(1 << 16)
+            return InFlightRun.model_validate_json(data)
+        except (OSError, ValidationError, InputError):
             return None
 
     def write_marker(self, run: InFlightRun) -> None:

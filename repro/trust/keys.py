@@ -110,7 +110,10 @@ def load_key(path: Path) -> SigningKey:
             f"run `chmod 600 {path}`"
         )
     try:
-        data = path.read_bytes()
+        with open_regular(path, "signing key") as handle:
+            data = handle.read(1 << 16)
+    except InputError as exc:  # a FIFO, device or folder: refused, never waited on
+        raise SigningKeyError(str(exc)) from exc
     except OSError as exc:
         raise SigningKeyError(f"cannot read signing key {path}: {exc.strerror}") from exc
     try:

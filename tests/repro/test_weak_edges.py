@@ -90,3 +90,14 @@ def test_audit_json_onto_the_manifest_is_refused_before_anything(smoke_copy: Pat
     assert main(["audit", str(smoke_copy), "--json", str(smoke_copy)]) == 2
     assert "would overwrite the manifest" in capsys.readouterr().err
     assert smoke_copy.read_bytes() == before
+
+
+def test_planted_fifos_beside_the_output_or_as_the_key_never_hang_a_run(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run.json"
+    os.mkfifo(tmp_path / "run.json.incomplete")  # nobody writes: reading it would block forever
+    assert main(["run", "smoke", "--out", str(out), "--resume"]) == 2
+    assert "unreadable" in capsys.readouterr().err
+    key = tmp_path / "key.pem"
+    os.mkfifo(key, 0o600)
+    assert main(["run", "smoke", "--key", str(key), "--out", str(tmp_path / "other.json")]) == 2
+    assert "FIFO" in capsys.readouterr().err
