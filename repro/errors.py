@@ -28,7 +28,7 @@ class ExitCode(IntEnum):
     """A bug in repro (an unexpected exception); EX_SOFTWARE of sysexits.h. Never 1, which CI reads
     as "not reproduced". The traceback is written to a file the one-line message names."""
     INTERRUPTED = 130
-    """Interrupted by Ctrl-C (SIGINT), as shells report it."""
+    """Interrupted by Ctrl-C (SIGINT) or SIGTERM (handled alike), as shells report SIGINT."""
 
 
 class ReproError(Exception):

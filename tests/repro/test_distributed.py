@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -137,9 +138,15 @@ def _finish(proc: subprocess.Popen[str], timeout: int = 400) -> tuple[int, str]:
 
 
 @pytest.mark.slow
-def test_two_process_runs_are_bit_identical_and_the_seed_matters(two_process_run: Path, tmp_path: Path) -> None:
+def test_two_process_runs_are_bit_identical_and_the_seed_matters(two_process_run: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     again = tmp_path / "again.json"
+    temporary = tmp_path / "tmp"  # what the agent would inherit as its temporary folder
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr(tempfile, "tempdir", None)
     assert main(["run", *TWO, "--out", str(again)]) == 0
+    assert not list(temporary.glob("torchelastic_*"))  # it went to the job's own folder, removed with it
     assert_same_run(again, two_process_run)  # losses, fingerprints, every checkpoint tensor, bit for bit
     m = load_manifest(two_process_run).manifest
     assert m.distributed is not None and m.distributed.world_size == 2 and m.distributed.backend == "gloo"
