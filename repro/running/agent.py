@@ -70,8 +70,7 @@ def bound_listener(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(address)
-    sock.listen(128)
-    sock.set_inheritable(True)
+    sock.listen(128)  # not inheritable (the default): the ranks never hold it
     return sock
 
 
@@ -113,7 +112,7 @@ def _register() -> None:
             listener = bound_listener(master_addr, master_port)
             listeners.append(listener)
             return store_class(host_name=master_addr, port=listener.getsockname()[1], is_master=True,
-                                 multi_tenant=True, master_listen_fd=listener.fileno())
+                               multi_tenant=True, master_listen_fd=listener.fileno())
 
     def create(params: RendezvousParameters) -> Any:
         host, port = parse_rendezvous_endpoint(params.endpoint, default_port=29400)
@@ -123,9 +122,10 @@ def _register() -> None:
             listener = bound_listener(host, port)
             listeners.append(listener)
             store = store_class(host, listener.getsockname()[1], is_master=True, multi_tenant=True,
-                                  timeout=timeout, master_listen_fd=listener.fileno())
+                                timeout=timeout, master_listen_fd=listener.fileno())
         else:
             store = store_class(host, port, is_master=False, multi_tenant=True, timeout=timeout)
+
         def seconds(name: str) -> timedelta | None:
             value = params.get_as_int(f"{name}_timeout")
             return None if value is None else timedelta(seconds=value)

@@ -10,6 +10,10 @@ The replica check (:func:`check_replicas`) is what makes a data-parallel run tru
 keeps replicas identical only if every rank computes the same update, so at every checkpoint all
 ranks hash their state and compare; a rank that drifted ends the run (exit 4).
 
+Nothing a rank receives is unpickled: every exchange is a fixed-layout integer tensor or
+length-checked JSON parsed by a strict model (:mod:`repro.running.exchange`), because any process
+that reaches the rendezvous can join the process group.
+
 Two test-only fault hooks live here, like :mod:`repro.running.crashpoint`'s: ``REPRO_TEST_DRIFT=R:N``
 makes rank R's replica drift after step N; ``REPRO_TEST_KILL_RANK=R:N`` SIGKILLs rank R after
 step N (only that process: the launcher must take the job down).
@@ -46,8 +50,9 @@ COLLECTIVE_ENV_VARS = (
 )
 """Variables that change how collectives reduce (and so the bits); recorded for distributed runs."""
 
-MAX_NODE_REPORT_BYTES = 4 << 20
-"""Largest description one rank may send (its node's environment: packages, variables)."""
+MAX_NODE_REPORT_BYTES = 1 << 20
+"""Largest description one rank may send (its node's environment: packages, variables; about
+7 KB on the development machine). Every rank receives one from every rank, once per run."""
 
 MAX_DIGESTS_BYTES = 32 << 20
 """Largest set of per-tensor digests one rank may send when replicas differ."""
