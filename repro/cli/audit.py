@@ -113,13 +113,20 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
     if args.plot and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot {args.plot}: the plot is a PNG; name a .png file")
+    for flag, value in (("--json", args.json), ("--junit", args.junit), ("--plot", args.plot), ("--html", args.html)):
+        if value:
+            atomic.check_writable(Path(value), flag)
+
+
+def _check_not_inputs(args: argparse.Namespace) -> None:
+    """No report may overwrite the manifest, a file of its run or the trust list. Checked before
+    the failure-report guard, so a refused path is never written, not even with a failure report."""
     from repro.records.manifest_file import refuse_overwriting_inputs
 
     others = [Path(args.trusted_keys)] if args.trusted_keys else []
     for flag, value in (("--json", args.json), ("--junit", args.junit), ("--plot", args.plot), ("--html", args.html)):
         if value:
             refuse_overwriting_inputs(Path(value), flag, Path(args.manifest), *others)
-            atomic.check_writable(Path(value), flag)
 
 
 def failure_log_path(args: argparse.Namespace) -> Path | None:
@@ -193,6 +200,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     writes a failure report in its place (:mod:`repro.audits.formats.failure`)."""
     from repro.audits.formats.failure import reports_on_failure
 
+    _check_not_inputs(args)
     with reports_on_failure("vary" if args.vary is not None else "audit", args.manifest, json=args.json,
                             junit=args.junit, html=args.html, remove=(args.plot,)):
         return _audit(args)

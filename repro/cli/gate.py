@@ -80,11 +80,26 @@ def _check_not_inputs(args: argparse.Namespace, loaded: Any) -> None:
                                           loaded.resolve(loaded.policy.trusted_keys))
 
 
+def _refuse_inputs_as_outputs(args: argparse.Namespace) -> None:
+    """Before the failure-report guard (which would write a failure report there): no report path
+    may be a manifest the policy names, a file of its run, the policy or the trust list. A policy
+    that cannot be loaded is reported inside the guard, as before."""
+    from repro.audits.policy import load_policy
+    from repro.errors import ReproError
+
+    try:
+        loaded = load_policy(Path(args.config))
+    except ReproError:
+        return
+    _check_not_inputs(args, loaded)
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     """Load the policy, run the gate, write the reports, return the outcome's exit code."""
     from repro.audits.formats.failure import reports_on_failure
 
     _check_outputs(args)  # cheap, before anything is read or run
+    _refuse_inputs_as_outputs(args)
     # A policy that cannot be loaded, or a crash, still replaces every report asked for (never stale).
     with reports_on_failure("gate", args.config, json=args.json, junit=args.junit, html=args.html,
                             remove=(args.summary,)):
@@ -99,7 +114,6 @@ def _gate(args: argparse.Namespace) -> int:
     from repro.rendering.console import ProgressEvents, say
 
     loaded = load_policy(Path(args.config))
-    _check_not_inputs(args, loaded)
     if args.osv_url:
         from pydantic import ValidationError
 

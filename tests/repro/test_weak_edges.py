@@ -101,3 +101,19 @@ def test_planted_fifos_beside_the_output_or_as_the_key_never_hang_a_run(tmp_path
     os.mkfifo(key, 0o600)
     assert main(["run", "smoke", "--key", str(key), "--out", str(tmp_path / "other.json")]) == 2
     assert "FIFO" in capsys.readouterr().err
+
+
+def test_a_refused_report_path_gets_no_failure_report_either(smoke_copy: Path, tmp_path: Path, capsys) -> None:
+    """The failure-report guard writes a report for every failure; never over an input it refused."""
+    inside = run_folder(smoke_copy) / "report.json"
+    assert main(["audit", str(smoke_copy), "--json", str(inside)]) == 2
+    assert not inside.exists()
+    from repro.trust.keys import default_key_path, public_key_path
+
+    config = tmp_path / "pyproject.toml"
+    config.write_text(f'[tool.repro.gate]\nmanifests = ["{smoke_copy}"]\n'
+                      f'trusted_keys = "{public_key_path(default_key_path())}"\n')
+    before = smoke_copy.read_bytes()
+    assert main(["gate", "--config", str(config), "--json", str(smoke_copy)]) == 2
+    assert smoke_copy.read_bytes() == before
+    assert "would overwrite" in capsys.readouterr().err
