@@ -6,12 +6,14 @@ lines on a dedicated pipe; its stdout and stderr go to a log file so trainer out
 garbles the console.
 
 A distributed run (``settings.world_size > 1``) starts torch.distributed's elastic launcher
-(``python -m torch.distributed.run``, the machinery behind ``torchrun``) in the same controlled
-environment, with ``max_restarts=0`` so that a rank that dies takes the job down; it starts one
-worker per rank and gives each ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
-``MASTER_PORT``. One node uses ``--standalone``; several find each other through c10d rendezvous at
-``--rdzv-endpoint``. The launcher's file descriptors do not reach the ranks, so the leader's
-progress comes through an events file that is followed here.
+(``torch.distributed.run``, the machinery behind ``torchrun``) through :mod:`repro.running.agent`,
+which adds repro's rendezvous (stores bound to one address, the rendezvous state checked before
+torch unpickles it), in the same controlled environment, with ``max_restarts=0`` so that a rank
+that dies takes the job down; it starts one worker per rank and gives each ``RANK``,
+``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``. One node uses a private
+rendezvous on ``127.0.0.1``; several find each other at ``--rdzv-endpoint``. The launcher's file
+descriptors do not reach the ranks, so the leader's progress comes through an events file that
+is followed here. Every child dies with its parent (:mod:`repro.running.lifeline`).
 """
 
 from __future__ import annotations
