@@ -19,7 +19,7 @@ from repro.errors import UsageError
 from repro.records.checkpoint import CheckpointRecords, SavedCheckpoint, load_records, load_state, save_checkpoint
 from repro.records.manifest import DistributedRecord, EnvironmentRecord, StepRecord, ValidationRecord
 from repro.running import distributed as dist
-from repro.running import faults
+from repro.running import faults, lifeline
 from repro.running.job import DataResult, Job, JobResult, JobTiming
 from repro.trainer_api import DataSummary
 from repro.trust.data_location import as_verified
@@ -56,7 +56,8 @@ def load_start(job: Job) -> Start:
     if not job.start_checkpoint:
         return Start()
     state = load_state(Path(job.start_checkpoint), job.start_checkpoint_sha256)
-    records = load_records(Path(job.start_checkpoint).parent)
+    # An audit's records come from its verified manifest: the unsigned records.json is then not read.
+    records = job.start_records or load_records(Path(job.start_checkpoint).parent)
     if records.world_size != job.settings.world_size:
         raise UsageError(
             f"the checkpoint at step {records.step} was trained by {records.world_size} processes, this run has "
@@ -113,6 +114,7 @@ class RunRecorder:
             if not self.info.leader:
                 return
         tensors = {**tensors, **rng_state_tensors()}
+        lifeline.check_parent()  # a checkpoint is never written once the parent (and its lock) is gone
         records = CheckpointRecords(
             step=step, config_sha256=self.job.config_sha256,
             steps=self.start.steps + self.steps, validation=self.start.validation + self.validation,
@@ -176,13 +178,14 @@ class RunRecorder:
         )
 
 
-def capture_node(info: dist.RankInfo | None, job: Job, launcher: str) -> tuple[
+def capture_node(info: dist.RankInfo | None, job: Job, launcher: str, data: list[str] | None = None) -> tuple[
         EnvironmentRecord | None, tuple[DistributedRecord, list[str]] | None, float]:
     """This node's environment (one process per node captures it) and, in a data-parallel run,
-    the run's distributed record (collective: every rank calls it); with the seconds it took."""
+    the run's distributed record (collective: every rank calls it; ``data`` is this rank's corpus
+    and token-stream digests, which every rank must share); with the seconds it took."""
     from repro.capture.environment import capture_environment
 
     began = time.perf_counter()
     environment = capture_environment() if info is None or info.local_rank == 0 else None
-    layout = dist.describe(info, job.settings, environment, launcher) if info is not None else None
+    layout = dist.describe(info, job.settings, environment, launcher, data=data) if info is not None else None
     return environment, layout, time.perf_counter() - began
