@@ -88,8 +88,9 @@ def run_diff(a_path: Path, b_path: Path, trusted_keys: Path | None = None,
         Side(a.step_columns(), a.validation, a.run.settings.precision),
         Side(b.step_columns(), b.validation, b.run.settings.precision),
         checkpoints=[
-            CheckpointPair(c.step, va.loaded.folder / c.path, c.tensors, vb.loaded.folder / b_ckpts[c.step].path,
-                           b_ckpts[c.step].tensors)
+            CheckpointPair(c.step, c.path, c.tensors, b_ckpts[c.step].path, b_ckpts[c.step].tensors,
+                           recorded_root=va.loaded.folder, recorded_sha256=c.sha256,
+                           observed_root=vb.loaded.folder, observed_sha256=b_ckpts[c.step].sha256)
             for c in a.checkpoints if c.step in b_ckpts
         ],
         device_changed=a.run.settings.device != b.run.settings.device,

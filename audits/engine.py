@@ -31,6 +31,7 @@ from repro.records.manifest_file import LoadedManifest, incomplete_marker, repla
 from repro.running.config import ResolvedRun
 from repro.running.launcher import EventHandler
 from repro.text import utc_now
+from repro.trust import limits
 from repro.trust.verify import VerifyResult
 
 
@@ -175,6 +176,7 @@ def audit_verified(verified: VerifyResult, options: AuditOptions | None = None,
         _notify(on_event, f"data differs before the rerun: {change.kind} {change.path} {change.status}")
     clock.append(time.perf_counter())
     plan = _plan(m, options, checked.imports_trusted)
+    limits.check(m, options.limits, processes=plan.resolved.settings.world_size, where=options.limits_from)
     # The run's own outputs (and the audit's work folder) are not code, tracked by git or not.
     path = Path(manifest_path)
     outputs = [path, run_folder(path), incomplete_marker(path), replaced_folder(path),

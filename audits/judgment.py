@@ -68,16 +68,19 @@ class CheckpointPair:
     """A checkpoint both sides saved after ``step``: each side's file and per-tensor digests.
 
     With ``recorded_root``, ``recorded_file`` is a manifest-relative path, read through the
-    confinement layer and checked against ``recorded_sha256`` (a verified run's checkpoint).
+    confinement layer and checked against ``recorded_sha256`` (a verified run's checkpoint); the
+    same for ``observed_root``/``observed_sha256`` (the second manifest of a diff).
     """
 
     step: int
     recorded_file: Path | str
     recorded_tensors: dict[str, str]
-    observed_file: Path
+    observed_file: Path | str
     observed_tensors: dict[str, str]
     recorded_root: Path | None = None
     recorded_sha256: str | None = None
+    observed_root: Path | None = None
+    observed_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,8 @@ def judge(recorded: Side, observed: Side, *, checkpoints: Sequence[CheckpointPai
     compared = [
         tensors.compare_checkpoint(p.step, p.recorded_file, p.recorded_tensors, p.observed_file,
                                    p.observed_tensors, tol, device_changed, recorded_root=p.recorded_root,
-                                   recorded_sha256=p.recorded_sha256)
+                                   recorded_sha256=p.recorded_sha256, rerun_root=p.observed_root,
+                                   rerun_sha256=p.observed_sha256)
         for p in checkpoints
     ]
     # 5. Verdict.

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from repro.records.base import FrozenRecord
+from repro.trust.limits import Limits
 
 DEFAULT_LOSS_ATOL = 1e-5
 """Absolute per-step tolerance on losses, gradient norms, learning rates and validation losses."""
@@ -133,3 +134,5 @@ class AuditOptions(FrozenRecord):
     max_steps: int = Field(
         DEFAULT_MAX_STEPS, ge=1, description="Refuse (before compute) an audit that would replay more training steps.",
     )
+    limits: Limits = Field(default_factory=Limits, description="Bounds on every count the manifest controls.")
+    limits_from: Literal["flag", "policy"] = Field("flag", description="Where the user allows more (for messages).")

@@ -36,6 +36,7 @@ from repro.audits.vulnerabilities import ScanSettings
 from repro.errors import UsageError
 from repro.records.base import FrozenRecord
 from repro.records.validation import describe
+from repro.trust.limits import Limits
 
 POLICY_TABLE = "tool.repro.gate"
 
@@ -69,6 +70,7 @@ class GatePolicy(FrozenRecord):
     threads: int | None = Field(None, ge=1, le=512, description="Rerun threads; default: as recorded.")
     tolerance: Tolerance = Field(default_factory=Tolerance)
     max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, description="Refuse, before compute, to replay more steps.")
+    limits: Limits = Field(default_factory=Limits, description="Bounds on every count a manifest controls.")
     vulnerabilities: VulnerabilityPolicy = Field(default_factory=VulnerabilityPolicy)
     data: Path | None = Field(
         None, description="Where the runs' data is, for data recorded outside the repository (as `repro audit "
@@ -114,6 +116,7 @@ class LoadedPolicy(BaseModel):
             trusted_keys=self.resolve(p.trusted_keys), steps=p.steps, segments=p.segments, seed=p.seed,
             device=p.device, threads=p.threads, tolerance=p.tolerance, code_path=self.root, max_steps=p.max_steps,
             data=self.resolve(p.data) if p.data is not None else None,
+            limits=p.limits, limits_from="policy",
         )
 
     def scan_settings(self) -> ScanSettings:

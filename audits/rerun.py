@@ -39,6 +39,7 @@ from repro.errors import (
     UsageError,
 )
 from repro.files import atomic
+from repro.records.checkpoint import CheckpointRecords
 from repro.records.manifest import CheckpointRecord, RunManifest, TrainerRef
 from repro.records.manifest_file import LoadedManifest
 from repro.records.validation import first_problem
@@ -66,8 +67,15 @@ class Rerun:
         return (Path(saved.path), saved.tensors) if saved is not None else None
 
 
-def _provider(trainer: TrainerRef) -> str:
-    """What to install for a recorded trainer, in words."""
+def _provider(trainer: TrainerRef, trusted: bool = True) -> str:
+    """What to install for a recorded trainer, in words. For an unverified signer the recorded
+    distribution name is not advice (it could name a typo-squatted package): it is quoted as the
+    manifest's claim, to be checked before anything is installed."""
+    if not trusted:
+        claim = f"distribution {trainer.distribution[:100]!r} {trainer.version[:40]!r}" if trainer.distribution \
+            else f"no distribution (entry {trainer.entry[:100]!r})"
+        return (f"the trainer's code (the manifest, from a signer not on a trust list, claims {claim}; "
+                "check what that is before installing anything)")
     if trainer.distribution:
         return f"{trainer.distribution} {trainer.version}"
     return f"the code that provides {trainer.entry} (version {trainer.version})"
@@ -83,7 +91,7 @@ def _recorded_trainer(manifest: RunManifest, trusted: bool) -> tuple[TrainerRef,
         raise UnverifiedCodeError(
             f"the run was made with trainer {name!r} ({recorded.entry}), which is not installed here as a "
             f"repro.trainers entry point, and repro does not import a module that an unverified signer's "
-            f"manifest names; install {_provider(recorded)}, or pass --trainer "
+            f"manifest names; install {_provider(recorded, trusted=False)}, or pass --trainer "
             f"{recorded.entry} (or --allow-imports) if you trust that code, or --trusted-keys listing the signer"
         )
     try:  # a trusted signer's recorded import reference may work where no entry point is installed
@@ -245,6 +253,16 @@ def verified_data(loaded: LoadedManifest) -> VerifiedDataSpec:
                             files=[f.path for f in data.files])
 
 
+def signed_records(manifest: RunManifest, step: int) -> CheckpointRecords:
+    """The records up to ``step`` as a checkpoint's records.json would hold them, from signed data."""
+    seconds = manifest.timing.step_seconds
+    return CheckpointRecords(
+        step=step, config_sha256=manifest.run.config_sha256, steps=list(manifest.steps[:step]),
+        validation=[v for v in manifest.validation if v.step <= step], step_seconds=seconds[:step],
+        world_size=manifest.run.settings.world_size,
+    )
+
+
 def rerun(
     resolved: ResolvedRun, loaded: LoadedManifest, folder: Path, start: CheckpointRecord | None,
     stop: int, *, on_event: EventHandler | None = None, extra_env: dict[str, str] | None = None,
@@ -258,6 +276,9 @@ def rerun(
     if start is not None:
         overrides["start_checkpoint"] = str(loaded.folder / start.path)
         overrides["start_checkpoint_sha256"] = start.sha256
+        # The records up to the checkpoint come from the verified manifest: the records.json
+        # beside it is not signed and is never read in an audit.
+        overrides["start_records"] = signed_records(loaded.manifest, start.step)
     job = build_job(resolved, folder, scratch, **overrides)
     began = time.perf_counter()
     result = launch(job, scratch / "job.json", folder / "train.log", on_event, extra_env=extra_env, cwd=cwd)
@@ -287,8 +308,11 @@ def rerun_segments(
     folder.mkdir(parents=True, exist_ok=True)
     scratch = folder / ".job"
     scratch.mkdir(exist_ok=True)
+    # The records up to each checkpoint come from the verified manifest, as for a single segment.
     spans = [SpanJob(start_checkpoint=str(loaded.folder / start.path) if start is not None else None,
-                     start_checkpoint_sha256=start.sha256 if start is not None else None, stop=stop)
+                     start_checkpoint_sha256=start.sha256 if start is not None else None,
+                     start_records=signed_records(loaded.manifest, start.step) if start is not None else None,
+                     stop=stop)
              for start, stop in segments]
     job = build_job(resolved, folder, scratch, spans=spans, verified_data=verified_data(loaded))
     began = time.perf_counter()

@@ -2,7 +2,7 @@
 
 The manifest records a SHA-256 per tensor and the rerun's worker reports the same digests, so
 identical tensors are recognised without loading them; only tensors whose digests differ are read
-(lazily, one at a time, with ``safetensors.safe_open``) and measured: largest absolute
+(read through :mod:`repro.files.confine`, the one reader of run files) and measured: largest absolute
 difference and relative L2 difference ``||rerun - recorded|| / ||recorded||``, in float64.
 Integer tensors (step counters, RNG states) have no tolerance: they match exactly or differ.
 """
@@ -10,15 +10,13 @@ Integer tensors (step counters, RNG states) have no tolerance: they match exactl
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from repro.audits.options import Tolerance
 from repro.audits.report import CheckpointComparison, TensorDifference, Verdict
-from repro.errors import ArtifactMismatchError, MissingArtifactError, ReproError, TrainingProcessError
-from repro.files.confine import open_recorded
+from repro.errors import ArtifactMismatchError, InputError, MissingArtifactError, ReproError, TrainingProcessError
+from repro.files.confine import open_recorded, open_regular
 from repro.records.hashing import sha256_bytes
 
 if TYPE_CHECKING:
@@ -73,60 +71,51 @@ def _unreadable(path: Path, step: int, recorded: bool, why: str) -> ReproError:
     return TrainingProcessError(f"the rerun's checkpoint {path} (step {step}) cannot be read ({why})")
 
 
-@contextmanager
-def _open(path: Path, step: int, recorded: bool) -> Iterator[Any]:
-    """``safe_open`` with every way a file can be malformed turned into a repro error."""
-    from safetensors import SafetensorError, safe_open
+def _read_tensors(file: Path | str, root: Path | None, sha256: str | None, names: list[str], *, step: int,
+                  recorded: bool) -> dict[str, Any]:
+    """The tensors ``names`` of a checkpoint, read through :mod:`repro.files.confine` (the one reader).
 
-    try:
-        handle = safe_open(str(path), framework="pt")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise _unreadable(path, step, recorded, f"not a readable safetensors file: {exc}") from exc
-    with handle as opened:
-        yield opened
-
-
-def _tensor(handle: Any, name: str, path: Path, step: int, recorded: bool) -> torch.Tensor:
-    from safetensors import SafetensorError
-
-    try:
-        tensor: torch.Tensor = handle.get_tensor(name)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise _unreadable(path, step, recorded, f"tensor {name!r}: {exc}") from exc
-    return tensor
-
-
-def _recorded_tensors(recorded_file: Path | str, root: Path | None, sha256: str | None,
-                      names: list[str], step: int) -> dict[str, Any]:
-    """The recorded checkpoint's tensors ``names``; read confined to ``root`` when given."""
+    With ``root``, ``file`` is a manifest's relative path, confined to ``root`` (no symlink out, no
+    FIFO or device); else it is a file repro made (a rerun's), opened as a regular file without
+    blocking. The bytes are checked against ``sha256`` when given, then parsed.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load
 
+    what = "checkpoint" if recorded else "the rerun's checkpoint"
     if root is None:
-        with _open(Path(recorded_file), step, recorded=True) as rec:
-            return {name: _tensor(rec, name, Path(recorded_file), step, True) for name in names}
-    with open_recorded(root, str(recorded_file), "checkpoint") as handle:
-        if handle is None:
-            raise MissingArtifactError(f"checkpoint {recorded_file} disappeared during the audit; restore it")
-        data = handle.read()
+        try:
+            with open_regular(Path(file), what) as handle:
+                data = handle.read()
+        except FileNotFoundError as exc:
+            raise _unreadable(Path(file), step, recorded, "it disappeared during the audit") from exc
+        except (InputError, OSError) as exc:
+            raise _unreadable(Path(file), step, recorded, "it is not a regular file") from exc
+    else:
+        with open_recorded(root, str(file), what) as handle:
+            if handle is None:
+                raise MissingArtifactError(f"checkpoint {file} disappeared during the audit; restore it")
+            data = handle.read()
     if sha256 is not None and sha256_bytes(data) != sha256:
-        raise ArtifactMismatchError(f"checkpoint {recorded_file} changed during the audit, after it was verified")
+        raise ArtifactMismatchError(f"checkpoint {file} changed during the audit, after it was verified")
     try:
         loaded = load(data)
         return {name: loaded[name] for name in names}
     except (SafetensorError, ValueError, KeyError) as exc:
-        raise _unreadable(Path(recorded_file), step, True, f"not the recorded tensors: {exc}") from exc
+        raise _unreadable(Path(file), step, recorded, f"not the recorded tensors: {type(exc).__name__}") from exc
 
 
 def compare_checkpoint(  # noqa: PLR0917 - one checkpoint, both sides: the order reads as the call
-    step: int, recorded_file: Path | str, recorded_digests: dict[str, str], rerun_file: Path,
+    step: int, recorded_file: Path | str, recorded_digests: dict[str, str], rerun_file: Path | str,
     rerun_digests: dict[str, str], tolerance: Tolerance, device_changed: bool, *,
     recorded_root: Path | None = None, recorded_sha256: str | None = None,
+    rerun_root: Path | None = None, rerun_sha256: str | None = None,
 ) -> CheckpointComparison:
     """Compare one checkpoint; tensors whose digests match are identical without being read.
 
     With ``recorded_root``, ``recorded_file`` is the manifest's relative path, read through
-    :mod:`repro.files.confine` and checked against ``recorded_sha256`` before use.
+    :mod:`repro.files.confine` and checked against ``recorded_sha256`` before use; the same for
+    ``rerun_root``/``rerun_sha256`` (the second manifest of a diff).
     """
     names = sorted(set(recorded_digests) | set(rerun_digests))
     identical = [n for n in names if recorded_digests.get(n) == rerun_digests.get(n)]
@@ -140,11 +129,11 @@ def compare_checkpoint(  # noqa: PLR0917 - one checkpoint, both sides: the order
         else:
             differences.append(_one_side(name, "only_in_rerun" if name in rerun_digests else "missing_in_rerun"))
     if changed:
-        recorded = _recorded_tensors(recorded_file, recorded_root, recorded_sha256, changed, step)
-        with _open(Path(rerun_file), step, recorded=False) as new:
-            for name in changed:
-                differences.append(_measure(name, recorded[name], _tensor(new, name, Path(rerun_file), step, False),
-                                            tolerance))
+        recorded = _read_tensors(recorded_file, recorded_root, recorded_sha256, changed, step=step, recorded=True)
+        new = _read_tensors(rerun_file, rerun_root, rerun_sha256, changed, step=step,
+                            recorded=rerun_root is not None)
+        for name in changed:
+            differences.append(_measure(name, recorded[name], new[name], tolerance))
     differences.sort(key=lambda d: (d.status == "device_only", d.status == "within_tolerance",
                                     -(d.rel_l2 or 0.0), d.name))
     verdict: Verdict

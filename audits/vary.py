@@ -28,6 +28,8 @@ from repro.running.command import is_command
 from repro.running.config import ResolvedRun
 from repro.running.launcher import EventHandler
 from repro.text import plural, utc_now
+from repro.trust import limits
+from repro.trust.limits import Limits
 
 VARY_SCHEMA_FILE = "vary-report.schema.json"
 DEFAULT_VARY_STEPS = 20
@@ -119,7 +121,8 @@ def _plan(resolved: ResolvedRun, condition: Condition) -> ResolvedRun:
 
 def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None, trusted_keys: Path | None = None,
              tolerance: Tolerance | None = None, work_dir: Path | None = None, trainer: str | None = None,
-             allow_imports: bool = False, on_event: EventHandler | None = None) -> VaryReport:
+             allow_imports: bool = False, on_event: EventHandler | None = None,
+             bounds: Limits | None = None) -> VaryReport:
     """Rerun the recorded configuration as recorded and once per variation; judge the control against
     the record and each variation against the control, through the one judgment core.
 
@@ -134,6 +137,7 @@ def run_vary(manifest_path: Path, names: list[str], *, steps: int | None = None,
         raise UsageError("--vary does not rerun recorded commands (repro run -- CMD): a changed working folder or "
                          "locale changes what the command itself does; audit the run with repro audit M")
     resolved = rerun.plan(m, None, None, trainer=trainer, trusted=checked.imports_trusted or allow_imports)
+    limits.check(m, bounds or Limits(), processes=resolved.settings.world_size)
     total = resolved.config.steps
     if steps is not None and steps > total:
         raise UsageError(f"--steps {steps}: the run has only {total} steps")

@@ -28,7 +28,7 @@ class ExitCode(IntEnum):
     """A bug in repro (an unexpected exception); EX_SOFTWARE of sysexits.h. Never 1, which CI reads
     as "not reproduced". The traceback is written to a file the one-line message names."""
     INTERRUPTED = 130
-    """Interrupted by Ctrl-C (SIGINT), as shells report it."""
+    """Interrupted by Ctrl-C (SIGINT) or SIGTERM (handled alike), as shells report SIGINT."""
 
 
 class ReproError(Exception):
@@ -39,6 +39,18 @@ class ReproError(Exception):
     """
 
     exit_code: ExitCode = ExitCode.USAGE
+
+    def __init__(self, *args: object) -> None:
+        # Bounded: a message can carry text from a manifest, a file or a child process, and is
+        # copied into reports (the gate's JSON, JUnit, summary); one line must not be megabytes.
+        if len(args) == 1 and isinstance(args[0], str) and len(args[0]) > MAX_MESSAGE_CHARS:
+            text = args[0]
+            args = (f"{text[:MAX_MESSAGE_CHARS]}… ({len(text) - MAX_MESSAGE_CHARS:,} more characters not shown)",)
+        super().__init__(*args)
+
+
+MAX_MESSAGE_CHARS = 4000
+"""Longest error message repro reports (longer ones are cut, saying how much was left out)."""
 
 
 # -- usage and input (exit 2) -------------------------------------------------------------------
@@ -159,6 +171,11 @@ class ProcessEnvironmentError(CouldNotCheckError):
 
 class ReplicaDriftError(CouldNotCheckError):
     """A data-parallel rank's model state drifted from rank 0's: the run cannot be trusted (exit 4)."""
+
+
+class PeerProtocolError(CouldNotCheckError):
+    """A process in the rendezvous sent data that is not what a repro rank sends (exit 4): nothing it
+    sent was interpreted beyond a length check and a strict JSON parse."""
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from pydantic import Field
 
 from repro.errors import DataConfigMismatchError, InputError
+from repro.files.confine import open_regular
 from repro.records.base import FrozenRecord
 from repro.records.hashing import sha256_structure
 from repro.records.manifest import DataSource, FileDigest, RunSettings
@@ -111,7 +112,7 @@ class DataSummary:
         for name in names:  # one pass over each file feeds both its digest and the corpus digest
             path, own, size = root / name, hashlib.sha256(), 0
             try:
-                with open(path, "rb") as handle:
+                with open_regular(path, "data file") as handle:  # a FIFO or device: refused, never waited on
                     while chunk := handle.read(1 << 20):
                         own.update(chunk)
                         corpus.update(chunk)

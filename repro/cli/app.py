@@ -87,9 +87,13 @@ class _InterruptWatch:
     def __init__(self) -> None:
         self.seen = False
         self.installed = False
+        self.installed_term = False
         self.previous: Any = None
+        self.previous_term: Any = None
 
     def __call__(self, signum: int, frame: object) -> None:
+        # SIGTERM is handled as Ctrl-C is: the same clean-up (training processes stopped, the run's
+        # marker, lock and temporary folders), exit 130.
         self.seen = True
         raise KeyboardInterrupt
 
@@ -97,10 +101,14 @@ class _InterruptWatch:
         import signal
 
         self.previous = signal.getsignal(signal.SIGINT)
+        self.previous_term = signal.getsignal(signal.SIGTERM)
         if self.previous is signal.default_int_handler:  # leave any other handler (a test's, an embedder's) alone
             with contextlib.suppress(ValueError):  # not the main thread: handlers cannot be set there
                 signal.signal(signal.SIGINT, self)
                 self.installed = True
+        if self.installed and self.previous_term == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, self)
+            self.installed_term = True
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -108,6 +116,8 @@ class _InterruptWatch:
 
         if self.installed:
             signal.signal(signal.SIGINT, self.previous)
+        if self.installed_term:
+            signal.signal(signal.SIGTERM, self.previous_term)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.cli.parsing import Subparsers, add_tolerance_arguments, tolerance_from
+from repro.trust import limits
 
 DESCRIPTION = """\
 Rerun the configuration a manifest records, through the same trainer, and judge the result
@@ -80,6 +81,7 @@ def add_parser(sub: Subparsers) -> None:
                         "(see docs/security.md)")
     p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, metavar="N",
                    help=f"refuse, before compute, to replay more than N training steps (default {DEFAULT_MAX_STEPS:,})")
+    limits.add_arguments(p)
     p.set_defaults(func=cmd_audit)
 
 
@@ -101,6 +103,7 @@ def _options(args: argparse.Namespace) -> Any:
             work_dir=Path(args.work_dir) if args.work_dir else None,
             trainer=args.trainer, max_steps=args.max_steps, allow_imports=args.allow_imports,
             allow_command=args.allow_command,
+            limits=limits.from_arguments(args),
         )
     except ValidationError as exc:
         from repro.records.validation import option_problem
@@ -118,6 +121,17 @@ def _check_outputs(args: argparse.Namespace) -> None:
     for flag, value in (("--json", args.json), ("--junit", args.junit), ("--plot", args.plot), ("--html", args.html)):
         if value:
             atomic.check_writable(Path(value), flag)
+
+
+def _check_not_inputs(args: argparse.Namespace) -> None:
+    """No report may overwrite the manifest, a file of its run or the trust list. Checked before
+    the failure-report guard, so a refused path is never written, not even with a failure report."""
+    from repro.records.manifest_file import refuse_overwriting_inputs
+
+    others = [Path(args.trusted_keys)] if args.trusted_keys else []
+    for flag, value in (("--json", args.json), ("--junit", args.junit), ("--plot", args.plot), ("--html", args.html)):
+        if value:
+            refuse_overwriting_inputs(Path(value), flag, Path(args.manifest), *others)
 
 
 def failure_log_path(args: argparse.Namespace) -> Path | None:
@@ -171,7 +185,7 @@ def cmd_vary(args: argparse.Namespace, options: Any) -> int:
     try:
         report = run_vary(Path(args.manifest), names, steps=options.steps, trusted_keys=options.trusted_keys,
                           tolerance=options.tolerance, work_dir=options.work_dir, trainer=options.trainer,
-                          allow_imports=options.allow_imports, on_event=handler)
+                          allow_imports=options.allow_imports, on_event=handler, bounds=options.limits)
     finally:
         handler.close()
     print_vary(report, out_console)
@@ -191,6 +205,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     writes a failure report in its place (:mod:`repro.audits.formats.failure`)."""
     from repro.audits.formats.failure import reports_on_failure
 
+    _check_not_inputs(args)
     with reports_on_failure("vary" if args.vary is not None else "audit", args.manifest, json=args.json,
                             junit=args.junit, html=args.html, remove=(args.plot,)):
         return _audit(args)

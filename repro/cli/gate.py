@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from repro.cli.parsing import Subparsers
 from repro.errors import ExitCode
@@ -67,11 +68,38 @@ def _check_outputs(args: argparse.Namespace) -> None:
         atomic.check_writable(Path(os.environ[SUMMARY_ENV_VAR]), f"${SUMMARY_ENV_VAR}")
 
 
+def _check_not_inputs(args: argparse.Namespace, loaded: Any) -> None:
+    """No report may overwrite a manifest the gate reads, a file of its run, the policy or the trust list."""
+    from repro.records.manifest_file import refuse_overwriting_inputs
+
+    for flag, value in (("--json", args.json), ("--junit", args.junit), ("--summary", args.summary),
+                        ("--html", args.html)):
+        if value:
+            for manifest in loaded.manifests:
+                refuse_overwriting_inputs(Path(value), flag, manifest, Path(args.config),
+                                          loaded.resolve(loaded.policy.trusted_keys))
+
+
+def _refuse_inputs_as_outputs(args: argparse.Namespace) -> None:
+    """Before the failure-report guard (which would write a failure report there): no report path
+    may be a manifest the policy names, a file of its run, the policy or the trust list. A policy
+    that cannot be loaded is reported inside the guard, as before."""
+    from repro.audits.policy import load_policy
+    from repro.errors import ReproError
+
+    try:
+        loaded = load_policy(Path(args.config))
+    except ReproError:
+        return
+    _check_not_inputs(args, loaded)
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     """Load the policy, run the gate, write the reports, return the outcome's exit code."""
     from repro.audits.formats.failure import reports_on_failure
 
     _check_outputs(args)  # cheap, before anything is read or run
+    _refuse_inputs_as_outputs(args)
     # A policy that cannot be loaded, or a crash, still replaces every report asked for (never stale).
     with reports_on_failure("gate", args.config, json=args.json, junit=args.junit, html=args.html,
                             remove=(args.summary,)):

@@ -54,6 +54,8 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--node-rank", type=int, default=0,
                    help="this node's rank, 0 to nnodes-1 (node 0 writes the manifest)")
     p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="c10d rendezvous address, the same on every node")
+    p.add_argument("--rdzv-timeout", type=int, default=600, metavar="SECONDS",
+                   help="how long to wait for every node to join (default 600)")
     p.set_defaults(func=cmd_run)
 
 
@@ -124,7 +126,7 @@ def _execute(args: argparse.Namespace, resolved: Any, title: str) -> int:
     with TrainingProgress(title) as progress:
         outcome = execute_run(resolved, Path(args.out), Path(args.key) if args.key else None,
                               resume=args.resume, on_event=progress, node_rank=args.node_rank,
-                              rdzv_endpoint=args.rdzv_endpoint)
+                              rdzv_endpoint=args.rdzv_endpoint, rdzv_timeout=args.rdzv_timeout)
     if outcome.key_created:
         say(f"created signing key {outcome.key.path} (public: {outcome.key.path}.pub)", err=True)
     if outcome.manifest is None:

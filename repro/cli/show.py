@@ -77,7 +77,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         loaded: LoadedManifest | None = result.loaded
         trust = "a trusted key" if result.trusted else "a key not checked against a trust list (--trusted-keys)"
         checks = [(c.kind, c.path, c.status) for c in result.checks]
-        banner = Banner("VERIFIED", "good",
+        # Green only for a key on the trust list: without one, anyone could have signed it.
+        banner = Banner("VERIFIED" if result.trusted else "SIGNED BY AN UNCHECKED KEY",
+                        "good" if result.trusted else "warn",
                         f"the signature is valid and all {len(checks)} files the manifest names match their hashes",
                         [("signed by", f"{result.key_id}: {trust}")])
     except ReproError as exc:
@@ -101,5 +103,6 @@ def cmd_show(args: argparse.Namespace) -> int:
         say(f"wrote {args.html}", err=True)
     if failure is not None:
         raise failure  # the CLI prints it and maps it to verify's exit code
-    say(("verified", "bold green"), f": {banner.summary}; signed by {banner.details[0][1]}")
+    say(("verified", "bold green" if banner.tone == "good" else "bold yellow"),
+        f": {banner.summary}; signed by {banner.details[0][1]}")
     return ExitCode.OK

@@ -146,3 +146,22 @@ def open_regular(path: Path, what: str) -> Iterator[BinaryIO]:
         raise InputError(f"{what} {path} was replaced while it was opened; try again")
     with os.fdopen(fd, "rb") as handle:
         yield handle
+
+
+def read_recorded(root: Path, relative: str, what: str, max_bytes: int) -> bytes | None:
+    """The bytes of a file under ``root`` (as :func:`open_recorded` opens it), or None if missing.
+
+    A file larger than ``max_bytes`` is refused before it is read (:class:`UnsafePathError`:
+    repro never writes one that large), so a planted huge or endless file costs nothing.
+    """
+    with open_recorded(root, relative, what) as handle:
+        if handle is None:
+            return None
+        size = os.fstat(handle.fileno()).st_size
+        data = handle.read(max_bytes + 1) if size <= max_bytes else b""
+        if size > max_bytes or len(data) > max_bytes:
+            raise UnsafePathError(
+                f"{what} {relative} is {max(size, len(data))} bytes, more than the {max_bytes} repro reads; "
+                "it is not a file repro wrote"
+            )
+        return data

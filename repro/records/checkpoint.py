@@ -12,7 +12,6 @@ with the final name is always whole. safetensors files are byte-identical for id
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -22,7 +21,7 @@ from pydantic import Field
 
 from repro.errors import ArtifactMismatchError, InputError, MissingArtifactError, OutputError
 from repro.files import atomic
-from repro.files.confine import open_regular
+from repro.files.confine import open_regular, read_recorded
 from repro.records.base import FrozenRecord
 from repro.records.hashing import sha256_bytes, sha256_tensor
 from repro.records.manifest import StepRecord, ValidationRecord
@@ -152,13 +151,40 @@ def load_state(path: Path, expected_sha256: str | None = None) -> dict[str, torc
         raise InputError(f"checkpoint {path} is not a readable safetensors file: {exc}") from exc
 
 
+MAX_RECORDS_BYTES = 256 << 20
+"""Largest records.json read (a resume of one's own run; an audit never reads it)."""
+
+
 def load_records(folder: Path) -> CheckpointRecords:
-    """Read the records saved beside a checkpoint."""
+    """Read the records saved beside a checkpoint (resuming one's own unfinished run).
+
+    Read through :mod:`repro.files.confine`: a regular file inside the checkpoint folder (no
+    symlink out, no FIFO or device), at most :data:`MAX_RECORDS_BYTES`. The error never quotes
+    the file's content."""
     path = Path(folder) / RECORDS_FILE
     try:
-        return CheckpointRecords.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"checkpoint records {path} are unreadable: {exc}") from exc
+        data = read_recorded(Path(folder), RECORDS_FILE, "checkpoint records", MAX_RECORDS_BYTES)
+    except OSError as exc:
+        raise InputError(f"checkpoint records {path} cannot be read ({exc.strerror})") from exc
+    if data is None:
+        raise InputError(f"checkpoint records {path} are missing; start afresh without --resume")
+    try:
+        return CheckpointRecords.model_validate_json(data)
+    except ValueError as exc:
+        raise InputError(
+            f"checkpoint records {path} are not valid records ({_first_problem(exc)}); start afresh without --resume"
+        ) from exc
+
+
+def _first_problem(exc: ValueError) -> str:
+    """Where a records file is wrong, without quoting its content."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))[:100]
+        return f"{first.get('type', 'invalid')} at {where or 'the top level'}"
+    return "not JSON"
 
 
 def latest_checkpoint(root: Path) -> Path | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,22 @@ def replaced_folder(manifest_path: Path) -> Path:
     """The previous run's folder while a finished run replaces it (see :mod:`repro.running.layout`)."""
     folder = run_folder(manifest_path)
     return folder.with_name(folder.name + ".replaced")
+
+
+def refuse_overwriting_inputs(output: Path, flag: str, manifest: Path, *others: Path) -> None:
+    """Refuse (exit 2) a report path that is the manifest, a file of its run (its run folder, the
+    incomplete marker) or another input being read (``others``: a trust list, a policy), even
+    through a symlink: writing a report must never destroy what the command reads."""
+    from repro.errors import UsageError
+
+    target = os.path.realpath(output)
+    runs = [run_folder(manifest), run_folder(manifest).with_name(run_folder(manifest).name + ".incomplete"),
+            replaced_folder(manifest)]
+    files = [manifest, incomplete_marker(manifest), *others]
+    if any(target == os.path.realpath(f) for f in files) or any(
+        os.path.commonpath([target, os.path.realpath(r)]) == os.path.realpath(r) for r in runs
+    ):
+        raise UsageError(
+            f"{flag} {output} would overwrite the manifest, a file of its run or another input being read; "
+            "write the report somewhere else"
+        )

@@ -10,6 +10,10 @@ The replica check (:func:`check_replicas`) is what makes a data-parallel run tru
 keeps replicas identical only if every rank computes the same update, so at every checkpoint all
 ranks hash their state and compare; a rank that drifted ends the run (exit 4).
 
+Nothing a rank receives is unpickled: every exchange is a fixed-layout integer tensor or
+length-checked JSON parsed by a strict model (:mod:`repro.running.exchange`), because any process
+that reaches the rendezvous can join the process group.
+
 Two test-only fault hooks live here, like :mod:`repro.running.crashpoint`'s: ``REPRO_TEST_DRIFT=R:N``
 makes rank R's replica drift after step N; ``REPRO_TEST_KILL_RANK=R:N`` SIGKILLs rank R after
 step N (only that process: the launcher must take the job down).
@@ -24,10 +28,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from repro.errors import ReplicaDriftError, UsageError
+from pydantic import Field
+
+from repro.errors import PeerProtocolError, ReplicaDriftError, UsageError
+from repro.records.base import FrozenRecord
 from repro.records.canonical import canonical_bytes
 from repro.records.hashing import sha256_bytes, sha256_tensor
 from repro.records.manifest import DistributedRecord, EnvironmentRecord, NodeRecord, RunSettings
+from repro.running import exchange
 
 NODE_RANK_ENV = "REPRO_NODE_RANK"
 """The node rank the user gave (``--node-rank``); the launcher passes it to every rank."""
@@ -41,6 +49,13 @@ COLLECTIVE_ENV_VARS = (
     "TORCH_NCCL_USE_TENSOR_REGISTER_ALLOCATOR_HOOK",
 )
 """Variables that change how collectives reduce (and so the bits); recorded for distributed runs."""
+
+MAX_NODE_REPORT_BYTES = 1 << 20
+"""Largest description one rank may send (its node's environment: packages, variables; about
+7 KB on the development machine). Every rank receives one from every rank, once per run."""
+
+MAX_DIGESTS_BYTES = 32 << 20
+"""Largest set of per-tensor digests one rank may send when replicas differ."""
 
 DETERMINISTIC_NCCL_ALGO = "Ring"
 """Ring's reduction order is fixed by the topology (Megatron-Core's deterministic mode sets it too)."""
@@ -96,9 +111,8 @@ def join(settings: RunSettings) -> RankInfo:
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend=backend)
-    places: list[Any] = [None] * world_size
-    dist.all_gather_object(places, (node_rank, local_rank))
-    leaders = [r for r, place in enumerate(places) if tuple(place) == (0, 0)]
+    places = exchange.gather_ints([node_rank, local_rank], world_size, backend)
+    leaders = [r for r, place in enumerate(places) if place == [0, 0]]
     if len(leaders) != 1:
         raise UsageError(
             f"{len(leaders)} processes claim node rank 0, local rank 0; give each node its own --node-rank "
@@ -118,10 +132,8 @@ def leave() -> None:
 def check_same_start(info: RankInfo, start: int) -> None:
     """Every rank must start at the same step (a resume on several nodes needs node 0's
     checkpoints on every node); raise on every rank otherwise."""
-    import torch.distributed as dist
 
-    starts: list[Any] = [None] * info.world_size
-    dist.all_gather_object(starts, start)
+    starts = [values[0] for values in exchange.gather_ints([start], info.world_size, info.backend)]
     if len(set(starts)) > 1:
         raise UsageError(
             f"the ranks would start at different steps ({', '.join(f'rank {r}: {s}' for r, s in enumerate(starts))}); "
@@ -137,10 +149,14 @@ def state_digests(state: Mapping[str, Any]) -> dict[str, str]:
 def check_replicas(info: RankInfo, step: int, digests: dict[str, str]) -> None:
     """Gather every rank's state digests; raise :class:`ReplicaDriftError` on every rank if any
     rank's differ from the leader's, naming the rank and the first differing tensor."""
-    import torch.distributed as dist
 
-    gathered: list[Any] = [None] * info.world_size
-    dist.all_gather_object(gathered, digests)
+    mine = bytes.fromhex(sha256_bytes(canonical_bytes(digests)))
+    combined = exchange.gather_ints(list(mine), info.world_size, info.backend)
+    if all(theirs == combined[info.leader_rank] for theirs in combined):
+        return
+    # Rare path: some rank differs; exchange the per-tensor digests (as checked JSON) to name it.
+    gathered = [m.tensors for m in exchange.gather_json(
+        _Digests(tensors=digests), _Digests, info.world_size, info.backend, MAX_DIGESTS_BYTES)]
     reference = gathered[info.leader_rank]
     for rank, theirs in enumerate(gathered):
         if rank == info.leader_rank or theirs == reference:
@@ -149,9 +165,12 @@ def check_replicas(info: RankInfo, step: int, digests: dict[str, str]) -> None:
         first = next(n for n in names if reference.get(n) != theirs.get(n))
         raise ReplicaDriftError(
             f"replica check at step {step}: rank {rank}'s state differs from rank {info.leader_rank}'s, "
-            f"first in tensor {first!r}; data-parallel replicas must be bit-identical (a rank computed "
+            f"first in tensor {first[:200]!r}; data-parallel replicas must be bit-identical (a rank computed "
             "another update: check the trainer's DDP wrapping and per-rank randomness)"
         )
+    raise ReplicaDriftError(
+        f"replica check at step {step}: the ranks' state digests differ; data-parallel replicas must be bit-identical"
+    )
 
 
 def drift_point(info: RankInfo, step: int, state: Mapping[str, Any]) -> None:
@@ -176,14 +195,27 @@ def kill_point(info: RankInfo, step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _gather_nodes(info: RankInfo, environment: EnvironmentRecord | None) -> list[Any]:
-    import torch.distributed as dist
+class _Digests(FrozenRecord):
+    """One rank's per-tensor SHA-256 digests (the replica check's rare path)."""
 
-    mine = (info.node_rank, info.rank, socket.gethostname(),
-            environment.model_dump(mode="json") if environment is not None else None)
-    gathered: list[Any] = [None] * info.world_size
-    dist.all_gather_object(gathered, mine)
-    return gathered
+    tensors: dict[str, str]
+
+
+class _NodeReport(FrozenRecord):
+    """What each rank tells the leader about itself: where it runs and (local rank 0) its node."""
+
+    node_rank: int = Field(ge=0)
+    rank: int = Field(ge=0)
+    hostname: str = Field(max_length=255)
+    environment: EnvironmentRecord | None
+    data: list[str] = Field(default_factory=list, max_length=2,
+                            description="This rank's corpus and token-stream SHA-256 (every rank must agree).")
+
+
+def _gather_nodes(info: RankInfo, environment: EnvironmentRecord | None, data: list[str]) -> list[_NodeReport]:
+    mine = _NodeReport(node_rank=info.node_rank, rank=info.rank, hostname=socket.gethostname()[:255],
+                       environment=environment, data=data)
+    return exchange.gather_json(mine, _NodeReport, info.world_size, info.backend, MAX_NODE_REPORT_BYTES)
 
 
 def _node(node_rank: int, ranks: list[int], hostname: str, env: EnvironmentRecord) -> NodeRecord:
@@ -209,20 +241,35 @@ def _node_differences(first: EnvironmentRecord, other: EnvironmentRecord) -> lis
 
 
 def describe(info: RankInfo, settings: RunSettings, environment: EnvironmentRecord | None,
-             launcher: str) -> tuple[DistributedRecord, list[str]] | None:
-    """Collective: every rank calls it; local ranks 0 pass their node's environment. The leader
-    gets the run's :class:`DistributedRecord` and the node differences; other ranks get None."""
-    gathered = _gather_nodes(info, environment)
+             launcher: str, *, data: list[str] | None = None) -> tuple[DistributedRecord, list[str]] | None:
+    """Collective: every rank calls it; local ranks 0 pass their node's environment, every rank
+    its data digests. Every rank refuses data that differs between ranks (the run would not be
+    one run); the leader gets the run's :class:`DistributedRecord` and the node differences
+    (recorded per node, shown by ``repro show``); other ranks get None."""
+    gathered = _gather_nodes(info, environment, data or [])
+    mismatched = [r.rank for r in gathered if r.data != gathered[info.leader_rank].data]
+    if mismatched:
+        raise UsageError(
+            f"rank(s) {', '.join(map(str, mismatched[:10]))} prepared different data than rank {info.leader_rank} "
+            "(corpus or token stream SHA-256); every node must read the same data files"
+        )
     if not info.leader:
         return None
     envs: dict[int, EnvironmentRecord] = {}
     hosts: dict[int, str] = {}
     ranks: dict[int, list[int]] = {}
-    for node_rank, rank, hostname, env in gathered:
-        ranks.setdefault(node_rank, []).append(rank)
-        if env is not None:
-            envs[node_rank] = EnvironmentRecord.model_validate(env)
-            hosts[node_rank] = hostname
+    for sender, report in enumerate(gathered):
+        if report.rank != sender or report.node_rank >= settings.nnodes:
+            raise PeerProtocolError(
+                f"rank {sender} describes itself as rank {report.rank} on node {report.node_rank} of "
+                f"{settings.nnodes}; a process that is not a repro rank joined the rendezvous"
+            )
+        ranks.setdefault(report.node_rank, []).append(report.rank)
+        if report.environment is not None:
+            envs[report.node_rank] = report.environment
+            hosts[report.node_rank] = report.hostname
+    if 0 not in envs:
+        raise PeerProtocolError("no rank described node 0; a process that is not a repro rank joined the rendezvous")
     nodes: list[NodeRecord] = []
     notes: list[str] = []
     for node_rank in sorted(envs):

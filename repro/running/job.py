@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from repro.records.base import FrozenRecord
-from repro.records.checkpoint import SavedCheckpoint
+from repro.records.checkpoint import CheckpointRecords, SavedCheckpoint
 from repro.records.manifest import (
     DataSource,
     DistributedRecord,
@@ -46,6 +46,8 @@ class SpanJob(JobModel):
 
     start_checkpoint: str | None = Field(None, description="Resume from this state file; None: from the start.")
     start_checkpoint_sha256: str | None = None
+    start_records: CheckpointRecords | None = Field(
+        None, description="The records up to start_checkpoint, from the verified manifest (never records.json).")
     stop: int = Field(ge=1, description="Last step of the stretch.")
 
 
@@ -63,6 +65,10 @@ class Job(JobModel):
     result_path: str
     start_checkpoint: str | None = Field(None, description="Resume from this state file.")
     start_checkpoint_sha256: str | None = None
+    start_records: CheckpointRecords | None = Field(
+        None, description="The records up to start_checkpoint, from a verified manifest (an audit): "
+        "the unsigned records.json beside the checkpoint is then not read."
+    )
     stop_after: int | None = Field(None, description="Last step to run; default: config steps.")
     write_checkpoints: bool = True
     spans: list[SpanJob] | None = Field(
@@ -74,6 +80,7 @@ class Job(JobModel):
     )
     node_rank: int = Field(0, ge=0, description="This node's rank in a multi-node run (--node-rank).")
     rdzv_endpoint: str | None = Field(None, description="HOST:PORT of the c10d rendezvous (multi-node runs).")
+    rdzv_timeout: int = Field(600, ge=1, le=86400, description="Seconds to wait for every node (--rdzv-timeout).")
 
 
 class DataResult(JobModel):

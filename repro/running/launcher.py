@@ -6,12 +6,14 @@ lines on a dedicated pipe; its stdout and stderr go to a log file so trainer out
 garbles the console.
 
 A distributed run (``settings.world_size > 1``) starts torch.distributed's elastic launcher
-(``python -m torch.distributed.run``, the machinery behind ``torchrun``) in the same controlled
-environment, with ``max_restarts=0`` so that a rank that dies takes the job down; it starts one
-worker per rank and gives each ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
-``MASTER_PORT``. One node uses ``--standalone``; several find each other through c10d rendezvous at
-``--rdzv-endpoint``. The launcher's file descriptors do not reach the ranks, so the leader's
-progress comes through an events file that is followed here.
+(``torch.distributed.run``, the machinery behind ``torchrun``) through :mod:`repro.running.agent`,
+which adds repro's rendezvous (stores bound to one address, the rendezvous state checked before
+torch unpickles it), in the same controlled environment, with ``max_restarts=0`` so that a rank
+that dies takes the job down; it starts one worker per rank and gives each ``RANK``,
+``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``. One node uses a private
+rendezvous on ``127.0.0.1``; several find each other at ``--rdzv-endpoint``. The launcher's file
+descriptors do not reach the ranks, so the leader's progress comes through an events file that
+is followed here. Every child dies with its parent (:mod:`repro.running.lifeline`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +33,7 @@ from typing import Any
 
 from repro import errors
 from repro.files import atomic
+from repro.running import lifeline
 from repro.running.determinism import controlled_environment
 from repro.running.job import Job, JobResult, WorkerFailure
 
@@ -74,6 +79,7 @@ def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | No
     env = controlled_environment(job.settings)
     env.update(extra_env or {})
     env["REPRO_EVENT_FD"] = str(write_fd)
+    env[lifeline.PARENT_ENV] = str(os.getpid())
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(log_path, "wb") as log:
@@ -90,7 +96,7 @@ def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | No
                     if on_event is not None and line.strip():
                         on_event(json.loads(line))
             returncode = proc.wait()
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, SIGTERM (raised as KeyboardInterrupt by the CLI), a failing handler
         proc.kill()
         proc.wait()
         raise
@@ -101,22 +107,57 @@ def launch(job: Job, job_path: Path, log_path: Path, on_event: EventHandler | No
     return _result(job, returncode, log_path)
 
 
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for an IPv6 address) of ``--rdzv-endpoint``; exit 2 for anything else."""
+    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})", endpoint)
+    port = int(match.group(3)) if match else 0
+    if match is None or not 0 < port < 65536:
+        raise errors.UsageError(
+            f"--rdzv-endpoint {endpoint[:100]!r} is not HOST:PORT (a host name or address, a port from 1 to 65535); "
+            "give node rank 0's address and a free port, the same on every node"
+        )
+    host = match.group(1) or match.group(2)
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise errors.UsageError(
+            f"--rdzv-endpoint host {host!r} cannot be resolved here ({exc}); give node rank 0's address"
+        ) from exc
+    return host, port
+
+
+def local_address(host: str, port: int) -> str:
+    """The address of this machine's interface that reaches ``host`` (no packet is sent)."""
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect(address)
+        return str(probe.getsockname()[0])
+
+
 def distributed_command(job: Job, job_path: Path) -> list[str]:
-    """The ``torch.distributed.run`` command line of a distributed job."""
+    """The launcher command line of a distributed job: ``repro.running.agent`` (torch's elastic
+    launcher with repro's rendezvous, :mod:`repro.running.agent`), every store bound to one address."""
+    from repro.running.agent import BACKEND
+
     settings = job.settings
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={settings.nproc}",
-               f"--nnodes={settings.nnodes}", "--max-restarts=0", "--monitor-interval=0.2"]
+    command = [sys.executable, "-m", "repro.running.agent", f"--nproc-per-node={settings.nproc}",
+               f"--nnodes={settings.nnodes}", "--max-restarts=0", "--monitor-interval=0.2",
+               f"--rdzv-backend={BACKEND}"]
     if settings.nnodes == 1:
-        command.append("--standalone")
+        # One node: a private rendezvous on the loopback interface (torch's --standalone binds every interface).
+        command += ["--rdzv-endpoint=127.0.0.1:0", f"--rdzv-id=repro-{os.getpid()}-{time.time_ns()}",
+                    "--rdzv-conf=is_host=1", "--local-addr=127.0.0.1"]
     else:
         if not job.rdzv_endpoint:
             raise errors.UsageError(
                 f"--nnodes {settings.nnodes} needs --rdzv-endpoint HOST:PORT (the same on every node)"
             )
+        host, port = parse_endpoint(job.rdzv_endpoint)
         # Every node derives the same rendezvous id from the config; node rank 0 hosts the store.
-        command += ["--rdzv-backend=c10d", f"--rdzv-endpoint={job.rdzv_endpoint}",
-                    f"--rdzv-id=repro-{job.config_sha256[:16]}",
-                    f"--rdzv-conf=is_host={1 if job.node_rank == 0 else 0}"]
+        is_host = job.node_rank == 0
+        command += [f"--rdzv-endpoint={job.rdzv_endpoint}", f"--rdzv-id=repro-{job.config_sha256[:16]}",
+                    f"--rdzv-conf=is_host={int(is_host)},join_timeout={job.rdzv_timeout}",
+                    f"--local-addr={host if is_host else local_address(host, port)}"]
     return [*command, "-m", "repro.running.worker", str(job_path)]
 
 
@@ -131,7 +172,23 @@ def _launch_distributed(job: Job, job_path: Path, log_path: Path, on_event: Even
     env.update(collective_environment(job.settings, env))
     env.update({"REPRO_EVENT_FILE": str(events_path), NODE_RANK_ENV: str(job.node_rank)})
     env.pop("REPRO_EVENT_FD", None)
+    env[lifeline.PARENT_ENV] = str(os.getpid())
+    # The agent's temporary files (torchelastic_*) go to the job's own folder, removed with it.
+    private_tmp = job_path.parent / "tmp"
+    private_tmp.mkdir(mode=0o700, exist_ok=True)
+    env["TMPDIR"] = str(private_tmp)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return _follow_agent(job, job_path, log_path, env, events_path=events_path, on_event=on_event)
+    finally:
+        shutil.rmtree(private_tmp, ignore_errors=True)
+
+
+def _follow_agent(job: Job, job_path: Path, log_path: Path, env: dict[str, str], *, events_path: Path,
+                  on_event: EventHandler | None) -> int:
+    if on_event is not None and job.settings.nnodes > 1:
+        on_event({"event": "phase", "phase": f"waiting up to {job.rdzv_timeout} s for {job.settings.nnodes} nodes "
+                  f"at {job.rdzv_endpoint} (--rdzv-timeout)"})
     with open(log_path, "wb") as log, open(events_path, encoding="utf-8") as events:
         proc = subprocess.Popen(distributed_command(job, job_path), env=env, stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT)

@@ -25,19 +25,21 @@ One run per manifest path at a time: :meth:`RunLayout.locked` holds an exclusive
 second ``repro run`` with the same ``--out`` is refused at start.
 
 repro deletes and renames only folders it made: every run folder holds a marker file,
-``.repro-run`` (:data:`RUN_FOLDER_MARKER`). A ``run/``, ``run.incomplete/`` or ``run.replaced/``
-beside the manifest that is neither marked nor, for runs made before the marker, named by the
-manifest beside it or by a readable incomplete marker, is someone else's: the run refuses to
-start (:meth:`RunLayout.check_owned`) and leaves it alone.
+``.repro-run`` (:data:`RUN_FOLDER_MARKER`), written before the folder gets its name. A ``run/``,
+``run.incomplete/`` or ``run.replaced/`` beside the manifest without it is someone else's,
+whatever else is there (an incomplete marker, a manifest naming files inside it: both can be
+left over or planted): the run refuses to start (:meth:`RunLayout.check_owned`) and leaves it
+alone. (Run folders made before the marker existed are refused too; move them away once.)
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import shutil
+import stat
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,8 +47,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from repro.errors import OutputError, UsageError
+from repro.errors import InputError, OutputError, UsageError
 from repro.files import atomic
+from repro.files.confine import open_regular
 from repro.records.base import FrozenRecord
 from repro.records.hashing import sha256_bytes, sha256_file
 from repro.records.manifest_file import incomplete_marker, replaced_folder, run_folder
@@ -63,6 +66,20 @@ class InFlightRun(FrozenRecord):
     config_sha256: str
     committing: str | None = None
     """SHA-256 of the manifest being renamed into place, once the run has finished."""
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether repro made ``folder``: a real folder (not a link) holding the marker as a regular file.
+
+    Nothing else counts: not an incomplete marker beside it, not a manifest naming files inside
+    it (either can be left over or planted), so a folder without the marker is never removed.
+    """
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        return stat.S_ISREG(os.lstat(folder / RUN_FOLDER_MARKER).st_mode)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -137,14 +154,19 @@ class RunLayout:
                 os.close(fd)
 
     def mark(self, folder: Path) -> None:
-        """Write :data:`RUN_FOLDER_MARKER` into a run folder repro has just made."""
-        folder.mkdir(parents=True, exist_ok=True)
+        """Make sure ``folder`` holds :data:`RUN_FOLDER_MARKER`; a folder repro makes here is built
+        under a temporary name with its marker and renamed, so it is never seen unmarked."""
+        if not folder.exists():
+            temporary = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=atomic.TMP_SUFFIX, dir=folder.parent))
+            atomic.write_text(temporary / RUN_FOLDER_MARKER, f"a repro run folder of {self.manifest.name}\n")
+            os.rename(temporary, folder)
+            return
         atomic.write_text(folder / RUN_FOLDER_MARKER, f"a repro run folder of {self.manifest.name}\n")
 
     def check_owned(self) -> None:
         """Refuse (exit 2) to start if a folder this run would delete or rename is not repro's."""
         for folder in (self.root, self.staging, self.replaced):
-            if os.path.lexists(folder) and not self._is_run_folder(folder):
+            if os.path.lexists(folder) and not is_run_folder(folder):
                 kind = "a symbolic link" if folder.is_symlink() else "a folder" if folder.is_dir() else "a file"
                 raise UsageError(
                     f"{folder} is in the way: a run writing {self.manifest} keeps its files there, but it is "
@@ -152,30 +174,13 @@ class RunLayout:
                     "it away or choose another --out"
                 )
 
-    def _is_run_folder(self, folder: Path) -> bool:
-        if folder.is_symlink() or not folder.is_dir():
-            return False
-        if (folder / RUN_FOLDER_MARKER).is_file():
-            return True
-        # Runs made before the marker existed: a run was writing here, or the manifest names it.
-        return self.read_marker() is not None or (folder == self.root and self._manifest_names(folder))
-
-    def _manifest_names(self, folder: Path) -> bool:
-        """Whether the manifest beside ``folder`` records a file inside it (read leniently)."""
-        try:
-            raw = json.loads(self.manifest.read_bytes())
-            tokenizer = (raw.get("data") or {}).get("tokenizer") or {}
-            records = raw.get("checkpoints", []) + raw.get("artifacts", [])
-            paths = [tokenizer.get("path")] + [r.get("path") for r in records]
-        except (OSError, ValueError, AttributeError, TypeError):
-            return False
-        return any(isinstance(p, str) and p.startswith(f"{folder.name}/") for p in paths)
-
     def read_marker(self) -> InFlightRun | None:
         """The unfinished run, or None if there is none or its marker cannot be read."""
         try:
-            return InFlightRun.model_validate_json(self.marker.read_bytes())
-        except (OSError, ValidationError):
+            with open_regular(self.marker, "incomplete marker") as handle:  # never blocks on a planted FIFO
+                data = handle.read(1 << 16)
+            return InFlightRun.model_validate_json(data)
+        except (OSError, ValidationError, InputError):
             return None
 
     def write_marker(self, run: InFlightRun) -> None:

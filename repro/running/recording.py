@@ -19,8 +19,8 @@ from repro.errors import UsageError
 from repro.records.checkpoint import CheckpointRecords, SavedCheckpoint, load_records, load_state, save_checkpoint
 from repro.records.manifest import DistributedRecord, EnvironmentRecord, StepRecord, ValidationRecord
 from repro.running import distributed as dist
-from repro.running import faults
-from repro.running.job import DataResult, Job, JobResult, JobTiming
+from repro.running import faults, lifeline
+from repro.running.job import DataResult, Job, JobResult, JobTiming, SpanJob
 from repro.trainer_api import DataSummary
 from repro.trust.data_location import as_verified
 
@@ -51,14 +51,17 @@ class Start:
     step_seconds: list[float] = field(default_factory=list)
 
 
-def load_start(job: Job, checkpoint: str | None = None, sha256: str | None = None) -> Start:
-    """The start checkpoint (the job's unless another is named; hash-checked), or a fresh start."""
-    if checkpoint is None:
-        checkpoint, sha256 = job.start_checkpoint, job.start_checkpoint_sha256
+def load_start(job: Job, span: SpanJob | None = None) -> Start:
+    """The start checkpoint (the job's, or ``span``'s; hash-checked), or a fresh start."""
+    if span is None:
+        checkpoint, sha256, start_records = job.start_checkpoint, job.start_checkpoint_sha256, job.start_records
+    else:
+        checkpoint, sha256, start_records = span.start_checkpoint, span.start_checkpoint_sha256, span.start_records
     if not checkpoint:
         return Start()
     state = load_state(Path(checkpoint), sha256)
-    records = load_records(Path(checkpoint).parent)
+    # An audit's records come from its verified manifest: the unsigned records.json is then not read.
+    records = start_records or load_records(Path(checkpoint).parent)
     if records.world_size != job.settings.world_size:
         raise UsageError(
             f"the checkpoint at step {records.step} was trained by {records.world_size} processes, this run has "
@@ -163,6 +166,7 @@ class RunRecorder:
         moved = update_norm(self._before, tensors) if self._before is not None else None
         self._before = floating_state(tensors)
         tensors = {**tensors, **rng_state_tensors()}
+        lifeline.check_parent()  # a checkpoint is never written once the parent (and its lock) is gone
         records = CheckpointRecords(
             step=step, config_sha256=self.job.config_sha256,
             steps=self.start.steps + self._span_steps, validation=self.start.validation + self._span_validation,
@@ -228,13 +232,14 @@ class RunRecorder:
         )
 
 
-def capture_node(info: dist.RankInfo | None, job: Job, launcher: str) -> tuple[
+def capture_node(info: dist.RankInfo | None, job: Job, launcher: str, data: list[str] | None = None) -> tuple[
         EnvironmentRecord | None, tuple[DistributedRecord, list[str]] | None, float]:
     """This node's environment (one process per node captures it) and, in a data-parallel run,
-    the run's distributed record (collective: every rank calls it); with the seconds it took."""
+    the run's distributed record (collective: every rank calls it; ``data`` is this rank's corpus
+    and token-stream digests, which every rank must share); with the seconds it took."""
     from repro.capture.environment import capture_environment
 
     began = time.perf_counter()
     environment = capture_environment() if info is None or info.local_rank == 0 else None
-    layout = dist.describe(info, job.settings, environment, launcher) if info is not None else None
+    layout = dist.describe(info, job.settings, environment, launcher, data=data) if info is not None else None
     return environment, layout, time.perf_counter() - began

@@ -42,7 +42,7 @@ from repro.records.steptable import FILE_NAME, StepColumns, write_table
 from repro.running.config import ResolvedRun
 from repro.running.determinism import require_device
 from repro.running.job import Job, JobResult
-from repro.running.launcher import EventHandler, launch
+from repro.running.launcher import EventHandler, launch, parse_endpoint
 from repro.running.layout import InFlightRun, RunLayout
 from repro.text import utc_now
 from repro.trust.data_location import portable_source, repository_root
@@ -146,6 +146,7 @@ def execute_run(
     on_event: EventHandler | None = None,
     node_rank: int = 0,
     rdzv_endpoint: str | None = None,
+    rdzv_timeout: int = 600,
 ) -> RunOutcome:
     """Run ``resolved`` and write its signed manifest to ``manifest_path``.
 
@@ -159,6 +160,14 @@ def execute_run(
     check_distributed(resolved)
     if not 0 <= node_rank < resolved.settings.nnodes:
         raise UsageError(f"--node-rank {node_rank} must be from 0 to {resolved.settings.nnodes - 1} (--nnodes)")
+    if resolved.settings.nnodes > 1:  # a bad endpoint is a usage error here, not torchrun's traceback later
+        if not rdzv_endpoint:
+            raise UsageError(
+                f"--nnodes {resolved.settings.nnodes} needs --rdzv-endpoint HOST:PORT (the same on every node)"
+            )
+        parse_endpoint(rdzv_endpoint)
+    if not 1 <= rdzv_timeout <= 86400:
+        raise UsageError(f"--rdzv-timeout {rdzv_timeout} must be from 1 to 86400 seconds")
     manifest_path = Path(manifest_path).resolve()
     if manifest_path.suffix != ".json":
         raise UsageError(f"--out {manifest_path} must name a .json file")
@@ -176,7 +185,8 @@ def execute_run(
         layout.check_owned()
         require_device(resolved.settings.device)
         result, latest, run, code = _train(resolved, layout, resume, code_path, on_event,
-                                           checkpoints=checkpoints, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint)
+                                           checkpoints=checkpoints, node_rank=node_rank, rdzv_endpoint=rdzv_endpoint,
+                                           rdzv_timeout=rdzv_timeout)
         if result.follower:  # another node holds rank 0 and writes the manifest; nothing to record here
             shutil.rmtree(layout.staging, ignore_errors=True)
             layout.marker.unlink(missing_ok=True)
@@ -190,6 +200,7 @@ def execute_run(
 def _train(
     resolved: ResolvedRun, layout: RunLayout, resume: bool, code_path: Path | None,
     on_event: EventHandler | None, *, checkpoints: Path, node_rank: int, rdzv_endpoint: str | None,
+    rdzv_timeout: int = 600,
 ) -> tuple[JobResult, Path | None, InFlightRun, CodeRecord]:
     """Mark the run in flight, prepare its staging folder and train (the caller holds the lock).
 
@@ -223,7 +234,7 @@ def _train(
         scratch.mkdir(parents=True, exist_ok=True)
         start_state = latest / STATE_FILE if latest is not None else None
         job = build_job(resolved, folder, scratch, start_checkpoint=str(start_state) if start_state else None,
-                        node_rank=node_rank, rdzv_endpoint=rdzv_endpoint)
+                        node_rank=node_rank, rdzv_endpoint=rdzv_endpoint, rdzv_timeout=rdzv_timeout)
         result = launch(job, scratch / "job.json", folder / "train.log", on_event)
         shutil.rmtree(scratch, ignore_errors=True)
     except BaseException:

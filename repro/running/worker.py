@@ -27,7 +27,7 @@ from repro.files import atomic
 from repro.records.hashing import sha256_tensor
 from repro.records.manifest import StepRecord
 from repro.running import distributed as dist
-from repro.running import faults
+from repro.running import faults, lifeline
 from repro.running.job import COMMAND_ENTRY, Job, JobResult, SpanJob, WorkerFailure
 from repro.running.recording import Events, RunRecorder, Start, capture_node, load_start
 
@@ -77,7 +77,8 @@ def run_job(job: Job, events: Events) -> JobResult:
     start = _restore(job, trainer, spans[0])
     if info is not None:
         dist.check_same_start(info, start.step)
-    environment, layout, capture_seconds = capture_node(info, job, _LAUNCHER)
+    data = [str(summary.corpus_sha256), str(summary.token_stream_sha256 or "")]
+    environment, layout, capture_seconds = capture_node(info, job, _LAUNCHER, data)
     setup_seconds = time.perf_counter() - t0 - capture_seconds
     recorder = RunRecorder(job, events, info, start)
     for index, span in enumerate(spans):
@@ -98,7 +99,7 @@ def _spans(job: Job, total: int) -> list[SpanJob]:
     """The stretches a job trains: its ``spans``, or the one from its start checkpoint to ``stop_after``."""
     if job.spans is None:
         return [SpanJob(start_checkpoint=job.start_checkpoint, start_checkpoint_sha256=job.start_checkpoint_sha256,
-                        stop=min(job.stop_after or total, total))]
+                        start_records=job.start_records, stop=min(job.stop_after or total, total))]
     if not job.spans:
         raise UsageError("the job lists no stretches to train")
     if any(span.start_checkpoint is None for span in job.spans[1:]):
@@ -134,7 +135,7 @@ def _restore(job: Job, trainer: Any, span: SpanJob) -> Start:
     """Load ``span``'s start checkpoint into the trainer (and the global RNGs), checked."""
     from repro.running.determinism import load_rng_state_tensors
 
-    start = load_start(job, span.start_checkpoint, span.start_checkpoint_sha256)
+    start = load_start(job, span)
     if span.start_checkpoint:
         load_rng_state_tensors(start.state)
         own = {k: v for k, v in start.state.items() if not k.startswith("repro.rng.")}
@@ -149,6 +150,7 @@ def _loop(job: Job, trainer: Any, recorder: RunRecorder, stop: int, total: int) 
     name = job.trainer_name
     ckpt_steps, eval_steps = _cadence(job.settings.checkpoint_every, total), _cadence(job.settings.eval_every, total)
     for step in range(recorder.start.step + 1, stop + 1):
+        lifeline.check_parent()  # nothing more is trained or written once the parent is gone
         t = time.perf_counter()
         out = _call(name, f"train_step({step})", trainer.train_step, step)
         dt = time.perf_counter() - t
@@ -259,6 +261,7 @@ def _failure(exc: ReproError) -> WorkerFailure:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the child: run the job file, write the result, exit 0 (or 1 on failure)."""
     args = sys.argv[1:] if argv is None else argv
+    lifeline.tie_to_parent()
     job = Job.model_validate_json(Path(args[0]).read_text(encoding="utf-8"))
     distributed = dist.launched_distributed()
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))

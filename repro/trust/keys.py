@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from repro.errors import InputError, ReproError, SigningKeyError
 from repro.files import atomic
+from repro.files.confine import open_regular
 from repro.records.canonical import decode_base64
 
 KEY_ENV_VAR = "REPRO_SIGNING_KEY"
@@ -109,7 +110,10 @@ def load_key(path: Path) -> SigningKey:
             f"run `chmod 600 {path}`"
         )
     try:
-        data = path.read_bytes()
+        with open_regular(path, "signing key") as handle:
+            data = handle.read(1 << 16)
+    except InputError as exc:  # a FIFO, device or folder: refused, never waited on
+        raise SigningKeyError(str(exc)) from exc
     except OSError as exc:
         raise SigningKeyError(f"cannot read signing key {path}: {exc.strerror}") from exc
     try:
@@ -217,11 +221,12 @@ def parse_public_key(text: str, where: str) -> bytes:
         elif len(fields) == 1:
             encoded = fields[0]
         else:
-            raise InputError(f"{where}: expected 'ed25519 <base64 key> [comment]', found {fields[0][:20]!r} first")
+            # The line is not quoted: --trusted-keys may name a file that is not a trust list (a secret).
+            raise InputError(f"{where}: not a trust-list line; expected 'ed25519 <base64 key> [comment]'")
         try:
             raw = decode_base64(encoded)
         except ValueError as exc:
-            raise InputError(f"{where}: {encoded[:20]!r} is {exc}") from exc
+            raise InputError(f"{where}: the key is not valid base64 ({exc})") from exc
     if problem := public_key_problem(raw):
         raise InputError(f"{where}: {problem}; remove or replace this key")
     return raw
@@ -248,6 +253,10 @@ def _entries(text: str, path: Path) -> list[tuple[str, str]]:
     return entries
 
 
+MAX_TRUST_LIST_BYTES = 1 << 20
+"""Largest trust list read (thousands of keys)."""
+
+
 def load_trusted_keys(path: Path) -> dict[str, bytes]:
     """Read a trust list: one public key per line (``#`` comments) and/or PEM public-key blocks.
 
@@ -258,7 +267,11 @@ def load_trusted_keys(path: Path) -> dict[str, bytes]:
     if str(path) in ("", ".") or path.is_dir():
         raise InputError(f"trust list {path} is a folder; name the trust-list file")
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path, "trust list") as handle:  # a FIFO or device is refused, never waited on
+            data = handle.read(MAX_TRUST_LIST_BYTES + 1)
+        if len(data) > MAX_TRUST_LIST_BYTES:
+            raise InputError(f"trust list {path} is larger than {MAX_TRUST_LIST_BYTES} bytes; name the trust-list file")
+        text = data.decode("utf-8")
     except FileNotFoundError as exc:
         raise InputError(f"trust list {path} does not exist; check --trusted-keys") from exc
     except (OSError, UnicodeDecodeError) as exc:

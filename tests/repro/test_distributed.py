@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -87,15 +88,25 @@ def test_bad_node_rank_and_missing_endpoint(tmp_path: Path, capsys) -> None:
         distributed_command(job, Path("job.json"))
 
 
+@pytest.mark.parametrize("endpoint", ["localhost", "host:port", ":29400", "127.0.0.1:0", "127.0.0.1:70000",
+                                      "a b:1", "[zz]:1", "no-such-host.invalid:29400"])
+def test_a_malformed_endpoint_is_a_usage_error_before_launch(endpoint: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r.json"
+    assert main(["run", *TWO, "--nnodes", "2", "--rdzv-endpoint", endpoint, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--rdzv-endpoint" in err and "Traceback" not in err
+    assert not out.exists() and not run_folder(out).exists() and not out.with_name("r.json.incomplete").exists()
+
+
 def test_launch_command_is_torchrun() -> None:
     resolved = resolve_run("smoke", settings_overrides={"nproc": 2, "nnodes": 2})
     job = Job(trainer_name="gpt", trainer_entry="x:Y", settings=resolved.settings, config={},
               config_sha256="ab" * 32, artifact_dir="a", cache_dir="c", checkpoint_root="k", result_path="r",
               node_rank=1, rdzv_endpoint="10.0.0.1:29400")
     command = distributed_command(job, Path("job.json"))
-    assert command[1:3] == ["-m", "torch.distributed.run"]
-    assert {"--nproc-per-node=2", "--nnodes=2", "--max-restarts=0", "--rdzv-backend=c10d",
-            "--rdzv-endpoint=10.0.0.1:29400", "--rdzv-conf=is_host=0"} <= set(command)
+    assert command[1:3] == ["-m", "repro.running.agent"]  # torch.distributed.run with repro's rendezvous
+    assert {"--nproc-per-node=2", "--nnodes=2", "--max-restarts=0", "--rdzv-backend=repro-c10d",
+            "--rdzv-endpoint=10.0.0.1:29400", "--rdzv-conf=is_host=0,join_timeout=600"} <= set(command)
     assert command[-3:] == ["-m", "repro.running.worker", "job.json"]
 
 
@@ -127,9 +138,15 @@ def _finish(proc: subprocess.Popen[str], timeout: int = 400) -> tuple[int, str]:
 
 
 @pytest.mark.slow
-def test_two_process_runs_are_bit_identical_and_the_seed_matters(two_process_run: Path, tmp_path: Path) -> None:
+def test_two_process_runs_are_bit_identical_and_the_seed_matters(two_process_run: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     again = tmp_path / "again.json"
+    temporary = tmp_path / "tmp"  # what the agent would inherit as its temporary folder
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.setattr(tempfile, "tempdir", None)
     assert main(["run", *TWO, "--out", str(again)]) == 0
+    assert not list(temporary.glob("torchelastic_*"))  # it went to the job's own folder, removed with it
     assert_same_run(again, two_process_run)  # losses, fingerprints, every checkpoint tensor, bit for bit
     m = load_manifest(two_process_run).manifest
     assert m.distributed is not None and m.distributed.world_size == 2 and m.distributed.backend == "gloo"

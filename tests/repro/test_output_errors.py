@@ -105,6 +105,7 @@ def test_an_os_error_in_the_training_child_is_one_line(
     incomplete_marker(out).write_text(f'{{"started_at": "2026-01-01T00:00:00+00:00", "config_sha256": "{config}"}}')
     staging = tmp_path / "run.incomplete"
     staging.mkdir()
+    (staging / ".repro-run").write_text("a repro run folder\n")  # repro's own (unmarked ones are refused)
     (staging / "checkpoints").write_text("in the way")
     assert main(["run", "smoke", "--out", str(out), "--resume"]) == 2
     line = _one_error_line(capsys.readouterr().err)

@@ -68,15 +68,36 @@ def test_a_file_or_a_link_in_the_way_is_refused(tmp_path: Path, capsys: pytest.C
     assert (elsewhere / RUN_FOLDER_MARKER).exists() and (tmp_path / "run").is_symlink()
 
 
-def test_a_run_folder_is_marked_and_runs_from_before_the_marker_still_count(smoke_copy: Path) -> None:
+def test_a_run_folder_is_marked_and_only_the_marker_counts(smoke_copy: Path) -> None:
     layout = RunLayout(smoke_copy)
     assert (run_folder(smoke_copy) / RUN_FOLDER_MARKER).is_file()
     layout.check_owned()
     (run_folder(smoke_copy) / RUN_FOLDER_MARKER).unlink()
-    layout.check_owned()  # the manifest beside it names files inside it: a run made before the marker
-    smoke_copy.unlink()
+    # The manifest beside it names files inside it, but that can be planted: no marker, not repro's.
     with pytest.raises(UsageError, match="is in the way"):
         layout.check_owned()
+    (run_folder(smoke_copy) / RUN_FOLDER_MARKER).symlink_to(smoke_copy)  # a link is not the marker
+    with pytest.raises(UsageError, match="is in the way"):
+        layout.check_owned()
+
+
+@pytest.mark.parametrize("planted", ["incomplete marker", "manifest naming it", "both"])
+def test_a_planted_marker_never_makes_repro_delete_the_users_folder(planted: str, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """X/data.json.incomplete (left over or planted) beside the user's X/data/: never removed."""
+    x = tmp_path / "X"
+    data = x / "data"
+    data.mkdir(parents=True)
+    (data / "precious.txt").write_text("the user's data\n")
+    if planted in ("incomplete marker", "both"):
+        (x / "data.json.incomplete").write_text('{"started_at": "2026-01-01T00:00:00Z", "config_sha256": "00"}\n')
+    if planted in ("manifest naming it", "both"):
+        (x / "data.json").write_text('{"checkpoints": [{"path": "data/precious.txt"}], "artifacts": []}')
+    for extra in ([], ["--resume"]):
+        assert main(["run", "smoke", "--out", str(x / "data.json"), *extra]) == 2
+        assert (data / "precious.txt").read_text() == "the user's data\n"
+    err = capsys.readouterr().err
+    assert "is in the way" in err and "left alone" in err
 
 
 def _popen(args: list[str], cwd: Path) -> subprocess.Popen:

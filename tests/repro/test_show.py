@@ -7,6 +7,7 @@ is the first thing on the first screen, and a manifest's hostile strings stay te
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from repro.cli import main
 from repro.records.manifest_file import load_manifest
-from repro.trust.keys import default_key_path, load_key
+from repro.trust.keys import default_key_path, load_key, public_key_path
 from repro.trust.signing import sign_body
 from tests.browser import assert_verdict_first, render
 
@@ -84,13 +85,26 @@ def test_an_untrusted_signer_exits_3(smoke_run: Path, tmp_path: Path) -> None:
 
 def test_show_html_renders_in_chromium_with_the_verdict_first(smoke_run: Path, tmp_path: Path) -> None:
     page = tmp_path / "show.html"
-    assert main(["show", str(smoke_run), "--html", str(page)]) == 0
+    trusted = public_key_path(default_key_path())
+    assert main(["show", str(smoke_run), "--trusted-keys", str(trusted), "--html", str(page)]) == 0
     html = page.read_text()
     assert "http://" not in html and "https://" not in html  # nothing to fetch: it opens offline
     rendered = render(page, tmp_path / "show.png")
     assert_verdict_first(rendered, "VERIFIED", "good")
     assert rendered.dom.count("<svg") >= 3  # loss, learning rate, gradient norm
     assert "final training loss" in rendered.dom and "Checkpoints and artifacts" in rendered.dom
+
+
+def test_show_html_is_green_only_for_a_trusted_key(smoke_run: Path, tmp_path: Path) -> None:
+    page = tmp_path / "untrusted.html"
+    assert main(["show", str(smoke_run), "--html", str(page)]) == 0  # valid, but no trust list
+    banner = re.search(r'<section class="banner (\w+)" id="verdict">\s*<p class="headline">([^<]*)</p>',
+                       page.read_text())
+    assert banner is not None and banner.groups() == ("warn", "SIGNED BY AN UNCHECKED KEY")
+    trusted = public_key_path(default_key_path())
+    assert main(["show", str(smoke_run), "--trusted-keys", str(trusted), "--html", str(page)]) == 0
+    banner = re.search(r'<section class="banner (\w+)" id="verdict">', page.read_text())
+    assert banner is not None and banner.group(1) == "good"
 
 
 def test_show_html_of_a_tampered_manifest_says_integrity_failure(smoke_copy: Path, tmp_path: Path) -> None:

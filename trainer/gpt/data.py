@@ -27,6 +27,7 @@ import numpy as np
 
 from repro.errors import DataConfigMismatchError, InputError
 from repro.files import atomic
+from repro.files.confine import open_regular
 from repro.files.paths import private_folder
 from repro.records.hashing import sha256_bytes, sha256_concat
 from repro.records.manifest import DataSource, FileDigest
@@ -77,7 +78,8 @@ def builtin_root() -> tuple[Path, str]:
 
 def _read(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        with open_regular(path, "corpus file") as handle:  # a FIFO or device: refused, never waited on
+            return handle.read()
     except OSError as exc:
         raise InputError(f"cannot read corpus file {path}: {exc.strerror}; check its permissions") from exc
 
