@@ -96,12 +96,20 @@ def test_a_module_class_trainer_on_pythonpath_runs_and_audits_bitwise(plugin_pat
     code, report = _audit(out, tmp_path / "report.json")
     assert code == 0 and report["verdict"] == "bitwise" and report["steps_compared"] == 8
     # --vary chooses and allows the trainer exactly as the audit does (it ignored the signer's trust
-    # and --trainer): the own key's manifest runs; a stranger's only with --trainer.
-    code, report = _audit(out, tmp_path / "vary.json", "--vary", "hashseed", "--steps", "4")
-    assert code == 0 and report["kind"] == "repro.vary-report" and report["control"]["status"] == "bitwise"
+    # and --trainer): a stranger's manifest naming a module is refused before anything runs.
     resign(out, lambda raw: None, tmp_path / "stranger.pem")
     code, report = _audit(out, tmp_path / "vary.json", "--vary", "hashseed", "--steps", "4")
     assert code == 4 and report["outcome"] == "could_not_check" and "--allow-imports" in report["message"]
+
+
+@pytest.mark.slow  # two --vary reruns of a module-named trainer
+def test_vary_runs_a_module_named_trainer_when_the_audit_would(plugin_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mlp.json"
+    assert main(["run", "--trainer", "tinymlp:TinyMLPTrainer", "--steps", "8", "--set", "checkpoint_every=4",
+                 "--out", str(out)]) == 0
+    code, report = _audit(out, tmp_path / "vary.json", "--vary", "hashseed", "--steps", "4")  # the own key
+    assert code == 0 and report["kind"] == "repro.vary-report" and report["control"]["status"] == "bitwise"
+    resign(out, lambda raw: None, tmp_path / "stranger.pem")
     code, report = _audit(out, tmp_path / "vary.json", "--vary", "hashseed", "--steps", "4",
                           "--trainer", "tinymlp:TinyMLPTrainer")
     assert code == 0 and report["control"]["status"] == "bitwise"

@@ -89,6 +89,7 @@ def assert_refused_as_incomplete(out: Path, capsys: pytest.CaptureFixture, why: 
     assert why in err and "--resume" in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # 27 s: four kills in one run; one kill and --resume are in the default set
 def test_killed_repeatedly_then_resumed_is_bit_identical(
     smoke_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture, request: pytest.FixtureRequest
 ) -> None:
