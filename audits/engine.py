@@ -28,6 +28,7 @@ from repro.capture.git import capture_code
 from repro.errors import UsageError
 from repro.records.manifest import CodeRecord, RunIdentity, RunManifest
 from repro.records.manifest_file import LoadedManifest, incomplete_marker, replaced_folder, run_folder
+from repro.running.command import is_command
 from repro.running.config import ResolvedRun
 from repro.running.launcher import EventHandler
 from repro.text import utc_now
@@ -99,12 +100,13 @@ def _budgeted(m: RunManifest, resolved: ResolvedRun, options: AuditOptions) -> _
 
 def _replay(plan: _Plan, m: RunManifest, loaded: LoadedManifest, work: Path,
             on_event: EventHandler | None) -> list[rerun.Rerun]:
-    """Replay the plan's segments: a single-process spot-check in ONE training process, anything
-    else one training process per segment."""
+    """Replay the plan's segments: a single-process spot-check of a plugin run in ONE training
+    process; anything else (a data-parallel run, a recorded command, whose script owns its loop
+    and starts once per process) one training process per segment."""
     if plan.mode == "spot-check":
         for index, segment in enumerate(plan.segments, 1):
             _notify(on_event, f"segment {index}/{len(plan.segments)}: steps {segment.start + 1}-{segment.end}")
-    if plan.mode == "spot-check" and plan.resolved.settings.world_size == 1:
+    if plan.mode == "spot-check" and plan.resolved.settings.world_size == 1 and not is_command(m.run.trainer):
         spans = [(spotcheck.start_checkpoint(m, s), s.end) for s in plan.segments]
         return [rerun.rerun_segments(plan.resolved, loaded, work / "segments", spans, on_event=on_event)]
     runs = []

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from repro.capture.environment import cpu_model
+
 
 def _record(preset: str, steps: int, every: int, folder: Path) -> tuple[Path, float]:
     from repro.running.config import resolve_run
@@ -55,14 +57,6 @@ def _audit(manifest: Path, folder: Path, name: str, *extra: str) -> tuple[float,
     return wall, json.loads(report.read_text(encoding="utf-8"))
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     results: dict = {
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__},
         "preset": args.preset, "steps": args.steps, "checkpoint_every": args.every,
     }

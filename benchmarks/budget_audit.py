@@ -38,6 +38,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from repro.capture.environment import cpu_model
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.audits.forgery: the re-signing helpers
 
 
@@ -81,14 +83,6 @@ def _smallest_budget(manifest: Path) -> str:
     return f"{math.ceil(100 * cost.total([costliest]) / m.timing.wall_seconds)}%"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _forge(manifest: Path, folder: Path, first: int, last: int) -> Path:
@@ -235,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     results: dict[str, Any] = {
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "load_average_before": os.getloadavg()},
         "preset": args.preset, "checkpoint_every": args.every, "budget": args.budget,
     }

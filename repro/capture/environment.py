@@ -65,6 +65,11 @@ def _cpuinfo() -> tuple[str | None, list[str]]:
     return model, flags
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what the platform says: for benchmarks' records."""
+    return _cpuinfo()[0] or platform.processor() or platform.machine()
+
+
 def installed_distributions() -> dict[str, str]:
     """Every installed distribution, name (normalised, lower case) -> version."""
     found: dict[str, str] = {}
